@@ -1,0 +1,172 @@
+"""Composition root: ``build(settings) -> App`` wires the store, encoders, indexes and services.
+
+Models and indexes load lazily so that commands which need neither (tokens, quarantine) start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tastegraph.models.base import Encoders
+from tastegraph.settings import Settings
+from tastegraph.store import SQLStore, open_store
+
+__all__ = ["App", "build"]
+
+PROJECTION_KEY = "image_projection"
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: SQLStore
+    _encoders: Encoders | None = None
+    _indexes: Any = None
+    _search: Any = None
+    _label_names: list[str] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # --------------------------------------------------------------- models
+    @property
+    def encoders(self) -> Encoders:
+        with self._lock:
+            if self._encoders is None:
+                from tastegraph.models import make_encoders
+
+                self._encoders = make_encoders(self.settings)
+                self._label_names = list(self._encoders.image.label_names)
+            return self._encoders
+
+    @property
+    def preprocess(self) -> Callable[[Any], NDArray[np.uint8]]:
+        """A picklable image -> model-input function (decode workers use it)."""
+        from tastegraph.models.image import preprocess_image
+
+        return functools.partial(preprocess_image, size=self.encoders.image.input_size)
+
+    def top_labels(self, probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
+        from tastegraph.models.image import top_labels
+
+        names = self._label_names or list(self.encoders.image.label_names)
+        # Only confident labels become tags: a 3% guess is noise in search and filters.
+        return [top_labels(p, names, k=k, min_prob=0.15) for p in probs]
+
+    # --------------------------------------------------------------- indexes
+    @property
+    def indexes(self) -> Any:
+        with self._lock:
+            if self._indexes is None:
+                from tastegraph.index.spaces import SpaceIndexes
+
+                enc = self.encoders
+                self._indexes = SpaceIndexes(
+                    self.settings.data_dir / "indexes" / self.settings.index_kind,
+                    self.settings.index_kind,
+                    self.store,
+                    {
+                        "image": (enc.image.model_id, enc.image.dim),
+                        "text": (enc.text.model_id, enc.text.dim),
+                        "conse": (enc.bridge.model_id, enc.bridge.dim),
+                    },
+                    self.settings.digest("index_kind"),
+                )
+                self._indexes.set_projection(self._load_projection())
+            return self._indexes
+
+    def _load_projection(self) -> Any:
+        from tastegraph.models.whiten import PCAWhitener
+
+        rec = self.store.get_kv(PROJECTION_KEY)
+        if not rec:
+            return None
+        try:
+            return PCAWhitener.load(
+                self.settings.data_dir / rec["path"],
+                model_id=self.encoders.image.model_id,
+                dim=self.settings.image_dim,
+            )
+        except Exception:
+            # A stale projection (other model or dim) is derived data: drop it, refit later.
+            return None
+
+    def fit_projection(self, force: bool = False) -> bool:
+        """Fit the PCA-whitening of image vectors on the catalog once it is large enough."""
+        from tastegraph.models.whiten import PCAWhitener
+
+        idx = self.indexes
+        if idx.projection is not None and not force:
+            return False
+        n = self.store.count_pins()
+        dim = self.settings.image_dim
+        if n < max(self.settings.whiten_min_pins, dim + 1):
+            return False
+        _, mat, _ = self.store.get_vectors("image")
+        model_id = self.encoders.image.model_id
+        w = PCAWhitener(dim=dim, model_id=model_id).fit(mat)
+        rel = Path("models") / f"whitener-{w.digest_}.npz"
+        w.save(self.settings.data_dir / rel)
+        self.store.set_kv(PROJECTION_KEY, {"path": str(rel), "digest": w.digest_, "n": n})
+        idx.set_projection(w)
+        return True
+
+    def expand_query(
+        self, query: NDArray[np.float32], scores: NDArray[np.float32], ids: NDArray[np.int64]
+    ) -> NDArray[np.float32] | None:
+        k = self.settings.query_expansion
+        if k <= 0:
+            return None
+        from tastegraph.models.whiten import expand_queries
+
+        top = [int(i) for i in ids[0][:k] if i >= 0]
+        if not top:
+            return None
+        nv = self.indexes.get("image").get(np.array(top, np.int64))
+        return expand_queries(query, nv[None], scores[:, : len(top)], k=k)
+
+    # --------------------------------------------------------------- services
+    @property
+    def search(self) -> Any:
+        with self._lock:
+            if self._search is None:
+                from tastegraph.search.service import SearchService
+
+                self._search = SearchService(self)
+            return self._search
+
+    def after_ingest(self, new_ids: list[int]) -> None:
+        """Keep derived state in step after pins were added: duplicates, whitening, indexes."""
+        from tastegraph.catalog.duplicates import group_near_duplicates
+
+        ids, hashes = self.store.phashes()
+        existing = {p: g for g, members in self.store.dup_groups().items() for p in members}
+        groups = group_near_duplicates(
+            ids,
+            hashes,
+            np.array(new_ids, np.int64),
+            max_distance=self.settings.dup_max_distance,
+            existing=existing,
+        )
+        changed = {p: g for p, g in groups.items() if existing.get(p) != g}
+        if changed:
+            self.store.set_dup_groups(changed)
+        self.fit_projection()
+        self.indexes.sync(save=True)
+
+    def close(self) -> None:
+        if self._indexes is not None:
+            self._indexes.save()
+        self.store.close()
+
+
+def build(settings: Settings) -> App:
+    """Open the data dir described by ``settings`` (creating it on first use)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return App(settings=settings, store=open_store(settings.resolved_store_url))

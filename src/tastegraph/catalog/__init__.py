@@ -1,0 +1,1 @@
+"""Catalog: turning image files, folders, manifests and URLs into pins."""

@@ -1,0 +1,780 @@
+"""Decoding untrusted image bytes safely, with every outcome defined.
+
+Every failure is an :class:`~tastegraph.errors.ImageRejected` whose ``reason`` is one of
+:data:`REJECT_REASONS`; everything else comes back as a :class:`DecodedImage` holding an 8-bit RGB
+``PIL.Image`` (EXIF orientation applied, alpha composited on white, first frame of animations).
+
+Nothing here changes Pillow's global state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``,
+warning filters), so decoding is safe from several threads at once.
+
+Example
+-------
+>>> limits = ImageLimits(max_bytes=40 << 20, max_pixels=60_000_000)   # doctest: +SKIP
+>>> data = read_source_bytes("shoe.jpg", limits, timeout=10.0, allow_url=False)  # doctest: +SKIP
+>>> dec = decode_image(data, limits, draft_to=256)                     # doctest: +SKIP
+>>> thumb = make_thumbnail(dec.image, 256)                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import math
+import re
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import imagehash
+import numpy as np
+from PIL import Image, UnidentifiedImageError, features
+
+from tastegraph.errors import ImageRejected, InvalidInput
+
+if TYPE_CHECKING:
+    from tastegraph.settings import Settings
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MIN_CROP_SIDE",
+    "REJECT_REASONS",
+    "DecodedImage",
+    "ImageLimits",
+    "content_hash",
+    "crop",
+    "decode_image",
+    "hamming",
+    "make_thumbnail",
+    "perceptual_hash",
+    "read_source_bytes",
+]
+
+# The fixed set of ``ImageRejected.reason`` codes this module raises.
+REJECT_REASONS = (
+    "too_large_bytes",
+    "too_many_pixels",
+    "decompression_bomb",
+    "truncated",
+    "not_an_image",
+    "unsupported_format",
+    "corrupt",
+    "unreadable_file",
+    "unreadable_url",
+    "unsupported_url",
+    "url_fetch_disabled",
+)
+
+# Pillow plugin names we decode. Multi-picture JPEGs from phones open through the JPEG plugin as
+# "MPO" and are reported as "JPEG". AVIF only where this Pillow build has the codec.
+_OPEN_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (
+    ("AVIF",) if features.check("avif") else ()
+)
+ACCEPTED_FORMATS: tuple[str, ...] = _OPEN_FORMATS
+
+MIN_CROP_SIDE = 16  # in original pixels: smaller crops carry too little to search with
+
+# A header declaring more pixels per byte of file than this cannot be a real picture of that size
+# (deflate tops out near 1032:1 and a real photo needs far more than a bit per pixel): it is
+# classed as a decompression bomb rather than an honest, merely too large, image.
+_BOMB_PIXELS_PER_BYTE = 1000
+
+_MAX_REDIRECTS = 5
+
+_FIX_LIMITS_HINT = "or raise the limit with the TASTEGRAPH_{name} setting"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an accepted image may be: its size in bytes and in pixels (width x height)."""
+
+    max_bytes: int
+    max_pixels: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        """The limits configured in ``settings``."""
+        return cls(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+
+
+@dataclass
+class DecodedImage:
+    """An accepted image: 8-bit RGB pixels plus what was learnt about the original file."""
+
+    image: Image.Image  # mode "RGB", EXIF orientation applied, possibly reduced by draft mode
+    width: int  # original width, after EXIF rotation
+    height: int  # original height, after EXIF rotation
+    format: str  # "JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF" (or "AVIF")
+    frames: int  # frames in the file; only the first is decoded
+    scale: float  # decoded size / original size; < 1 when JPEG draft mode reduced it
+
+
+# ---------------------------------------------------------------------------------------------
+# Rejections
+
+
+def _reject(reason: str, message: str, hint: str, source: str, **details: object) -> ImageRejected:
+    if source:
+        details["source"] = source
+    return ImageRejected(reason, message, hint=hint, **details)
+
+
+def _too_large_bytes(size: int, limit: int, source: str, *, cut: bool = False) -> ImageRejected:
+    # cut: the download was stopped at the limit, so the true size is unknown.
+    size_text = f"more than {limit:,}" if cut else f"{size:,}"
+    return _reject(
+        "too_large_bytes",
+        f"The image is {size_text} bytes; the limit is {limit:,} bytes.",
+        "Re-export it smaller (a JPEG or WebP of at most a few thousand pixels a side), "
+        + _FIX_LIMITS_HINT.format(name="MAX_IMAGE_BYTES")
+        + ".",
+        source,
+        size=size,
+        limit=limit,
+    )
+
+
+def _too_many_pixels(
+    pixels: int, dims: str, n_bytes: int, limits: ImageLimits, source: str
+) -> ImageRejected:
+    """``dims`` is "WxH" when the header was read, "" when only Pillow's pixel count is known."""
+    size_text = f"{dims} = {pixels:,}" if dims else f"{pixels:,}"
+    if pixels > _BOMB_PIXELS_PER_BYTE * max(n_bytes, 1):
+        return _reject(
+            "decompression_bomb",
+            f"The file declares {size_text} pixels in only {n_bytes:,} bytes, which no real "
+            "picture can; it looks crafted to exhaust memory and was not decoded.",
+            "If the file is genuine, re-export it from the original at a normal size.",
+            source,
+            pixels=pixels,
+        )
+    return _reject(
+        "too_many_pixels",
+        f"The image is {size_text} pixels; the limit is {limits.max_pixels:,} pixels.",
+        "Downscale it, " + _FIX_LIMITS_HINT.format(name="MAX_IMAGE_PIXELS") + ".",
+        source,
+        pixels=pixels,
+        limit=limits.max_pixels,
+    )
+
+
+def _bomb(detail: str, source: str) -> ImageRejected:
+    return _reject(
+        "decompression_bomb",
+        f"The file expands to far more data than it holds ({detail}); it was not decoded.",
+        "If the file is genuine, re-export it without oversized embedded metadata.",
+        source,
+    )
+
+
+def _truncated(fmt: str, source: str) -> ImageRejected:
+    what = f"{fmt} file" if fmt else "file"
+    return _reject(
+        "truncated",
+        f"The {what} is cut short: its image data ends before the picture is complete.",
+        "Download or copy the file again; an interrupted transfer usually causes this.",
+        source,
+    )
+
+
+def _corrupt(fmt: str, detail: str, source: str) -> ImageRejected:
+    what = f"{fmt} data" if fmt else "image data"
+    return _reject(
+        "corrupt",
+        f"The {what} is damaged and cannot be decoded ({detail}).",
+        "Open and re-save the image in an image editor, or use another copy of it.",
+        source,
+    )
+
+
+def _unsupported(fmt: str, source: str) -> ImageRejected:
+    return _reject(
+        "unsupported_format",
+        f"{fmt} files are not supported; accepted formats are {', '.join(ACCEPTED_FORMATS)}.",
+        "Convert it to JPEG, PNG or WebP first.",
+        source,
+        format=fmt,
+    )
+
+
+def _not_an_image(data: bytes, source: str) -> ImageRejected:
+    if not data:
+        what = "The file is empty (0 bytes)"
+    elif _looks_like_html(data):
+        what = "This is an HTML web page, not an image"
+    elif _looks_like_text(data):
+        what = "This is a text file, not an image"
+    else:
+        what = "The data is not in any image format we recognise"
+    return _reject(
+        "not_an_image",
+        f"{what}.",
+        "Point at the image file itself (for a URL, the image address, not the page showing it).",
+        source,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sniffing, for failures Pillow only reports as "cannot identify image file"
+
+_ACCEPTED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+)
+
+_OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "PDF"),
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x02\x00", "CUR"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"qoif", "QOI"),
+    (b"DDS ", "DDS"),
+    (b"icns", "ICNS"),
+    (b"gimp xcf", "XCF"),
+)
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def _accepted_magic(data: bytes) -> str:
+    for magic, fmt in _ACCEPTED_MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis") and "AVIF" in ACCEPTED_FORMATS:
+        return "AVIF"
+    return ""
+
+
+def _other_format(data: bytes) -> str:
+    for magic, fmt in _OTHER_MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in _HEIF_BRANDS:
+            return "HEIC/HEIF"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "SVG"
+    return _pillow_other_format(data)
+
+
+def _pillow_other_format(data: bytes) -> str:
+    """The name of a format Pillow can identify by its magic number but that we do not accept."""
+    Image.init()
+    # Plugins without a magic-number check (TGA, ...) would "identify" random bytes; skip them.
+    ours = (*_OPEN_FORMATS, "MPO")
+    others = [f for f, (_, accept) in Image.OPEN.items() if accept and f not in ours]
+    try:
+        with Image.open(io.BytesIO(data), formats=others) as im:
+            return str(im.format or "")
+    except Exception:  # anything it cannot parse is simply "not identified"
+        return ""
+
+
+def _looks_like_html(data: bytes) -> bool:
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (
+        head.startswith(b"<") and b"<html" in head
+    )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:4096]
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the 4096-byte boundary is still text.
+        return exc.start >= len(head) - 3
+    return True
+
+
+def _is_cut_short(data: bytes, fmt: str) -> bool:
+    """Whether a file of a format we accept lacks its end marker, i.e. was cut short."""
+    if fmt == "JPEG":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "PNG":
+        return b"IEND" not in data[-64:]
+    if fmt == "GIF":
+        return not data.rstrip(b"\x00").endswith(b";")
+    if fmt == "WEBP" and len(data) >= 8:
+        # RIFF header: the chunk size counts every byte after the first 8.
+        return len(data) < 8 + int.from_bytes(data[4:8], "little")
+    return False
+
+
+_BOMB_MESSAGE = re.compile(r"\((\d+) pixels\)")
+
+
+def _classify_failure(
+    exc: BaseException, data: bytes, fmt: str, limits: ImageLimits, source: str
+) -> ImageRejected:
+    """Turn whatever Pillow raised while opening or decoding into a defined rejection."""
+    fmt = fmt or _accepted_magic(data)
+    text = str(exc)
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        # Pillow's own guard fired before ours could look at the header (it runs inside open).
+        found = _BOMB_MESSAGE.search(text)
+        pixels = int(found.group(1)) if found else limits.max_pixels + 1
+        return _too_many_pixels(pixels, "", len(data), limits, source)
+    if isinstance(exc, MemoryError):
+        return _bomb("decoding needed more memory than is available", source)
+    if isinstance(exc, ValueError) and (
+        "too large" in text.lower() or "too much memory" in text.lower()
+    ):
+        return _bomb(text, source)
+    if "truncat" in text.lower() or (fmt and _is_cut_short(data, fmt)):
+        return _truncated(fmt, source)
+    if isinstance(exc, UnidentifiedImageError):
+        if fmt:
+            return _corrupt(fmt, "its header is not valid", source)
+        other = _other_format(data)
+        if other:
+            return _unsupported(other, source)
+        return _not_an_image(data, source)
+    return _corrupt(fmt, text or type(exc).__name__, source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_image(
+    data: bytes, limits: ImageLimits, *, draft_to: int | None = None, source: str = ""
+) -> DecodedImage:
+    """Decode untrusted image bytes to 8-bit RGB, or raise ``ImageRejected`` saying why not.
+
+    Parameters
+    ----------
+    data
+        The whole file.
+    limits
+        Largest accepted size in bytes and in pixels; the pixel count is read from the header
+        and checked before any pixel data is decoded.
+    draft_to
+        For JPEG, let the decoder scale down by 1/2, 1/4 or 1/8 (DCT scaling, about twice as
+        fast and far less memory) while keeping the shorter side at least ``draft_to`` pixels.
+        Other formats are always decoded at full size.
+    source
+        Where the bytes came from; recorded in the error details only.
+
+    Returns
+    -------
+    DecodedImage
+        ``image`` is RGB with EXIF orientation applied; ``width``/``height`` are the original
+        dimensions (after rotation) and ``scale`` the decoded/original size ratio.
+    """
+    if draft_to is not None and draft_to < 1:
+        raise InvalidInput(f"draft_to must be a positive number of pixels, not {draft_to}.")
+    if len(data) > limits.max_bytes:
+        raise _too_large_bytes(len(data), limits.max_bytes, source)
+    if not data:
+        raise _not_an_image(data, source)
+
+    fmt = ""
+    try:
+        im = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+        fmt = "JPEG" if im.format == "MPO" else str(im.format)
+        # Image.open only parsed the header: check the declared size before decoding anything.
+        width, height = im.size
+        if width * height > limits.max_pixels:
+            raise _too_many_pixels(width * height, f"{width}x{height}", len(data), limits, source)
+        frames = _count_frames(im)
+        if draft_to is not None and fmt == "JPEG":
+            im.draft(im.mode, (draft_to, draft_to))
+        im.load()
+        rgb = _to_rgb(im)
+    except ImageRejected:
+        raise
+    except Exception as exc:  # any decoder failure becomes a defined rejection
+        raise _classify_failure(exc, data, fmt, limits, source) from exc
+
+    orientation = _orientation(im)
+    rgb = _apply_orientation(rgb, orientation)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return DecodedImage(
+        image=rgb,
+        width=width,
+        height=height,
+        format=fmt,
+        frames=frames,
+        scale=rgb.width / width,
+    )
+
+
+def _count_frames(im: Image.Image) -> int:
+    """Frames in the file; read from headers before decoding, so the first frame stays current."""
+    try:
+        return max(1, int(getattr(im, "n_frames", 1)))
+    except Exception:  # a damaged later frame does not spoil the first one
+        return 1
+    finally:
+        if im.tell() != 0:
+            im.seek(0)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any decoded mode -> 8-bit RGB, scaling deep pixels and compositing alpha on white."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I") or mode == "F":
+        return _deep_to_rgb(im)
+    has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
+    # CMYK (Pillow already undoes Adobe's inverted CMYK JPEGs), YCbCr, 1, L, P, LAB, HSV.
+    return im.convert("RGB")
+
+
+def _deep_to_rgb(im: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grey -> 8-bit RGB.
+
+    Pillow's own ``convert`` clips these at 255, turning a 16-bit picture white. 16-bit data
+    (every value in 0..65535) is scaled by 255/65535; other integer or float ranges are
+    stretched from their minimum to their maximum, floats already in 0..1 are scaled by 255.
+    """
+    arr = np.asarray(im)
+    if arr.ndim == 3:  # multi-channel deep modes: keep the first channel
+        arr = arr[..., 0]
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if im.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        out = np.asarray(arr, np.float64) * 255.0
+    elif im.mode != "F" and lo >= 0 and hi <= 65535:
+        out = np.asarray(arr, np.float64) * (255.0 / 65535.0)
+    elif hi > lo:
+        out = (np.asarray(arr, np.float64) - lo) * (255.0 / (hi - lo))
+    else:
+        out = np.zeros(arr.shape, np.float64)
+    grey = np.clip(np.rint(np.nan_to_num(out)), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # damaged EXIF should not cost the picture: ignore the rotation
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _apply_orientation(image: Image.Image, orientation: int) -> Image.Image:
+    method = _TRANSPOSE.get(orientation)
+    return image.transpose(method) if method is not None else image
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived data
+
+
+def make_thumbnail(image: Image.Image, size: int, *, fmt: str = "WEBP", quality: int = 80) -> bytes:
+    """Encode a thumbnail whose longest side is ``size`` (never enlarged), keeping the aspect.
+
+    ``fmt`` is "WEBP" (default) or "JPEG".
+    """
+    if size < 1:
+        raise InvalidInput(f"Thumbnail size must be a positive number of pixels, not {size}.")
+    fmt = fmt.upper()
+    if fmt not in ("WEBP", "JPEG"):
+        raise InvalidInput(f"Thumbnail format must be WEBP or JPEG, not {fmt}.")
+    thumb = image if image.mode == "RGB" else _to_rgb(image)
+    thumb = thumb.copy()
+    # reducing_gap: a cheap box reduction first, then Lanczos for the last factor of 2-3.
+    thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    out = io.BytesIO()
+    if fmt == "WEBP":
+        thumb.save(out, "WEBP", quality=quality, method=4)
+    else:
+        thumb.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+    return out.getvalue()
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of the file's bytes, as 64 hex digits."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits."""
+    return str(imagehash.phash(image, hash_size=8))
+
+
+def hamming(a_hex: str, b_hex: str) -> int:
+    """Number of differing bits between two hex hashes of equal length."""
+    if len(a_hex) != len(b_hex):
+        raise InvalidInput(
+            f"Cannot compare hashes of different lengths ({len(a_hex)} and {len(b_hex)} digits)."
+        )
+    try:
+        return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
+    except ValueError as exc:
+        raise InvalidInput("A perceptual hash must be hexadecimal digits.") from exc
+
+
+def crop(
+    image: Image.Image,
+    box: Sequence[float],
+    original_size: tuple[int, int],
+    *,
+    min_side: int = MIN_CROP_SIDE,
+) -> Image.Image:
+    """Crop ``box`` = (x0, y0, x1, y1), given in original pixels, out of a possibly reduced image.
+
+    ``original_size`` is the (width, height) the box refers to (``DecodedImage.width/height``);
+    the box is scaled to the decoded image, so crops of drafted images land on the same spot.
+    Coordinates up to one pixel outside the image are clamped (rounding in clients); anything
+    else outside, an empty or inverted box, or a side under ``min_side`` raises ``InvalidInput``.
+    """
+    ow, oh = int(original_size[0]), int(original_size[1])
+    if ow < 1 or oh < 1:
+        raise InvalidInput(f"Original size must be positive, not {ow}x{oh}.")
+    if len(box) != 4:
+        raise InvalidInput("A crop box needs four numbers: x0, y0, x1, y1.")
+    coords: list[float] = []
+    for value in box:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise InvalidInput(f"Crop box values must be numbers, not {value!r}.")
+        if not math.isfinite(float(value)):
+            raise InvalidInput(f"Crop box values must be finite, not {value!r}.")
+        coords.append(float(value))
+    x0, y0, x1, y1 = coords
+    hint = f"Give x0 < x1 and y0 < y1 within the {ow}x{oh} image, in original pixels."
+    if x0 < -1 or y0 < -1 or x1 > ow + 1 or y1 > oh + 1:
+        raise InvalidInput(f"Crop box {tuple(box)} lies outside the {ow}x{oh} image.", hint=hint)
+    x0, y0 = max(x0, 0.0), max(y0, 0.0)
+    x1, y1 = min(x1, float(ow)), min(y1, float(oh))
+    if x1 <= x0 or y1 <= y0:
+        raise InvalidInput(f"Crop box {tuple(box)} is empty or inverted.", hint=hint)
+    if x1 - x0 < min_side or y1 - y0 < min_side:
+        raise InvalidInput(
+            f"Crop box {tuple(box)} is smaller than {min_side}x{min_side} pixels.",
+            hint=f"Select a region at least {min_side} pixels wide and high.",
+        )
+    sx, sy = image.width / ow, image.height / oh
+    left = min(max(math.floor(x0 * sx), 0), image.width - 1)
+    top = min(max(math.floor(y0 * sy), 0), image.height - 1)
+    right = max(min(math.ceil(x1 * sx), image.width), left + 1)
+    bottom = max(min(math.ceil(y1 * sy), image.height), top + 1)
+    return image.crop((left, top, right, bottom))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading bytes from a path or URL
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def read_source_bytes(
+    ref: str,
+    limits: ImageLimits,
+    *,
+    timeout: float,
+    allow_url: bool,
+    allow_private_hosts: bool = True,
+    allow_local_files: bool = True,
+) -> bytes:
+    """The bytes of a local file or an http(s) URL, never more than ``limits.max_bytes``.
+
+    Any scheme other than http/https is refused. Redirects are followed by hand (at most 5),
+    each target checked the same way. ``timeout`` bounds each network step and the whole
+    download. ``allow_private_hosts=False`` refuses hosts that resolve to loopback, private,
+    link-local or reserved addresses (server-side request forgery); the check is made on each
+    hop before connecting. Callers passing refs from untrusted users (the HTTP API) must set
+    ``allow_local_files=False``, else a ref like ``/etc/passwd`` is read from the server's disk.
+    """
+    scheme = _SCHEME.match(ref)
+    # "C:\\x" style drive letters are paths, not one-letter schemes.
+    if scheme and len(scheme.group(1)) > 1:
+        name = scheme.group(1).lower()
+        if name not in ("http", "https"):
+            raise _reject(
+                "unsupported_url",
+                f"Only http and https URLs can be fetched, not {name}: URLs.",
+                "Give an http(s) URL or a local file path.",
+                ref,
+            )
+        if not allow_url:
+            raise _reject(
+                "url_fetch_disabled",
+                "Fetching images by URL is turned off on this server.",
+                "Upload the image file instead, or enable the TASTEGRAPH_ALLOW_URL_FETCH setting.",
+                ref,
+            )
+        return _fetch_url(ref, limits, timeout, allow_private_hosts)
+    if not allow_local_files:
+        raise _reject(
+            "unsupported_url",
+            "Only http and https URLs are accepted here, not local file paths.",
+            "Give an http(s) URL, or upload the file.",
+            ref,
+        )
+    return _read_file(ref, limits)
+
+
+def _read_file(ref: str, limits: ImageLimits) -> bytes:
+    path = Path(ref)
+
+    def unreadable(why: str) -> ImageRejected:
+        return _reject(
+            "unreadable_file",
+            f"Cannot read {ref}: {why}.",
+            "Check the path (relative paths in a manifest are relative to the manifest's folder) "
+            "and the file's permissions.",
+            ref,
+        )
+
+    try:
+        if not path.exists():
+            raise unreadable("no such file")
+        if not path.is_file():  # directories, FIFOs, devices: reading could block or never end
+            raise unreadable("not a regular file")
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise _too_large_bytes(size, limits.max_bytes, ref)
+        with path.open("rb") as fh:
+            data = fh.read(limits.max_bytes + 1)  # the file may have grown since stat
+    except ImageRejected:
+        raise
+    except OSError as exc:
+        raise unreadable(exc.strerror or str(exc)) from exc
+    if len(data) > limits.max_bytes:
+        raise _too_large_bytes(len(data), limits.max_bytes, ref)
+    return data
+
+
+def _unreadable_url(url: str, why: str, **details: object) -> ImageRejected:
+    return _reject(
+        "unreadable_url",
+        f"Cannot fetch {url}: {why}.",
+        "Check the URL opens in a browser and points at the image itself; retry later if the "
+        "server is down.",
+        url,
+        **details,
+    )
+
+
+def _check_url(url: str, allow_private_hosts: bool) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError as exc:
+        raise _reject(
+            "unsupported_url", f"Malformed URL {url}: {exc}.", "Fix the URL.", url
+        ) from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _reject(
+            "unsupported_url",
+            f"Only http(s) URLs with a host can be fetched, not {url}.",
+            "Give an http(s) URL or a local file path.",
+            url,
+        )
+    if allow_private_hosts:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise _unreadable_url(url, f"cannot resolve {parts.hostname}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise _reject(
+                "unsupported_url",
+                f"{parts.hostname} is a private or local address ({address}); it is not fetched.",
+                "Give a URL on the public internet.",
+                url,
+            )
+
+
+def _fetch_url(url: str, limits: ImageLimits, timeout: float, allow_private_hosts: bool) -> bytes:
+    deadline = time.monotonic() + timeout
+    headers = {
+        "User-Agent": "tastegraph (image fetcher)",
+        "Accept": "image/*,*/*;q=0.5",
+        # A compressed body would be inflated in memory before our byte cap sees it.
+        "Accept-Encoding": "identity",
+    }
+    try:
+        with httpx.Client(follow_redirects=False, timeout=timeout, headers=headers) as client:
+            for _ in range(_MAX_REDIRECTS + 1):
+                _check_url(url, allow_private_hosts)
+                with client.stream("GET", url) as resp:
+                    if resp.is_redirect:
+                        location = resp.headers.get("location", "")
+                        if not location:
+                            raise _unreadable_url(url, "redirect without a Location")
+                        url = urljoin(url, location)
+                        continue
+                    if resp.status_code >= 400:
+                        raise _unreadable_url(
+                            url,
+                            f"the server answered HTTP {resp.status_code}",
+                            status=resp.status_code,
+                        )
+                    return _read_body(resp, url, limits, deadline)
+            raise _unreadable_url(url, f"more than {_MAX_REDIRECTS} redirects")
+    except ImageRejected:
+        raise
+    except httpx.TimeoutException as exc:
+        raise _unreadable_url(url, f"no answer within {timeout:g} s") from exc
+    except httpx.InvalidURL as exc:
+        raise _reject(
+            "unsupported_url", f"Malformed URL {url}: {exc}.", "Fix the URL.", url
+        ) from exc
+    except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
+        raise _unreadable_url(url, str(exc) or type(exc).__name__) from exc
+
+
+def _read_body(resp: httpx.Response, url: str, limits: ImageLimits, deadline: float) -> bytes:
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise _too_large_bytes(int(declared), limits.max_bytes, url)
+    buf = bytearray()
+    # No chunk_size: a fixed size would buffer a slow body out of sight of the deadline below.
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if len(buf) > limits.max_bytes:
+            # Stop reading: the rest of a huge body is never downloaded.
+            raise _too_large_bytes(len(buf), limits.max_bytes, url, cut=True)
+        if time.monotonic() > deadline:
+            # Each read has its own timeout; this bounds a server that drips bytes forever.
+            raise _unreadable_url(url, "the download took longer than the timeout")
+    return bytes(buf)

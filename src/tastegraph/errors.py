@@ -1,0 +1,96 @@
+"""One exception tree for the whole project.
+
+Every error carries a stable machine-readable ``code``, an HTTP ``status`` and a ``hint`` that tells
+the user what to do next. The API turns any of them into the single JSON error envelope; the CLI
+prints ``message`` and ``hint`` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "ImageRejected",
+    "IndexMismatch",
+    "InvalidInput",
+    "ModelUnavailable",
+    "NotFound",
+    "PayloadTooLarge",
+    "TastegraphError",
+    "Unauthorized",
+]
+
+
+class TastegraphError(Exception):
+    """Base class: ``code`` and ``status`` are part of the public contract."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str, *, hint: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class InvalidInput(TastegraphError):
+    code = "invalid_input"
+    status = 422
+
+
+class ImageRejected(InvalidInput):
+    """An image that cannot be ingested; ``reason`` is one of a fixed set of codes."""
+
+    code = "image_rejected"
+
+    def __init__(self, reason: str, message: str, *, hint: str = "", **details: Any) -> None:
+        super().__init__(message, hint=hint, reason=reason, **details)
+        self.reason = reason
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+    status = 413
+
+
+class NotFound(TastegraphError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(TastegraphError):
+    code = "conflict"
+    status = 409
+
+
+class Unauthorized(TastegraphError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(TastegraphError):
+    code = "forbidden"
+    status = 403
+
+
+class ModelUnavailable(TastegraphError):
+    code = "model_unavailable"
+    status = 503
+
+
+class IndexMismatch(TastegraphError):
+    """An index file built for another model, dimension or settings digest."""
+
+    code = "index_mismatch"
+    status = 409

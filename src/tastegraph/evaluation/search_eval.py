@@ -1,0 +1,183 @@
+"""``tastegraph eval retrieval`` and ``eval captions``: quality measured through ingest + search.
+
+Both build a fresh catalog from the images with the product's own pipeline (same models,
+whitening learned on the catalog itself, same index) and query it the way users do, so the
+figures describe what users get, not a side script.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tastegraph.app import App, build
+from tastegraph.catalog.ingest import ingest_items
+from tastegraph.catalog.sources import SourceItem
+from tastegraph.errors import InvalidInput
+from tastegraph.evaluation.metrics import average_precision_at_k, precision_at_k, recall_at_k
+from tastegraph.progress import progress_bar
+from tastegraph.settings import Settings
+
+__all__ = ["evaluate_captions", "evaluate_retrieval", "resolve_images"]
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+def resolve_images(images: Path) -> dict[str, Path]:
+    """Map every image in ``images`` by file name and by stem, lower-cased."""
+    if not images.is_dir():
+        raise InvalidInput(f"{images} is not a folder of images")
+    out: dict[str, Path] = {}
+    for p in sorted(images.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+            out.setdefault(p.name.lower(), p)
+            out.setdefault(p.stem.lower(), p)
+    return out
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise InvalidInput(f"{path} does not exist")
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip().lower() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in cols]
+        if missing:
+            raise InvalidInput(f"{path} lacks column(s) {missing}", hint=f"need {list(required)}")
+        return [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+
+@contextmanager
+def _catalog(settings: Settings | None, data_dir: Path | None) -> Iterator[App]:
+    with tempfile.TemporaryDirectory(prefix="tastegraph-eval-") as tmp:
+        base = settings or Settings()
+        models = base.data_dir / "models"
+        s = base.model_copy(update={"data_dir": data_dir or Path(tmp), "store_url": ""})
+        app = build(s)
+        # Share exported model files with the main data dir so evaluation does not re-export.
+        if models.is_dir() and not (s.data_dir / "models").exists():
+            (s.data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
+        try:
+            yield app
+        finally:
+            app.close()
+
+
+def _ingest_files(app: App, files: list[Path], progress: bool) -> dict[str, int]:
+    items = [SourceItem(ref=str(p)) for p in files]
+    report = ingest_items(app, items, source_label="eval", progress=progress)
+    if report.quarantine:
+        bad = ", ".join(f"{q.source}: {q.reason}" for q in report.quarantine[:5])
+        raise InvalidInput(f"{len(report.quarantine)} evaluation images were rejected ({bad})")
+    ref_to_pin: dict[str, int] = {}
+    with app.store.read() as conn:
+        import sqlalchemy as sa
+
+        from tastegraph.store.schema import sources
+
+        for r in conn.execute(sa.select(sources.c.ref, sources.c.pin_id)):
+            ref_to_pin[r.ref] = int(r.pin_id)
+    return ref_to_pin
+
+
+def evaluate_retrieval(
+    images: Path,
+    labels: Path,
+    *,
+    settings: Settings | None = None,
+    data_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Each labelled image queries the rest; relevant = same label. P@1, P@10, mAP@10."""
+    index = resolve_images(images)
+    rows = _read_csv(labels, ("image", "label"))
+    files: list[Path] = []
+    label_of: dict[Path, str] = {}
+    unmatched = 0
+    for r in rows:
+        key = r["image"].lower()
+        p = index.get(key) or index.get(Path(key).stem)
+        if p is None:
+            unmatched += 1
+            continue
+        if p not in label_of:
+            files.append(p)
+            label_of[p] = r["label"]
+    if len(files) < 2:
+        raise InvalidInput("fewer than two labelled images were found in the folder")
+    with _catalog(settings, data_dir) as app:
+        ref_to_pin = _ingest_files(app, files, progress)
+        pin_label: dict[int, str] = {}
+        for p in files:
+            pin_label.setdefault(ref_to_pin[str(p)], label_of[p])
+        counts: dict[str, int] = defaultdict(int)
+        for lab in pin_label.values():
+            counts[lab] += 1
+        p1, p10, ap = [], [], []
+        with progress_bar("queries", len(pin_label), unit="q", enabled=progress) as bar:
+            for pin_id, lab in pin_label.items():
+                page = app.search.similar(pin_id, limit=10)
+                rel = [pin_label.get(h.pin_id) == lab for h in page.hits]
+                p1.append(precision_at_k(rel, 1))
+                p10.append(precision_at_k(rel, 10))
+                ap.append(average_precision_at_k(rel, counts[lab] - 1, 10))
+                bar.advance()
+        stats = app.indexes.stats()["image"]
+    return {
+        "n_images": len(pin_label),
+        "n_labels": len(counts),
+        "unmatched_rows": unmatched,
+        "p_at_1": round(float(np.mean(p1)), 4),
+        "p_at_10": round(float(np.mean(p10)), 4),
+        "map_at_10": round(float(np.mean(ap)), 4),
+        "index": stats,
+    }
+
+
+def evaluate_captions(
+    images: Path,
+    captions: Path,
+    *,
+    settings: Settings | None = None,
+    data_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Each caption queries the images through text search; one relevant image per caption."""
+    index = resolve_images(images)
+    rows = _read_csv(captions, ("image", "caption"))
+    pairs: list[tuple[Path, str]] = []
+    for r in rows:
+        key = r["image"].lower()
+        p = index.get(key) or index.get(Path(key).stem)
+        if p is not None and r["caption"]:
+            pairs.append((p, r["caption"]))
+    files = sorted({p for p, _ in pairs})
+    if not pairs:
+        raise InvalidInput("no caption matched an image in the folder")
+    with _catalog(settings, data_dir) as app:
+        ref_to_pin = _ingest_files(app, files, progress)
+        r1, r5, r10 = [], [], []
+        with progress_bar("captions", len(pairs), unit="q", enabled=progress) as bar:
+            for p, caption in pairs:
+                target = ref_to_pin[str(p)]
+                page = app.search.text(caption, limit=10)
+                ranked = [h.pin_id for h in page.hits]
+                rank = ranked.index(target) if target in ranked else None
+                r1.append(recall_at_k(rank, 1))
+                r5.append(recall_at_k(rank, 5))
+                r10.append(recall_at_k(rank, 10))
+                bar.advance()
+    return {
+        "n_images": len(files),
+        "n_captions": len(pairs),
+        "r_at_1": round(float(np.mean(r1)), 4),
+        "r_at_5": round(float(np.mean(r5)), 4),
+        "r_at_10": round(float(np.mean(r10)), 4),
+    }

@@ -1,0 +1,183 @@
+"""The indexes of one installation: one per vector space, kept in step with the store.
+
+The store is the source of truth (raw vectors + an append-only change log). Each index records
+the last change it applied (its watermark); ``sync()`` replays the rest, so an index saved before a
+crash, or not saved at all, catches up on the next open and nothing is lost or duplicated.
+The image space may be PCA-whitened: the whitener is fitted on the catalog's own vectors once
+there are enough of them, and its digest is part of the image index's provenance, so a refit
+rebuilds the index from the stored raw vectors instead of mixing two projections.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tastegraph.errors import IndexMismatch, NotFound
+from tastegraph.index import IndexMeta, VectorIndex, open_index
+
+__all__ = ["SpaceIndexes", "VectorSource"]
+
+F32 = NDArray[np.float32]
+
+
+class VectorSource(Protocol):
+    """What the indexes need from the store."""
+
+    def get_vectors(
+        self, space: str, ids: Any = None
+    ) -> tuple[NDArray[np.int64], F32, list[str]]: ...
+
+    def changes_since(self, seq: int) -> tuple[int, list[int], list[int]]: ...
+
+
+class Projection(Protocol):
+    digest_: str
+    dim: int
+
+    def transform(self, x: F32) -> F32: ...
+
+
+def _l2(x: F32) -> F32:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+class SpaceIndexes:
+    """All vector indexes of one data dir, kept in step with the store."""
+
+    def __init__(
+        self,
+        root: Path,
+        kind: str,
+        source: VectorSource,
+        model_ids: dict[str, tuple[str, int]],
+        digest: str,
+    ) -> None:
+        self.root = root
+        self.kind = kind
+        self.source = source
+        self.model_ids = model_ids  # space -> (model_id, raw dim)
+        self.digest = digest
+        self.projection: Projection | None = None
+        self._lock = threading.RLock()
+        self._indexes: dict[str, VectorIndex] = {}
+
+    def set_projection(self, projection: Projection | None) -> None:
+        with self._lock:
+            self.projection = projection
+            self._indexes.pop("image", None)
+
+    def _meta(self, space: str) -> IndexMeta:
+        model_id, dim = self.model_ids[space]
+        digest = self.digest
+        dtype = "f32"
+        if space == "image" and self.projection is not None:
+            dim = self.projection.dim
+            digest = f"{digest}-{self.projection.digest_}"
+            dtype = "f16"
+        return IndexMeta(
+            space=space, model_id=model_id, dim=dim, metric="ip", digest=digest, dtype=dtype
+        )
+
+    def to_index_space(self, space: str, vecs: F32) -> F32:
+        """Raw model vectors -> the vectors this space's index holds."""
+        vecs = np.asarray(vecs, dtype=np.float32)
+        if vecs.ndim == 1:
+            vecs = vecs[None, :]
+        if space == "image" and self.projection is not None:
+            vecs = self.projection.transform(vecs)
+        return _l2(vecs)
+
+    def get(self, space: str) -> VectorIndex:
+        with self._lock:
+            idx = self._indexes.get(space)
+            if idx is None:
+                idx = self._open(space)
+                self._indexes[space] = idx
+            return idx
+
+    def _open(self, space: str) -> VectorIndex:
+        path = self.root / space
+        meta = self._meta(space)
+        try:
+            idx = open_index(self.kind, path, meta)
+        except IndexMismatch:
+            # Derived data: rebuild from the store's raw vectors rather than refuse to serve.
+            idx = self._rebuild(space, meta, path)
+        self._catch_up(space, idx)
+        return idx
+
+    def _rebuild(self, space: str, meta: IndexMeta, path: Path) -> VectorIndex:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        idx = open_index(self.kind, path, meta)
+        idx.watermark = 0
+        return idx
+
+    def _catch_up(self, space: str, idx: VectorIndex) -> int:
+        last, ups, dels = self.source.changes_since(int(idx.watermark))
+        if last == idx.watermark:
+            return 0
+        if dels:
+            present = [d for d in dels if d in idx]
+            if present:
+                idx.remove(np.array(present, np.int64))
+        model_id, _ = self.model_ids[space]
+        for start in range(0, len(ups), 20000):
+            ids, mat, models = self.source.get_vectors(space, ups[start : start + 20000])
+            if len(ids) == 0:
+                continue
+            keep = np.array([m == model_id for m in models])
+            if not keep.all():
+                # Vectors from another model cannot share this index: say how to fix it.
+                raise IndexMismatch(
+                    f"{int((~keep).sum())} stored {space} vectors come from another model",
+                    hint="re-encode the catalog with `tastegraph reindex --reencode`",
+                )
+            idx.add(ids, self.to_index_space(space, mat))
+        idx.watermark = last
+        return len(ups) + len(dels)
+
+    def sync(self, save: bool = True) -> dict[str, int]:
+        """Apply pending store changes to every open or on-disk index; optionally save them."""
+        applied: dict[str, int] = {}
+        with self._lock:
+            for space in self.model_ids:
+                idx = self.get(space)
+                applied[space] = self._catch_up(space, idx)
+                if save and applied[space]:
+                    idx.save(self.root / space)
+        return applied
+
+    def save(self) -> None:
+        with self._lock:
+            for space, idx in self._indexes.items():
+                idx.save(self.root / space)
+
+    def vector_of(self, space: str, pin_id: int) -> F32:
+        """The stored raw vector of one pin, mapped into this space's index."""
+        ids, mat, _ = self.source.get_vectors(space, [pin_id])
+        if len(ids) == 0:
+            raise NotFound(f"pin {pin_id} has no {space} vector")
+        return self.to_index_space(space, mat)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with self._lock:
+            for space in self.model_ids:
+                idx = self.get(space)
+                m = idx.meta
+                out[space] = {
+                    "size": len(idx),
+                    "dim": m.dim,
+                    "model_id": m.model_id,
+                    "dtype": m.dtype,
+                    "watermark": int(idx.watermark),
+                }
+        return out

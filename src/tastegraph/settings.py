@@ -1,0 +1,150 @@
+"""Typed settings with one precedence chain.
+
+defaults < ``tastegraph.toml`` (in the working directory or ``TASTEGRAPH_CONFIG``) < ``TASTEGRAPH_*``
+environment variables < explicit keyword arguments (which is how CLI flags arrive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "get_settings"]
+
+DEFAULT_DATA_DIR = Path("tastegraph-data")
+
+
+class Settings(BaseSettings):
+    """Every knob of tastegraph; each field's description is its documentation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASTEGRAPH_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="Folder holding the database, indexes, thumbnails, model exports and logs.",
+    )
+    store_url: str = Field(
+        "",
+        description="Store URL; empty means sqlite:///<data_dir>/tastegraph.db.",
+    )
+    index_kind: Literal["hnsw", "exact"] = Field(
+        "hnsw", description="Vector index backend: 'hnsw' (faiss, default) or 'exact' (numpy)."
+    )
+    model_pack: str = Field(
+        "lite",
+        description="Encoder pack: 'lite' (offline, shipped weights) or 'clip:<name>' (open_clip).",
+    )
+    clip_weights: Path | None = Field(
+        None, description="Path to open_clip weights on disk for the 'clip:<name>' pack."
+    )
+    runtime: Literal["auto", "openvino", "onnxruntime"] = Field(
+        "auto", description="Inference runtime for exported models; 'auto' picks the fastest."
+    )
+    precision: Literal["auto", "f32", "bf16"] = Field(
+        "auto", description="Inference precision hint; 'auto' uses bf16 where the CPU has it."
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="Images per encoder batch.")
+    decode_workers: int = Field(
+        0, ge=0, le=64, description="Decode processes during ingest; 0 means one per CPU core."
+    )
+    max_image_bytes: int = Field(
+        40 * 1024 * 1024, ge=1024, description="Largest image file accepted, in bytes."
+    )
+    max_image_pixels: int = Field(
+        60_000_000,
+        ge=1,
+        description="Largest image accepted, in pixels (width x height); guards decompression bombs.",
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes."
+    )
+    thumbnail_size: int = Field(256, ge=32, le=1024, description="Longest side of thumbnails.")
+    fetch_timeout_s: float = Field(10.0, gt=0, description="Timeout for fetching image URLs.")
+    image_dim: int = Field(
+        256,
+        ge=8,
+        le=4096,
+        description="Dimension of indexed image vectors after PCA-whitening (raw is 1280).",
+    )
+    whiten_min_pins: int = Field(
+        512, ge=16, description="Pins needed before the PCA-whitening of image vectors is fitted."
+    )
+    text_floor: float = Field(
+        0.25,
+        ge=-1.0,
+        le=1.0,
+        description="Similarity floor for words -> pin text vectors (cosine); below it, no match.",
+    )
+    conse_floor: float = Field(
+        0.25,
+        ge=-1.0,
+        le=1.0,
+        description="Similarity floor for words -> image (ConSE) vectors; below it, no match.",
+    )
+    query_expansion: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Neighbours averaged into an image query (alpha query expansion); 0 is off.",
+    )
+    dup_max_distance: int = Field(
+        6, ge=0, le=32, description="Largest pHash Hamming distance grouped as near-duplicates."
+    )
+    host: str = Field("127.0.0.1", description="Address the server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
+    allow_anonymous_read: bool = Field(
+        True, description="Let requests without a token read public pins and search."
+    )
+    allow_url_fetch: bool = Field(True, description="Allow ingesting and searching by image URL.")
+    allow_private_url_hosts: bool = Field(
+        False,
+        description="Let the API fetch URLs on loopback/private addresses (off: guards SSRF).",
+    )
+    eval_data: Path = Field(
+        Path("../shared/data"), description="Folder with the evaluation data sets."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("TASTEGRAPH_CONFIG", "tastegraph.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, toml)
+
+    @property
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.data_dir / 'tastegraph.db').resolve()}"
+
+    def digest(self, *fields: str) -> str:
+        """A short stable hash of the named settings, recorded on derived artefacts."""
+        values: dict[str, Any] = {f: getattr(self, f) for f in fields}
+        blob = json.dumps(values, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Settings from all sources, with ``overrides`` (CLI flags) winning; ``None`` means unset."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,21 @@
+"""Storage behind one entry point: ``open_store(url)``."""
+
+from __future__ import annotations
+
+from tastegraph.errors import InvalidInput
+from tastegraph.store.sql import NewPin, SQLStore, TokenInfo, now_iso
+
+__all__ = ["KNOWN_SCHEMES", "NewPin", "SQLStore", "TokenInfo", "now_iso", "open_store"]
+
+KNOWN_SCHEMES = ("sqlite",)
+
+
+def open_store(url: str) -> SQLStore:
+    """Open (and migrate) the store at ``url``; unknown schemes list the known ones."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in KNOWN_SCHEMES:
+        raise InvalidInput(
+            f"unknown store URL scheme {scheme!r}",
+            hint=f"known schemes: {', '.join(s + '://' for s in KNOWN_SCHEMES)}",
+        )
+    return SQLStore(url)

@@ -1,0 +1,119 @@
+"""The relational schema, as SQLAlchemy Core tables (migrations in ``migrations/versions``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+pins = sa.Table(
+    "pins",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("content_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("phash", sa.String(16), nullable=False, server_default=""),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("link", sa.Text, nullable=False, server_default=""),
+    sa.Column("board", sa.Text, nullable=False, server_default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Column("width", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("height", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("format", sa.String(16), nullable=False, server_default=""),
+    sa.Column("dup_group", sa.Integer, nullable=True),
+    sa.Column("thumbnail", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Index("ix_pins_board", "board"),
+    sa.Index("ix_pins_phash", "phash"),
+)
+
+# One row per (pin, vector space). Raw vectors live here so any index can be rebuilt from the store.
+vectors = sa.Table(
+    "vectors",
+    metadata,
+    sa.Column("pin_id", sa.Integer, sa.ForeignKey("pins.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("space", sa.String(16), primary_key=True),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+# Append-only change log: indexes remember the last seq they applied (their watermark) and
+# replay the rest on open, so a crash between the store commit and the index save loses nothing.
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pin_id", sa.Integer, nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),  # "upsert" | "delete"
+)
+
+# Which source reference produced which pin: a resumed ingest skips finished work by reference.
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("ref", sa.Text, primary_key=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("pin_id", sa.Integer, nullable=True),
+)
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("started_at", sa.String(32), nullable=False),
+    sa.Column("finished_at", sa.String(32), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("revoked_at", sa.String(32), nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("token_id", sa.Integer, nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+)
+
+kv = sa.Table(
+    "kv",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+)
+
+# FTS5 over title, description and tags (+ model labels); rowid = pins.id. Created in the migration.
+FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS pins_fts USING fts5("
+    "title, description, tags, tokenize='porter unicode61 remove_diacritics 2')"
+)

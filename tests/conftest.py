@@ -1,0 +1,49 @@
+"""Shared fixtures: settings in a temp data dir, an App with fake or real encoders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tastegraph.app import App, build
+from tastegraph.settings import Settings
+
+from tests.fakes import fake_encoders
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL_DATA = Path(os.environ.get("TASTEGRAPH_EVAL_DATA", REPO.parent / "shared" / "data"))
+# Real-model exports are cached here across tests (and runs) so each is exported once.
+MODEL_CACHE = Path(os.environ.get("TASTEGRAPH_TEST_MODELS", REPO / ".cache" / "models"))
+
+
+def eval_data(sub: str) -> Path:
+    p = EVAL_DATA / sub
+    if not p.exists():
+        pytest.skip(f"evaluation data {p} is absent (set TASTEGRAPH_EVAL_DATA)")
+    return p
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", whiten_min_pins=10_000, index_kind="exact")
+
+
+@pytest.fixture
+def fake_app(settings: Settings) -> Iterator[App]:
+    app = build(settings)
+    app._encoders = fake_encoders()
+    app._label_names = list(app._encoders.image.label_names)
+    yield app
+    app.close()
+
+
+def real_settings(tmp_path: Path, **kw: object) -> Settings:
+    """Settings for real-model tests: fresh data dir, shared model export cache."""
+    data = tmp_path / "data"
+    (data).mkdir(parents=True, exist_ok=True)
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (data / "models").symlink_to(MODEL_CACHE, target_is_directory=True)
+    return Settings(data_dir=data, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,164 @@
+"""End to end with the real models: CLI ingest of real photos, search quality, a real server
+process on a loopback port, and the web page in a real browser (headless Chromium)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL_CACHE, REPO, eval_data
+
+pytestmark = pytest.mark.slow
+
+CLASSES = {"Shoes": 14, "Hat": 14, "Dress": 14, "Pants": 14}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """A data dir with ~56 real clothing photos ingested through the CLI."""
+    clothing = eval_data("clothing")
+    root = tmp_path_factory.mktemp("real")
+    data = root / "data"
+    data.mkdir()
+    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
+    (data / "models").symlink_to(MODEL_CACHE, target_is_directory=True)
+    wanted = dict(CLASSES)
+    rows = []
+    with (clothing / "labels.csv").open() as f:
+        for r in csv.DictReader(f):
+            if wanted.get(r["label"], 0) > 0:
+                wanted[r["label"]] -= 1
+                rows.append({"image": str(clothing / "images" / f"{r['image']}.jpg"),
+                             "label": r["label"]})  # fmt: skip
+    manifest = root / "catalog.csv"
+    with manifest.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["image", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    env = {**os.environ, "TASTEGRAPH_DATA_DIR": str(data)}
+    exe = str(Path(sys.executable).parent / "tastegraph")
+    r = subprocess.run([exe, "ingest", str(manifest), "--json", "--no-progress"],
+                       env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    yield {"data": data, "env": env, "exe": exe, "rows": rows, "ingest": r, "root": root}
+
+
+def run(cat: dict[str, object], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(cat["exe"]), *args], env=cat["env"], capture_output=True,  # type: ignore[arg-type]
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_cli_ingest_of_real_photos(catalog: dict[str, object]) -> None:
+    r = catalog["ingest"]
+    assert r.returncode == 0, r.stderr  # type: ignore[attr-defined]
+    report = json.loads(r.stdout)  # type: ignore[attr-defined]
+    assert report["added"] == len(catalog["rows"]) and report["status"] == "complete"  # type: ignore[arg-type]
+    again = run(catalog, "ingest", str(Path(catalog["root"]) / "catalog.csv"), "--json", "--no-progress")  # type: ignore[arg-type]
+    assert json.loads(again.stdout)["added"] == 0
+
+
+def labels_of(results: list[dict]) -> list[str]:  # type: ignore[type-arg]
+    return [x["pin"]["attributes"]["label"] for x in results]
+
+
+def test_words_find_the_right_photos(catalog: dict[str, object]) -> None:
+    # No titles or descriptions: only the images themselves (ConSE) can answer.
+    for query, label in (("shoes", "Shoes"), ("a hat", "Hat")):
+        r = run(catalog, "search", query, "--json", "--limit", "5")
+        assert r.returncode == 0, r.stderr
+        got = labels_of(json.loads(r.stdout)["results"])
+        assert Counter(got)[label] >= 3, (query, got)
+
+
+def test_more_like_this_finds_the_same_kind(catalog: dict[str, object]) -> None:
+    good = 0
+    total = 0
+    for pin_id in range(1, len(catalog["rows"]) + 1, 4):  # type: ignore[arg-type]
+        r = run(catalog, "similar", str(pin_id), "--json", "--limit", "5")
+        body = json.loads(r.stdout)
+        me = catalog["rows"][pin_id - 1]["label"]  # type: ignore[index]
+        good += sum(lab == me for lab in labels_of(body["results"]))
+        total += len(body["results"])
+    assert good / total >= 0.6, good / total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(catalog: dict[str, object]) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([str(catalog["exe"]), "serve", "--port", str(port)],
+                            env=catalog["env"], stdout=subprocess.DEVNULL,  # type: ignore[arg-type]
+                            stderr=subprocess.PIPE)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while True:  # wait on the readiness probe, not a sleep
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read().decode()[-3000:])  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server never became ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_real_server(server: str, catalog: dict[str, object]) -> None:
+    r = httpx.get(f"{server}/search", params={"q": "shoes", "limit": 5}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["results"]) > 0
+    photo = Path(catalog["rows"][0]["image"]).read_bytes()  # type: ignore[index]
+    r = httpx.post(f"{server}/search/image", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30)
+    top = r.json()["results"][0]
+    assert top["pin"]["id"] == 1 and top["signals"]["image"] > 0.99
+    r = httpx.post(f"{server}/pins/upload", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+def test_web_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pw = pytest.importorskip("playwright.sync_api")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
+        page = browser.new_page()
+        page.goto(server + "/")
+        page.wait_for_selector(".card img")
+        page.fill("#q", "shoes")
+        page.click("#text-search button")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('result')")
+        cards = page.locator(".card")
+        assert cards.count() > 0
+        first = page.locator(".card").first.get_attribute("data-pin-id")
+        # thumbnails really load
+        page.wait_for_function("[...document.querySelectorAll('.card img')].some(i => i.naturalWidth > 0)")
+        page.locator(".card button").first.click()
+        page.wait_for_url(f"**/?similar={first}")
+        page.wait_for_selector(".card")
+        assert page.locator(f".card[data-pin-id='{first}']").count() == 0  # itself excluded
+        page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()

@@ -1,0 +1,21 @@
+"""Run an ingest with fake encoders in a child process (the kill test SIGKILLs it)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tastegraph.app import build
+from tastegraph.catalog.ingest import ingest
+from tastegraph.settings import Settings
+
+from tests.fakes import fake_encoders
+
+if __name__ == "__main__":
+    data, source = Path(sys.argv[1]), sys.argv[2]
+    app = build(Settings(data_dir=data, index_kind="exact", batch_size=4, decode_workers=2))
+    app._encoders = fake_encoders()
+    app._label_names = list(app._encoders.image.label_names)
+    report = ingest(app, source, progress=False)
+    app.close()
+    print(report.added, flush=True)
