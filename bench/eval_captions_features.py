@@ -19,14 +19,16 @@ import csv
 import hashlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tastegraph.models.bridge import BridgeConfig, ConSEBridge, label_vectors
-from tastegraph.models.image import draft_size, make_image_encoder
+from tastegraph.models.bridge import BridgeConfig, ConSEBridge, LabelText, label_vectors
+from tastegraph.models.image import draft_size, make_image_encoder, preprocess_image
 from tastegraph.models.text import make_text_encoder
 from tastegraph.settings import Settings
 
@@ -47,25 +49,31 @@ def half_of(name: str) -> str:
     return "A" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "B"
 
 
+def _squash(img: Image.Image, size: int) -> NDArray[np.uint8]:
+    return np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+
+
 def extract(data: Path) -> None:
+    """Cache image probabilities (production crop + two whole-frame views) and caption vectors."""
     settings = Settings(data_dir=CACHE / "data")
     images, captions, _ = load_captions(data)
     enc = make_image_encoder(settings)
     t0 = time.perf_counter()
-    pixels = []
+    views: dict[str, list[NDArray[np.uint8]]] = {"crop": [], "full": [], "squash": []}
     for name in images:
         with Image.open(data / "flickr8k-1k" / "images" / name) as img:
             s = draft_size(enc.input_size)
             img.draft("RGB", (s, s))
-            pixels.append(enc.preprocess(img))
-    out = enc.encode(np.stack(pixels))
-    print(f"images: {len(images)} in {time.perf_counter() - t0:.1f}s ({enc.model_id})")
+            views["crop"].append(enc.preprocess(img))
+            views["full"].append(preprocess_image(img, enc.input_size, crop_fraction=1.0))
+            views["squash"].append(_squash(img, enc.input_size))
+    arrays: dict[str, Any] = {f"probs_{k}": enc.encode(np.stack(v)).probs for k, v in views.items()}
+    print(f"images: {len(images)} x 3 views in {time.perf_counter() - t0:.1f}s ({enc.model_id})")
     text = make_text_encoder(settings)
     t0 = time.perf_counter()
     qv = text.encode(captions)
     print(f"captions: {len(captions)} in {time.perf_counter() - t0:.1f}s")
-    assert out.probs is not None
-    np.savez(CACHE / "flickr-captions.npz", probs=out.probs, captions=qv)
+    np.savez(CACHE / "flickr-captions.npz", captions=qv, **arrays)
 
 
 def recall(scores: F32, target: NDArray[np.int64], ks: tuple[int, ...] = (1, 5, 10)) -> list[float]:
@@ -75,50 +83,63 @@ def recall(scores: F32, target: NDArray[np.int64], ks: tuple[int, ...] = (1, 5, 
     return [float((rank < k).mean()) for k in ks]
 
 
+ROW = "| {:<58} | {} | {} | {} |"
+
+
 def ablate(data: Path) -> None:
+    """Print R@1/5/10 for each variant: all captions, and captions of image halves A and B."""
     settings = Settings(data_dir=CACHE / "data")
     images, _, target = load_captions(data)
     cached = np.load(CACHE / "flickr-captions.npz")
-    probs, qv = cached["probs"], cached["captions"]
+    qv = cached["captions"]
     halves = np.array([half_of(images[t]) for t in target])
     text = make_text_encoder(settings)
     models = settings.data_dir / "models"
-    labels = {k: label_vectors(text, k, models) for k in ("name", "name_desc", "templates")}  # type: ignore[arg-type]
+    kinds: tuple[LabelText, ...] = ("name", "name_desc", "templates")
+    labels = {k: label_vectors(text, k, models) for k in kinds}
 
-    def run(name: str, cfg: BridgeConfig) -> None:
+    def run(name: str, cfg: BridgeConfig, view: str = "crop") -> None:
         bridge = ConSEBridge(text, cfg, labels=labels[cfg.label_text])
-        scores = bridge.query_vectors(qv) @ bridge.transform_probs(probs).T
-        row = [name]
+        scores = bridge.query_vectors(qv) @ bridge.transform_probs(cached[f"probs_{view}"]).T
+        cells = []
         for sel in (np.ones(len(target), bool), halves == "A", halves == "B"):
-            r1, r5, r10 = recall(scores[sel], target[sel])
-            row.append(f"{r1:.3f} {r5:.3f} {r10:.3f}")
-        print(f"| {row[0]:<52} | {row[1]} | {row[2]} | {row[3]} |")
+            cells.append(" ".join(f"{r:.3f}" for r in recall(scores[sel], target[sel])))
+        print(ROW.format(name, *cells), flush=True)
 
-    print(f"| {'variant':<52} | all R@1/5/10      | half A            | half B            |")
-    print(f"|{'-' * 54}|-------------------|-------------------|-------------------|")
-    base = BridgeConfig(label_text="name_desc", space="text", top_k=10, center=False)
-    run("text: name+desc, top10 (plain ConSE)", base)
-    run("text: name only, top10", BridgeConfig(label_text="name", space="text"))
-    run("text: templates, top10", BridgeConfig(label_text="templates", space="text"))
-    for k in (5, 20, 50):
-        run(f"text: templates, top{k}", BridgeConfig(label_text="templates", space="text", top_k=k))
-    for t in (0.5, 2.0):
+    print(ROW.format("variant (production crop unless noted)", *["R@1   R@5   R@10"] * 3))
+    print(ROW.format("-" * 58, *["-" * 17] * 3))
+    plain = BridgeConfig(
+        label_text="name_desc", space="text", top_k=10, image_temperature=1.0, center=False
+    )
+    run("1 plain ConSE: name+desc, top10, T=1", plain)
+    run("  name only", replace(plain, label_text="name"))
+    step = replace(plain, label_text="templates")
+    run("2 + label templates (name, photo-of, name+desc)", step)
+    for t in (2.0, 3.0, 5.0):
+        run(f"  templates, top10, T={t:g}", replace(step, image_temperature=t))
+    step = replace(step, image_temperature=3.0)
+    run("3 + flatten probabilities T=3", step)
+    for k in (20, 100, 1000):
+        run(f"  templates, T=3, top{k}", replace(step, top_k=k))
+    step = replace(step, top_k=50)
+    run("4 + top50", step)
+    step = replace(step, center=True)
+    run("5 + centre on mean label vector (default)", step)
+    assert step == BridgeConfig(), "the default should be the last step of the ablation"
+    run("  default, top20", replace(step, top_k=20))
+    run("  default, T=2", replace(step, image_temperature=2.0))
+    run("  default, name+desc labels", replace(step, label_text="name_desc"))
+    for tau in (0.05, 0.1):
+        lab = BridgeConfig(space="labels", top_k=50, image_temperature=2.0, query_temperature=tau)
+        run(f"labels space (Bhattacharyya), top50, T=2, tau={tau:g}", lab)
+    for w in (0.5, 0.7):
         run(
-            f"text: templates, top10, T_img={t}",
-            BridgeConfig(label_text="templates", space="text", image_temperature=t),
+            f"fused text (default) + labels tau=0.1, weight {w:g}",
+            BridgeConfig(space="fused", text_weight=w),
         )
-    run("text: templates, top10, centred", BridgeConfig(space="text", center=True))
-    for tau in (0.02, 0.05, 0.1):
-        for k in (10, 1000):
-            run(
-                f"labels: templates, top{k}, tau={tau}",
-                BridgeConfig(space="labels", top_k=k, query_temperature=tau),
-            )
-    run("labels: name+desc, top10, tau=0.05", BridgeConfig(label_text="name_desc", space="labels"))
-    for w in (0.3, 0.5, 0.7):
-        run(f"fused w={w}: templates, top10, tau=0.05", BridgeConfig(space="fused", text_weight=w))
-    run("fused w=0.5: templates, top10, tau=0.05, centred", BridgeConfig(center=True))
-    run("default BridgeConfig()", BridgeConfig())
+    for view in ("full", "squash"):
+        run(f"plain ConSE, image view = {view}", plain, view)
+        run(f"default, image view = {view}", BridgeConfig(), view)
 
 
 def main() -> None:

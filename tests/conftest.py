@@ -10,7 +10,6 @@ import pytest
 
 from tastegraph.app import App, build
 from tastegraph.settings import Settings
-
 from tests.fakes import fake_encoders
 
 REPO = Path(__file__).resolve().parents[1]

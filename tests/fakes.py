@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,7 +25,7 @@ class FakeImageEncoder:
     model_id = "fake-image@1"
     dim = 64
     input_size = 32
-    label_names = ["red thing", "green thing", "blue thing", "grey thing"]
+    label_names: ClassVar[list[str]] = ["red thing", "green thing", "blue thing", "grey thing"]
 
     def preprocess(self, image: object) -> NDArray[np.uint8]:
         from tastegraph.models.image import preprocess_image

@@ -5,6 +5,7 @@ No binary files are committed; each fixture is small, deterministic and fast to 
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -37,6 +38,7 @@ def _save(image: Image.Image, fmt: str, **params: object) -> bytes:
     return out.getvalue()
 
 
+@functools.lru_cache(maxsize=64)  # bytes are immutable: safe to share between tests
 def jpeg_bytes(width: int = 320, height: int = 240, *, quality: int = 90, seed: int = 0) -> bytes:
     """A valid baseline RGB JPEG of a photo-like picture."""
     return _save(Image.fromarray(photo_array(width, height, seed=seed)), "JPEG", quality=quality)
@@ -48,6 +50,7 @@ def truncated_jpeg(width: int = 320, height: int = 240) -> bytes:
     return data[: len(data) // 2]
 
 
+@functools.lru_cache(maxsize=64)
 def png_bytes(width: int = 320, height: int = 240, *, seed: int = 0) -> bytes:
     """A valid 8-bit RGB PNG."""
     return _save(Image.fromarray(photo_array(width, height, seed=seed)), "PNG")

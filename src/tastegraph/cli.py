@@ -33,7 +33,9 @@ EXIT_PARTIAL = 3  # ingest finished but some inputs were quarantined
 
 DataOpt = Annotated[
     Path | None,
-    typer.Option("--data", envvar="TASTEGRAPH_DATA_DIR", help="Data dir (default ./tastegraph-data)."),
+    typer.Option(
+        "--data", envvar="TASTEGRAPH_DATA_DIR", help="Data dir (default ./tastegraph-data)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
@@ -90,7 +92,9 @@ def ingest(
         for q in report.quarantine[:20]:
             err.print(f"  [red]rejected[/] {q.source}: {q.reason}: {q.message}")
         if len(report.quarantine) > 20:
-            err.print(f"  … {len(report.quarantine) - 20} more: `tastegraph quarantine {d['run_id']}`")
+            err.print(
+                f"  … {len(report.quarantine) - 20} more: `tastegraph quarantine {d['run_id']}`"
+            )
     if report.partial:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -144,7 +148,9 @@ def search(
 @app.command()
 def similar(
     pin_id: Annotated[int | None, typer.Argument(help="A pin id.")] = None,
-    image: Annotated[str | None, typer.Option(help="An image file or URL instead of a pin.")] = None,
+    image: Annotated[
+        str | None, typer.Option(help="An image file or URL instead of a pin.")
+    ] = None,
     box: Annotated[str | None, typer.Option(help="x0,y0,x1,y1 region of --image.")] = None,
     data: DataOpt = None,
     limit: int = 20,
@@ -165,7 +171,9 @@ def similar(
             raw = read_source_bytes(
                 image, ImageLimits.from_settings(s), timeout=s.fetch_timeout_s, allow_url=True
             )
-            page = tg.search.by_image(raw, box=_parse_box(box), limit=limit, offset=offset, filters=f)
+            page = tg.search.by_image(
+                raw, box=_parse_box(box), limit=limit, offset=offset, filters=f
+            )
         elif pin_id is not None:
             page = tg.search.similar(pin_id, limit=limit, offset=offset, filters=f)
         else:
@@ -308,7 +316,9 @@ def eval_retrieval(
     from tastegraph.evaluation import evaluate_retrieval
 
     try:
-        res = evaluate_retrieval(images, labels, settings=get_settings(index_kind=index), data_dir=data)
+        res = evaluate_retrieval(
+            images, labels, settings=get_settings(index_kind=index), data_dir=data
+        )
     except TastegraphError as e:
         _fail(e)
     _print_json(res) if as_json else out.print(res)

@@ -22,9 +22,7 @@ __all__ = ["CLOTHING_URL", "download_clothing", "pick_demo_source", "run_demo", 
 
 console = Console(stderr=True)
 
-CLOTHING_URL = (
-    "https://github.com/alexeygrigorev/clothing-dataset/archive/refs/heads/master.tar.gz"
-)
+CLOTHING_URL = "https://github.com/alexeygrigorev/clothing-dataset/archive/refs/heads/master.tar.gz"
 
 
 def sample_photos() -> list[Path]:

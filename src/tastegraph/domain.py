@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Hit", "Pin", "QuarantineEntry", "Role", "SPACES"]
+__all__ = ["SPACES", "Hit", "Pin", "QuarantineEntry", "Role"]
 
 # Vector spaces every pin may have: image features, text of title+description, and the image's
 # vector mapped into text space (ConSE), so words can find pictures that have no words.

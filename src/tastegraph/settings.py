@@ -1,7 +1,7 @@
 """Typed settings with one precedence chain.
 
-defaults < ``tastegraph.toml`` (in the working directory or ``TASTEGRAPH_CONFIG``) < ``TASTEGRAPH_*``
-environment variables < explicit keyword arguments (which is how CLI flags arrive).
+defaults < ``tastegraph.toml`` (in the working directory or ``TASTEGRAPH_CONFIG``)
+< ``TASTEGRAPH_*`` environment variables < explicit keyword arguments (how CLI flags arrive).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         60_000_000,
         ge=1,
-        description="Largest image accepted, in pixels (width x height); guards decompression bombs.",
+        description="Largest image accepted, in pixels (width x height); stops decompression bombs.",
     )
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes."

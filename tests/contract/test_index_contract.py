@@ -204,7 +204,7 @@ def test_allow(backend: Backend, filled: tuple[VectorIndex, np.ndarray, np.ndarr
     idx, ids, vecs = filled
     allow = ids[::10]
     q = random_vecs(8, seed=3)
-    scores, found = idx.search(q, k=5, allow=allow)
+    _, found = idx.search(q, k=5, allow=allow)
     assert (found >= 0).all()
     assert set(found.ravel().tolist()) <= set(allow.tolist())
     want = oracle(vecs[::10], allow, q, 5)
@@ -243,7 +243,7 @@ def test_allow_and_exclude(
 def test_save_load_roundtrip(
     backend: Backend, filled: tuple[VectorIndex, np.ndarray, np.ndarray]
 ) -> None:
-    idx, ids, vecs = filled
+    idx, ids, _ = filled
     idx.remove(ids[:10])
     idx.add(ids[10:12], random_vecs(2, seed=5))
     idx.watermark = 1234
@@ -305,6 +305,24 @@ def test_other_kind_refuses_to_load(
     other = "exact" if backend.kind == "hnsw" else "hnsw"
     with pytest.raises(IndexMismatch):
         open_index(other, backend.root / "idx", backend.meta())
+
+
+def test_damaged_files_raise_index_mismatch(
+    backend: Backend, filled: tuple[VectorIndex, np.ndarray, Any]
+) -> None:
+    idx, _, _ = filled
+    folder = idx.save()
+    files = json.loads((folder / "index.json").read_text())["files"]
+    first, second = (folder / name for name in sorted(files.values()))
+    first.write_bytes(b"not an index")
+    with pytest.raises(IndexMismatch):
+        backend.open()
+    second.unlink()
+    with pytest.raises(IndexMismatch):
+        backend.open()
+    (folder / "index.json").write_text("{")
+    with pytest.raises(IndexMismatch):
+        backend.open()
 
 
 def test_dimension_mismatch(backend: Backend, filled: tuple[VectorIndex, np.ndarray, Any]) -> None:

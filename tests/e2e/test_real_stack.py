@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import MODEL_CACHE, REPO, eval_data
+from tests.conftest import MODEL_CACHE, eval_data
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,9 @@ def test_cli_ingest_of_real_photos(catalog: dict[str, object]) -> None:
     assert r.returncode == 0, r.stderr  # type: ignore[attr-defined]
     report = json.loads(r.stdout)  # type: ignore[attr-defined]
     assert report["added"] == len(catalog["rows"]) and report["status"] == "complete"  # type: ignore[arg-type]
-    again = run(catalog, "ingest", str(Path(catalog["root"]) / "catalog.csv"), "--json", "--no-progress")  # type: ignore[arg-type]
+    again = run(
+        catalog, "ingest", str(Path(catalog["root"]) / "catalog.csv"), "--json", "--no-progress"
+    )  # type: ignore[arg-type]
     assert json.loads(again.stdout)["added"] == 0
 
 
@@ -129,10 +131,14 @@ def test_real_server(server: str, catalog: dict[str, object]) -> None:
     r = httpx.get(f"{server}/search", params={"q": "shoes", "limit": 5}, timeout=30)
     assert r.status_code == 200 and len(r.json()["results"]) > 0
     photo = Path(catalog["rows"][0]["image"]).read_bytes()  # type: ignore[index]
-    r = httpx.post(f"{server}/search/image", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30)
+    r = httpx.post(
+        f"{server}/search/image", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30
+    )
     top = r.json()["results"][0]
     assert top["pin"]["id"] == 1 and top["signals"]["image"] > 0.99
-    r = httpx.post(f"{server}/pins/upload", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30)
+    r = httpx.post(
+        f"{server}/pins/upload", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30
+    )
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
 
 
@@ -141,8 +147,15 @@ def test_web_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
     if not chromium:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     pw = pytest.importorskip("playwright.sync_api")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with pw.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
         page = browser.new_page()
@@ -150,15 +163,18 @@ def test_web_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
         page.wait_for_selector(".card img")
         page.fill("#q", "shoes")
         page.click("#text-search button")
-        page.wait_for_function("document.querySelector('#status').textContent.includes('result')")
+        page.wait_for_selector("#results[data-view='search:shoes']")
         cards = page.locator(".card")
         assert cards.count() > 0
         first = page.locator(".card").first.get_attribute("data-pin-id")
         # thumbnails really load
-        page.wait_for_function("[...document.querySelectorAll('.card img')].some(i => i.naturalWidth > 0)")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.card img')].some(i => i.naturalWidth > 0)"
+        )
         page.locator(".card button").first.click()
         page.wait_for_url(f"**/?similar={first}")
-        page.wait_for_selector(".card")
+        page.wait_for_selector(f"#results[data-view='similar:{first}']")
+        assert page.locator(".card").count() > 0
         assert page.locator(f".card[data-pin-id='{first}']").count() == 0  # itself excluded
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()

@@ -8,7 +8,6 @@ from pathlib import Path
 from tastegraph.app import build
 from tastegraph.catalog.ingest import ingest
 from tastegraph.settings import Settings
-
 from tests.fakes import fake_encoders
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from PIL import Image
 
 from tastegraph.api import create_api
 from tastegraph.app import App
-
 from tests import fixtures as fx
 
 
@@ -37,7 +36,9 @@ def tokens(fake_app: App) -> dict[str, dict[str, str]]:
 
 
 def upload(c: TestClient, data: bytes, headers: dict[str, str], **form: str) -> dict:  # type: ignore[type-arg]
-    r = c.post("/pins/upload", files={"file": ("x.jpg", data, "image/jpeg")}, data=form, headers=headers)
+    r = c.post(
+        "/pins/upload", files={"file": ("x.jpg", data, "image/jpeg")}, data=form, headers=headers
+    )
     assert r.status_code in (200, 201), r.text
     return r.json()  # type: ignore[no-any-return]
 
@@ -65,7 +66,9 @@ def test_writes_need_editor(client: TestClient, tokens: dict[str, dict[str, str]
     data = solid((200, 20, 20))
     files = {"file": ("x.jpg", data, "image/jpeg")}
     assert_error(client.post("/pins/upload", files=files), 401, "unauthorized")
-    assert_error(client.post("/pins/upload", files=files, headers=tokens["viewer"]), 403, "forbidden")
+    assert_error(
+        client.post("/pins/upload", files=files, headers=tokens["viewer"]), 403, "forbidden"
+    )
     bad = {"Authorization": "Bearer nope"}
     assert_error(client.post("/pins/upload", files=files, headers=bad), 401, "unauthorized")
     assert_error(
@@ -152,7 +155,9 @@ def test_similar_and_search_by_image(client: TestClient, tokens: dict[str, dict[
     assert_error(client.post("/search/image"), 422, "invalid_input")
 
 
-def test_text_search_filters_pagination(client: TestClient, tokens: dict[str, dict[str, str]]) -> None:
+def test_text_search_filters_pagination(
+    client: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
     for i in range(5):
         upload(client, fx.jpeg_bytes(80, 60, seed=i), tokens["editor"],
                title=f"linen dress {i}", board="summer" if i % 2 else "winter")  # fmt: skip

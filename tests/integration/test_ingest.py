@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from tastegraph.app import App, build
 from tastegraph.catalog.ingest import ingest
 from tastegraph.settings import Settings
-
 from tests import fixtures as fx
 from tests.conftest import REPO
 from tests.fakes import fake_encoders
@@ -85,11 +84,21 @@ def test_manifest_metadata_and_bad_rows(fake_app: App, tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(fx.jpeg_bytes(seed=5))
     (tmp_path / "b.jpg").write_bytes(fx.jpeg_bytes(seed=6))
     (tmp_path / "m.jsonl").write_text(
-        json.dumps({"image": "a.jpg", "title": "Linen shirt", "board": "tops", "tags": ["linen"],
-                    "colour": "white"}) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "image": "a.jpg",
+                "title": "Linen shirt",
+                "board": "tops",
+                "tags": ["linen"],
+                "colour": "white",
+            }
+        )
+        + "\n"
         + "{not json\n"
-        + json.dumps({"path": "b.jpg", "description": "Boots", "tags": "leather|brown"}) + "\n"
-        + json.dumps({"image": "missing.jpg"}) + "\n"
+        + json.dumps({"path": "b.jpg", "description": "Boots", "tags": "leather|brown"})
+        + "\n"
+        + json.dumps({"image": "missing.jpg"})
+        + "\n"
     )
     report = ingest(fake_app, str(tmp_path / "m.jsonl"), progress=False)
     assert report.added == 2
@@ -97,7 +106,9 @@ def test_manifest_metadata_and_bad_rows(fake_app: App, tmp_path: Path) -> None:
     assert reasons == ["bad_row", "unreadable_file"]
     pins = {p.title or p.description: p for p in fake_app.store.list_pins()}
     shirt = pins["Linen shirt"]
-    assert shirt.board == "tops" and "linen" in shirt.tags and shirt.attributes == {"colour": "white"}
+    assert (
+        shirt.board == "tops" and "linen" in shirt.tags and shirt.attributes == {"colour": "white"}
+    )
     assert {"leather", "brown"} <= set(pins["Boots"].tags)
     # manifest text is searchable and has a text vector
     assert fake_app.search.text("linen shirt").hits[0].pin_id == shirt.id

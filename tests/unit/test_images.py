@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps, features
 
 from tastegraph.catalog.images import (
     ACCEPTED_FORMATS,
@@ -96,6 +96,14 @@ def test_decoded_pixels_match_the_source() -> None:
     assert np.array_equal(np.asarray(dec.image), arr)
 
 
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow has no AVIF codec")
+def test_avif_where_pillow_has_the_codec() -> None:
+    out = io.BytesIO()
+    Image.fromarray(fx.photo_array(64, 48)).save(out, "AVIF", quality=80)
+    dec = decode(out.getvalue())
+    assert dec.format == "AVIF" and dec.image.size == (64, 48)
+
+
 def test_grayscale_and_one_bit_become_rgb() -> None:
     grey = decode(fx.gray_png(100))
     assert grey.image.mode == "RGB" and pixel(grey.image, 3, 3) == (100, 100, 100)
@@ -153,6 +161,8 @@ def test_exif_orientation_is_applied() -> None:
     assert (dec.width, dec.height) == (40, 60)  # original size, after rotation
     assert close(pixel(dec.image, 20, 5), (255, 0, 0), 40)  # red band rotated to the top
     assert close(pixel(dec.image, 20, 55), (0, 0, 255), 40)
+    # The output carries no orientation of its own: rotating "again" changes nothing.
+    assert ImageOps.exif_transpose(dec.image).size == (40, 60)
 
 
 def test_exif_orientation_with_draft() -> None:

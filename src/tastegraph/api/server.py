@@ -256,7 +256,9 @@ def create_api(tg: App) -> FastAPI:
     def _ingest_one(item: SourceItem, data: bytes) -> JSONResponse:
         from tastegraph.catalog.ingest import ingest_items
 
-        report = ingest_items(tg, [item], source_label=item.ref, progress=False, data={item.ref: data})
+        report = ingest_items(
+            tg, [item], source_label=item.ref, progress=False, data={item.ref: data}
+        )
         if report.quarantine:
             q = report.quarantine[0]
             raise InvalidInput(q.message, reason=q.reason)
@@ -282,6 +284,7 @@ def create_api(tg: App) -> FastAPI:
             timeout=s.fetch_timeout_s,
             allow_url=s.allow_url_fetch,
             allow_private_hosts=s.allow_private_url_hosts,
+            allow_local_files=False,
         )
         item = SourceItem(
             ref=body.image_url,
@@ -407,7 +410,9 @@ def create_api(tg: App) -> FastAPI:
                 tg.search.by_url, url, box=region, limit=limit, offset=offset, filters=filters
             )
         else:
-            raise InvalidInput("send an image file or a url", hint="multipart field 'file' or 'url'")
+            raise InvalidInput(
+                "send an image file or a url", hint="multipart field 'file' or 'url'"
+            )
         return _page_json(tg, page)
 
     @api.get("/duplicates", tags=["search"])

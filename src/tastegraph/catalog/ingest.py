@@ -254,7 +254,7 @@ def _consume(
                 report.quarantine.append(QuarantineEntry(p.ref, p.reason, p.message))
         if ok:
             pins = encode_batch(app, ok)
-            for (pin_id, created), _p in zip(app.store.add_pins(pins), ok):
+            for (pin_id, created), _p in zip(app.store.add_pins(pins), ok, strict=False):
                 if created:
                     report.added += 1
                     report.added_ids.append(pin_id)

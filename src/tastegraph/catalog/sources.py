@@ -125,10 +125,10 @@ def iter_source(source: str | Path) -> Iterator[SourceItem | SourceError]:
 def _iter_folder(root: Path) -> Iterator[SourceItem | SourceError]:
     root = root.absolute()
     found: list[str] = []
-    unreadable: list[str] = []
+    unreadable: list[tuple[str, str]] = []
 
     def on_error(exc: OSError) -> None:
-        unreadable.append(f"{exc.filename}: {exc.strerror or exc}")
+        unreadable.append((str(exc.filename), exc.strerror or str(exc)))
 
     # followlinks=False: a symlink loop must not make the walk endless; linked files still count.
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
@@ -137,8 +137,8 @@ def _iter_folder(root: Path) -> Iterator[SourceItem | SourceError]:
             if name.startswith(".") or name.lower() in _SYSTEM_FILES:
                 continue
             found.append(os.path.join(dirpath, name))
-    for message in unreadable:
-        yield SourceError(0, f"Cannot read folder {message}.")
+    for folder, why in unreadable:
+        yield SourceError(0, f"Cannot read folder {folder}: {why}.", ref=folder)
     # Sort on the path relative to the root so the order is the same wherever the folder lives.
     cut = len(str(root)) + 1
     found.sort(key=lambda p: p[cut:].replace(os.sep, "/"))

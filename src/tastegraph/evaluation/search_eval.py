@@ -51,7 +51,9 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         missing = [c for c in required if c not in cols]
         if missing:
             raise InvalidInput(f"{path} lacks column(s) {missing}", hint=f"need {list(required)}")
-        return [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+        return [
+            {k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader
+        ]
 
 
 @contextmanager

@@ -11,6 +11,7 @@ float32, so use it for tests, small catalogs and as ground truth, and ``hnsw`` b
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tastegraph.errors import InvalidInput, NotFound
+from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
 from tastegraph.index.base import (
     F32,
     I64,
+    REINDEX_HINT,
     IdMap,
     IndexMeta,
     Manifest,
@@ -76,6 +78,7 @@ class ExactIndex:
         self._map = IdMap()
         self._generation = 0
         self._lock = RWLock()
+        self._save_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------
 
@@ -95,7 +98,10 @@ class ExactIndex:
             vecs = load_npy(path / man.files["vectors"])
             ids = load_npy(path / man.files["ids"]).astype(np.int64, copy=False)
             if vecs.shape != (len(ids), meta.dim) or vecs.dtype != idx._dtype:
-                raise InvalidInput(f"index files in {path} are inconsistent with their manifest")
+                raise IndexMismatch(
+                    f"index files in {path} are inconsistent with their manifest",
+                    hint=REINDEX_HINT,
+                )
             idx._vecs, idx._ids, idx._n = vecs, ids, len(ids)
             idx._map = IdMap.from_arrays(ids, np.arange(len(ids), dtype=np.int64))
             idx.watermark = man.watermark
@@ -207,7 +213,8 @@ class ExactIndex:
         folder = Path(path) if path is not None else self.path
         if folder is None:
             raise InvalidInput("no folder to save the index to", hint="pass save(path)")
-        with self._lock.read():
+        # Searches go on during a save (read side); a second save waits (generation numbers).
+        with self._save_lock, self._lock.read():
             vecs = self._vecs[: self._n]
             ids = self._ids[: self._n]
             self._generation = commit(

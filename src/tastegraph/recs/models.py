@@ -61,6 +61,7 @@ I64 = NDArray[np.int64]
 
 _R = TypeVar("_R", bound="Recommender")
 
+_FORMAT = "tastegraph.recs/1"  # bump when the saved layout changes; old files are refused
 _BATCH = 512  # users scored at once: bounds memory at 512 x n_items floats per generator
 _DAY = 86400.0
 
@@ -146,9 +147,7 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     # -- estimator API ----------------------------------------------------------------------
-    def fit(
-        self: _R, interactions: sp.csr_matrix, timestamps: sp.csr_matrix | None = None
-    ) -> _R:
+    def fit(self: _R, interactions: sp.csr_matrix, timestamps: sp.csr_matrix | None = None) -> _R:
         """Learn from a users x items matrix (and optionally per-interaction timestamps)."""
         X = _as_csr(interactions)
         T = _as_time_csr(timestamps, X) if timestamps is not None else None
@@ -197,9 +196,7 @@ class Recommender:
             return rows[:, items]
         return np.take_along_axis(rows, items[sl], 1)
 
-    def recommend(
-        self, user_ids: Any, n: int = 10, exclude_seen: bool = True
-    ) -> tuple[I64, F32]:
+    def recommend(self, user_ids: Any, n: int = 10, exclude_seen: bool = True) -> tuple[I64, F32]:
         """Top ``n`` items per user, best first (seen items get ``-inf`` when excluded)."""
         users = self._check_users(user_ids)
         all_items: list[I64] = []
@@ -225,8 +222,9 @@ class Recommender:
     def save(self, path: Path | str) -> None:
         """Write params and learned arrays to a ``.npz`` file (sparse matrices as CSR parts)."""
         arrays: dict[str, Any] = {
+            "__format__": np.array(_FORMAT),
             "__model__": np.array(self.name),
-            "__params__": np.array(json.dumps(self.get_params())),
+            "__params__": np.array(json.dumps(self.get_params(), sort_keys=True)),
         }
         for key, value in self._state().items():
             if sp.issparse(value):
@@ -247,6 +245,10 @@ class Recommender:
 def load(path: Path | str) -> Recommender:
     """Read a model written by :meth:`Recommender.save`."""
     with np.load(Path(path), allow_pickle=False) as npz:
+        if "__format__" not in npz.files or str(npz["__format__"]) != _FORMAT:
+            raise InvalidInput(
+                f"{path}: not a {_FORMAT} model file", hint="save it again with this version"
+            )
         name = str(npz["__model__"])
         params = json.loads(str(npz["__params__"]))
         model = make_model(name, **params)
@@ -260,7 +262,7 @@ def load(path: Path | str) -> Recommender:
                 parts.setdefault(base, {})[part] = npz[key]
             else:
                 arr = npz[key]
-                state[key] = arr.item() if arr.ndim == 0 and arr.dtype.kind in "iufb" else arr
+                state[key] = arr.item() if arr.ndim == 0 and arr.dtype.kind in "iufbU" else arr
         for base, p in parts.items():
             state[base] = sp.csr_matrix(
                 (p["data"], p["indices"], p["indptr"]), shape=tuple(p["shape"])
@@ -504,7 +506,6 @@ class BPR(Recommender):
         return self.user_factors_[users] @ self.item_factors_.T
 
 
-
 def _sessions(X: sp.csr_matrix, T: sp.csr_matrix, gap: float) -> sp.csr_matrix:
     """Sessions x items: a user's interactions split wherever they pause longer than ``gap``."""
     rows: list[I64] = []
@@ -556,6 +557,8 @@ FEATURES = (
     "pop_30d",
     "item_age_days",
     "item_idle_days",
+    "pop_30d_end",
+    "item_age_end_days",
     "user_n",
     "user_idle_days",
     "user_pop_mean",
@@ -589,6 +592,21 @@ def _followers(T: sp.csr_matrix, window: float, reach: int = 20) -> sp.csr_matri
     counts = np.bincount(T.indices, minlength=n_items).astype(np.float64)
     inv = sp.diags((1.0 / np.sqrt(np.maximum(counts, 1.0))).astype(np.float32))
     return sp.csr_matrix(inv @ M @ inv, dtype=np.float32)
+
+
+def _user_tail(users: I64, items: I64, times: I64, fraction: float) -> NDArray[np.bool_]:
+    """Mask of each user's latest ``fraction`` of interactions (at least one; users with two or
+    more), ordered by time then item index."""
+    order = np.lexsort((items, times, users))
+    u = users[order]
+    counts = np.bincount(users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos_from_end = counts[u] - (np.arange(len(u)) - starts[u])  # 1 = latest
+    n_held = np.maximum(1, np.floor(fraction * counts[u]))
+    held = (pos_from_end <= n_held) & (counts[u] >= 2)
+    mask = np.zeros(len(users), dtype=bool)
+    mask[order[held]] = True
+    return mask
 
 
 class _Stage:
@@ -643,6 +661,8 @@ class _Stage:
         hist = np.zeros((n_items, n_bins + 1), dtype=np.int32)
         np.add.at(hist, (item_of, bins + 1), 1)
         self.cum = np.cumsum(hist, axis=1, dtype=np.int32)
+        span = max(1, round(30 * _DAY / self.bin_width))
+        self.log_pop_30d_end = np.log1p(self.cum[:, -1] - self.cum[:, max(0, n_bins - span)])
         n_u = np.diff(X.indptr).astype(np.float64)
         self.user_n = np.log1p(n_u).astype(np.float32)
         sums = np.asarray(X @ self.log_pop.astype(np.float64)).ravel()
@@ -655,7 +675,7 @@ class _Stage:
     def _window(self, users: I64, days: float) -> F32:
         """Interactions per item in the ``days`` before each user's now (users x items)."""
         b_now = ((self.t_user[users] - self.t_min) // self.bin_width).astype(np.int64) + 1
-        b_start = np.maximum(b_now - max(1, int(round(days * _DAY / self.bin_width))), 0)
+        b_start = np.maximum(b_now - max(1, round(days * _DAY / self.bin_width)), 0)
         return (self.cum[:, b_now] - self.cum[:, b_start]).T.astype(np.float32)
 
     def _profiles(self, users: I64) -> dict[str, sp.csr_matrix]:
@@ -745,6 +765,8 @@ class _Stage:
         cols["pop_rank"] = np.log1p(self.pop_rank[it])
         cols["item_age_days"] = ((now - self.item_first[it]) / _DAY).astype(np.float32)
         cols["item_idle_days"] = ((now - self.item_last[it]) / _DAY).astype(np.float32)
+        cols["pop_30d_end"] = self.log_pop_30d_end[it]
+        cols["item_age_end_days"] = ((self.t_end - self.item_first[it]) / _DAY).astype(np.float32)
         cols["user_n"] = self.user_n[u]
         cols["user_idle_days"] = ((self.t_end - now) / _DAY).astype(np.float32)
         cols["user_pop_mean"] = self.user_pop_mean[u]
@@ -757,21 +779,25 @@ class TasteGraph(Recommender):
     """tastegraph's recommender: candidate generators, then a learned LambdaRank ranker.
 
     Stage one runs several generators on the training matrix -- EASE, cosine ItemKNN, ALS,
-    all-time popularity, popularity in the 30 days before the user's latest activity, and
-    similarity to the user's recent sessions -- and keeps the union of each one's top
-    ``n_candidates`` unseen items. Stage two scores pairs with a LightGBM LambdaRank model over
-    features: each generator's score and rank, item popularity (all-time, last 7 and 30 days),
-    item age and idle time, user activity and staleness, the user's taste for popular items,
-    recency-weighted similarity to the user's latest items and sessions, and how many generators
-    proposed the item.
+    all-time popularity, popularity in the 30 days before the user's latest activity, EASE
+    from the user's 20 latest items, similarity to the user's recent sessions, and "what others
+    took next" after the user's 5 latest items -- and keeps the union of each one's top
+    ``n_candidates`` unseen items. Stage two scores user-item pairs with a LightGBM LambdaRank
+    model over ``FEATURES``: each generator's score and rank, EASE and ItemKNN scores from the
+    user's latest 5 and 20 items and from a recency-decayed profile, session co-occurrence,
+    directed "taken next" co-occurrence, item popularity (all-time, in the 7 and 30 days before
+    the user's latest activity, and in the last 30 days of the data), item age and idle time,
+    user activity and staleness, the user's taste for popular items, and how many generators
+    proposed the item. Items that share a timestamp are never ordered among themselves, so no
+    feature can learn how an evaluation protocol breaks ties.
 
-    The ranker is trained without touching any test data: a validation split is carved from the
-    training matrix (``val_split="last"``: each user's latest interaction, mirroring
-    leave-one-out; ``"time"``: the latest ``val_fraction`` of the training period, mirroring a
-    global time split). Generators are fitted on the rest, each validation user's group holds
-    the candidates, ``n_random`` random unseen items and the held-out positives, and early
-    stopping watches NDCG on a held-out share of those users. The generators are then refitted
-    on the whole training matrix for inference.
+    The ranker never sees test data: its examples come from a validation split carved from the
+    training matrix, with the same rule as the task it will serve, repeated ``n_val_rounds``
+    times on what is left (``val_split="last"``: each user's latest interaction, as in
+    leave-one-out; ``"time"``: the latest ``val_fraction`` of the training period, as in a
+    global time split; ``"tail"``: each user's latest ``val_fraction`` of interactions). For
+    each round the generators are fitted on the rest; early stopping watches NDCG@``cutoff`` on
+    a fifth of the users. The generators are then refitted on the whole matrix for inference.
 
     Parameters
     ----------
@@ -779,19 +805,22 @@ class TasteGraph(Recommender):
         Generator hyperparameters (tune them as for the standalone peers).
     n_candidates
         Items each generator proposes per user.
+    train_groups
+        ``"candidates"`` (rank what the generators propose: for full-catalog recommendation)
+        or ``"sampled"`` (rank each positive among ``n_random`` random unseen items: for
+        re-ranking given lists, as in sampled-negative evaluation).
     n_random
-        Random unseen items added to each training group, so the ranker also learns to push
-        down the long tail it would otherwise never see.
-    val_split, val_fraction
-        How the ranker's training split is carved from the training data.
+        Random unseen items added to each training group.
+    val_split, val_fraction, n_val_rounds
+        How the ranker's training examples are carved from the training data.
     session_gap_hours
-        A pause longer than this starts a new session.
+        A pause longer than this starts a new session (and bounds "taken next").
     recent_days
         Time constant of the recency weighting of a user's items.
     n_estimators, learning_rate, num_leaves, min_child_samples
         LightGBM ranker settings (``n_estimators`` is a ceiling; early stopping picks the rounds).
     cutoff
-        The ``k`` of the NDCG@k that the ranker optimises and early-stops on.
+        The ``k`` of the NDCG@k that early stopping watches.
     seed, num_threads
         Randomness and parallelism.
 
@@ -816,9 +845,11 @@ class TasteGraph(Recommender):
         als_alpha: float = 2.0,
         als_iterations: int = 15,
         n_candidates: int = 50,
-        n_random: int = 50,
+        train_groups: str = "candidates",
+        n_random: int = 0,
         val_split: str = "last",
         val_fraction: float = 0.2,
+        n_val_rounds: int = 2,
         session_gap_hours: float = 1.0,
         recent_days: float = 7.0,
         n_estimators: int = 300,
@@ -836,9 +867,11 @@ class TasteGraph(Recommender):
         self.als_alpha = als_alpha
         self.als_iterations = als_iterations
         self.n_candidates = n_candidates
+        self.train_groups = train_groups
         self.n_random = n_random
         self.val_split = val_split
         self.val_fraction = val_fraction
+        self.n_val_rounds = n_val_rounds
         self.session_gap_hours = session_gap_hours
         self.recent_days = recent_days
         self.n_estimators = n_estimators
@@ -861,95 +894,182 @@ class TasteGraph(Recommender):
             if T is None:
                 raise InvalidInput('val_split="time" needs timestamps')
             return split_by_time(times, float(self.val_fraction))
+        if self.val_split == "tail":
+            return _user_tail(coo_u, items, times, float(self.val_fraction))
         raise InvalidInput(
-            f"unknown val_split {self.val_split!r}", hint='use "last" or "time"'
+            f"unknown val_split {self.val_split!r}", hint='use "last", "tail" or "time"'
+        )
+
+    def _groups(
+        self, X: sp.csr_matrix, T: sp.csr_matrix | None, rng: np.random.Generator
+    ) -> tuple[list[F32], list[NDArray[np.float32]], list[int], list[int]]:
+        """Ranker training groups from ``n_val_rounds`` successive holdouts.
+
+        Round one holds out the validation interactions of the whole matrix; each later round
+        repeats the rule on what is left (the user's previous interaction, or the previous
+        period), so the ranker sees more examples of the same task without any test data.
+        """
+        feats: list[F32] = []
+        labels: list[NDArray[np.float32]] = []
+        sizes: list[int] = []
+        owners: list[int] = []
+        for _ in range(max(1, int(self.n_val_rounds))):
+            held = self._holdout(X, T)
+            if not held.any():
+                break
+            keep = ~held
+            coo_u = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+            X_tr = to_csr(coo_u[keep], X.indices[keep], *X.shape)
+            T_tr = None
+            if T is not None:
+                T_tr = sp.csr_matrix((T.data[keep], (coo_u[keep], X.indices[keep])), shape=X.shape)
+                T_tr.sort_indices()
+            val = to_csr(coo_u[held], X.indices[held], *X.shape)
+            users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(X_tr.indptr) > 0))
+            if len(users):
+                stage = _Stage(X_tr, T_tr, self)
+            for start in range(0, len(users), _BATCH):
+                ub = users[start : start + _BATCH].astype(np.int64)
+                rows = stage.rows(ub)
+                cands, hits = stage.candidates(ub, rows)
+                items: list[I64] = []
+                for r, u in enumerate(ub):
+                    pos = val.indices[val.indptr[u] : val.indptr[u + 1]]
+                    seen = X_tr.indices[X_tr.indptr[u] : X_tr.indptr[u + 1]]
+                    group = self._group(cands[r], pos, seen, X.shape[1], rng)
+                    label = np.isin(group, pos).astype(np.float32)
+                    if not label.any():  # nothing to learn: no positive was proposed
+                        group = group[:0]
+                    items.append(group)
+                    if len(group):
+                        labels.append(label)
+                        sizes.append(len(group))
+                        owners.append(int(u))
+                feats.append(stage.features(ub, items, rows, hits))
+            X, T = X_tr, T_tr
+        return feats, labels, sizes, owners
+
+    def _group(
+        self, cands: I64, pos: I64, seen: I64, n_items: int, rng: np.random.Generator
+    ) -> I64:
+        """Items of one training group.
+
+        ``"sampled"``: the positives among random unseen items, as in sampled-negative
+        evaluation. ``"candidates"``: what the generators propose (plus any random items) and
+        nothing else; positives the generators missed are left out, because forcing them in
+        would let the ranker learn "not proposed by anyone" as a sign of a positive.
+        """
+        unseen = np.ones(n_items, dtype=bool)
+        unseen[seen] = False
+        unseen[pos] = False
+        pool = np.flatnonzero(unseen)
+        n_random = min(int(self.n_random), len(pool))
+        extra = rng.choice(pool, size=n_random, replace=False) if n_random else pool[:0]
+        if self.train_groups == "sampled":
+            return np.union1d(pos, extra).astype(np.int64)
+        if self.train_groups == "candidates":
+            return np.union1d(cands, extra).astype(np.int64)
+        raise InvalidInput(
+            f"unknown train_groups {self.train_groups!r}", hint='use "candidates" or "sampled"'
         )
 
     def _fit(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> None:
         import lightgbm as lgb
 
-        held = self._holdout(X, T)
-        keep = ~held
-        coo_u = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-        X_tr = to_csr(coo_u[keep], X.indices[keep], *X.shape)
-        T_tr = None
-        if T is not None:
-            T_tr = sp.csr_matrix((T.data[keep], (coo_u[keep], X.indices[keep])), shape=X.shape)
-            T_tr.sort_indices()
-        stage = _Stage(X_tr, T_tr, self)
-        # Validation positives per user (only users who also have training interactions).
-        val = sp.csr_matrix(
-            (np.ones(int(held.sum()), dtype=np.float32), (coo_u[held], X.indices[held])),
-            shape=X.shape,
-        )
-        users = np.flatnonzero((np.diff(val.indptr) > 0) & (np.diff(X_tr.indptr) > 0))
         rng = np.random.default_rng(self.seed)
-        feats: list[F32] = []
-        labels: list[NDArray[np.float32]] = []
-        groups: list[int] = []
-        for start in range(0, len(users), _BATCH):
-            ub = users[start : start + _BATCH].astype(np.int64)
-            rows = stage.rows(ub)
-            cands, hits = stage.candidates(ub, rows)
-            items: list[I64] = []
-            for r, u in enumerate(ub):
-                pos = val.indices[val.indptr[u] : val.indptr[u + 1]]
-                seen = X_tr.indices[X_tr.indptr[u] : X_tr.indptr[u + 1]]
-                extra = rng.integers(0, X.shape[1], size=int(self.n_random))
-                group = np.union1d(np.union1d(cands[r], pos), np.setdiff1d(extra, seen))
-                items.append(group.astype(np.int64))
-                labels.append(np.isin(group, pos).astype(np.float32))
-                groups.append(len(group))
-            feats.append(stage.features(ub, items, rows, hits))
-        if not groups:
-            raise InvalidInput(
-                "no validation users to train the ranker on",
-                hint="each user needs at least two interactions",
-            )
+        feats, labels, sizes, owners = self._groups(X, T, rng)
+        self._stage = _Stage(X, T, self)
+        self.n_groups_ = len(sizes)
+        if not sizes or not np.concatenate(labels).any():
+            # Too little data to carve a validation split: fall back to the EASE generator.
+            self.ranker_ = None
+            self.n_rounds_ = 0
+            self.feature_importance_ = np.zeros(len(FEATURES))
+            return
         F = np.vstack(feats)
         y = np.concatenate(labels)
-        g = np.asarray(groups)
-        # Early stopping on a held-out share of the validation users.
-        n_groups = len(g)
-        is_es = np.zeros(n_groups, dtype=bool)
-        if n_groups >= 10:
-            is_es[rng.permutation(n_groups)[: max(1, n_groups // 7)]] = True
+        g = np.asarray(sizes)
+        # Early stopping on a held-out share of users (all of a user's groups on one side, so
+        # the stopping signal is measured on people the trees never saw).
+        owner = np.asarray(owners)
+        uniq = np.unique(owner)
+        es_users = rng.permutation(uniq)[: len(uniq) // 5] if len(uniq) >= 10 else uniq[:0]
+        is_es = np.isin(owner, es_users)
         row_es = np.repeat(is_es, g)
         params = {
             "objective": "lambdarank",
-            "n_estimators": int(self.n_estimators),
+            "metric": "ndcg",
+            "eval_at": [int(self.cutoff)],
             "learning_rate": float(self.learning_rate),
             "num_leaves": int(self.num_leaves),
-            "min_child_samples": int(self.min_child_samples),
-            "subsample": 0.8,
-            "subsample_freq": 1,
-            "colsample_bytree": 0.8,
-            "reg_lambda": 1.0,
-            "random_state": int(self.seed),
-            "n_jobs": int(self.num_threads),
+            "min_data_in_leaf": int(self.min_child_samples),
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "feature_fraction": 0.8,
+            "lambda_l2": 1.0,
+            "seed": int(self.seed),
+            "num_threads": int(self.num_threads),
             "deterministic": True,
             "force_row_wise": True,
             "verbose": -1,
         }
-        ranker = lgb.LGBMRanker(**params)
-        fit_kw: dict[str, Any] = {}
+        train_set = lgb.Dataset(F[~row_es], y[~row_es], group=g[~is_es], free_raw_data=True)
+        valid_sets = []
+        callbacks: list[Any] = []
         if is_es.any():
-            fit_kw = {
-                "eval_set": [(F[row_es], y[row_es])],
-                "eval_group": [g[is_es]],
-                "eval_at": [int(self.cutoff)],
-                "callbacks": [lgb.early_stopping(30, verbose=False)],
-            }
-        ranker.fit(F[~row_es], y[~row_es], group=g[~is_es], **fit_kw)
-        self.n_rounds_ = int(ranker.best_iteration_ or self.n_estimators)
-        self.ranker_ = ranker.booster_
-        self.feature_importance_ = np.asarray(
-            self.ranker_.feature_importance("gain"), dtype=np.float64
+            valid_sets = [lgb.Dataset(F[row_es], y[row_es], group=g[is_es], reference=train_set)]
+            callbacks = [lgb.early_stopping(50, verbose=False)]
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=int(self.n_estimators),
+            valid_sets=valid_sets,
+            callbacks=callbacks,
         )
-        self._stage = _Stage(X, T, self)
+        self.n_rounds_ = int(booster.best_iteration or booster.current_iteration())
+        self.ranker_ = booster
+        self.feature_importance_ = np.asarray(booster.feature_importance("gain"), dtype=np.float64)
+
+    # -- persistence ------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state = {k: v for k, v in super()._state().items() if k != "ranker_"}
+        state["ranker_"] = "" if self.ranker_ is None else self.ranker_.model_to_string()
+        for key, value in vars(self._stage).items():
+            if isinstance(value, Recommender):
+                for sub, arr in value._state().items():
+                    state[f"stage.{key}.{sub}"] = arr
+            else:
+                state[f"stage.{key}"] = value
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        import lightgbm as lgb
+
+        stage = _Stage.__new__(_Stage)
+        models: dict[str, Recommender] = {
+            "ease": EASE(lambda_=self.ease_lambda),
+            "knn": ItemKNN(k=self.knn_k),
+            "als": ALS(factors=self.als_factors),
+        }
+        for key, value in state.items():
+            if not key.startswith("stage."):
+                continue
+            parts = key.split(".")
+            if len(parts) == 3:
+                setattr(models[parts[1]], parts[2], value)
+            else:
+                setattr(stage, parts[1], value)
+        for key, model in models.items():
+            setattr(stage, key, model)
+        self._stage = stage
+        super()._restore({k: v for k, v in state.items() if not k.startswith("stage.")})
+        text = state.get("ranker_", "")
+        self.ranker_ = lgb.Booster(model_str=text) if text else None
 
     # -- scoring ----------------------------------------------------------------------------
     def _predict(self, F: F32) -> F32:
+        if self.ranker_ is None:
+            return -F[:, FEATURES.index("ease_rank")]
         return np.asarray(self.ranker_.predict(F, num_iteration=self.n_rounds_), dtype=np.float32)
 
     def _score_batch(self, users: I64, items: I64 | None, sl: slice) -> F32:
@@ -965,9 +1085,7 @@ class TasteGraph(Recommender):
             r = np.repeat(np.arange(len(users)), [len(c) for c in cands])
             out[r, np.concatenate(cands)] = pred
             return out.astype(np.float32)
-        block = (
-            np.broadcast_to(items, (len(users), len(items))) if items.ndim == 1 else items[sl]
-        )
+        block = np.broadcast_to(items, (len(users), len(items))) if items.ndim == 1 else items[sl]
         lists = [np.asarray(row, dtype=np.int64) for row in block]
         pred = self._predict(stage.features(users, lists, rows))
         return pred.reshape(len(users), block.shape[1])

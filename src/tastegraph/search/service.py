@@ -84,7 +84,7 @@ class SearchService:
             scores, ids = idx.search(q2, want, allow=allow, exclude=excl if len(excl) else None)
         hits = [
             Hit(int(i), float(s), {"image": round(float(s), 4)})
-            for s, i in zip(scores[0], ids[0])
+            for s, i in zip(scores[0], ids[0], strict=False)
             if i >= 0
         ]
         return _page(hits, offset, limit)
@@ -118,6 +118,7 @@ class SearchService:
             timeout=s.fetch_timeout_s,
             allow_url=s.allow_url_fetch,
             allow_private_hosts=s.allow_private_url_hosts,
+            allow_local_files=False,  # refs from users never read the server's disk
         )
         return self.by_image(data, **kw)
 
@@ -162,7 +163,9 @@ class SearchService:
                 continue
             scores, ids = idx.search(vec, depth, allow=allow)
             lists[space] = [
-                (int(i), float(sc)) for sc, i in zip(scores[0], ids[0]) if i >= 0 and sc >= floor
+                (int(i), float(sc))
+                for sc, i in zip(scores[0], ids[0], strict=False)
+                if i >= 0 and sc >= floor
             ]
         hits = reciprocal_rank_fusion(lists)
         return _page(hits, offset, limit)

@@ -7,7 +7,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -200,7 +200,7 @@ class SQLStore:
                         created_at=now,
                         updated_at=now,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]
                 self._put_vectors(conn, pin_id, it.vectors)
                 self._fts_put(conn, pin_id, it.title, it.description, it.tags, it.labels)
                 conn.execute(t.changes.insert().values(pin_id=pin_id, op="upsert"))
@@ -214,7 +214,8 @@ class SQLStore:
             return
         stmt = sa.text(
             "INSERT INTO sources(ref, content_hash, pin_id) VALUES (:r, :h, :p) "
-            "ON CONFLICT(ref) DO UPDATE SET content_hash=excluded.content_hash, pin_id=excluded.pin_id"
+            "ON CONFLICT(ref) DO UPDATE SET "
+            "content_hash=excluded.content_hash, pin_id=excluded.pin_id"
         )
         conn.execute(stmt, {"r": ref, "h": content_hash, "p": pin_id})
 
@@ -308,9 +309,7 @@ class SQLStore:
             if r is None:
                 raise NotFound(f"pin {pin_id} does not exist")
             conn.execute(
-                t.pins.update()
-                .where(t.pins.c.id == pin_id)
-                .values(**fields, updated_at=now_iso())
+                t.pins.update().where(t.pins.c.id == pin_id).values(**fields, updated_at=now_iso())
             )
             r = conn.execute(sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)).one()
             self._fts_put(conn, pin_id, r.title, r.description, r.tags, r.labels)
@@ -344,7 +343,9 @@ class SQLStore:
             else:
                 idl = [int(i) for i in ids]
                 for start in range(0, len(idl), 500):
-                    rows.extend(conn.execute(q.where(t.vectors.c.pin_id.in_(idl[start : start + 500]))))
+                    rows.extend(
+                        conn.execute(q.where(t.vectors.c.pin_id.in_(idl[start : start + 500])))
+                    )
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), []
         mat = np.stack([np.frombuffer(r.data, dtype=np.float32) for r in rows])
@@ -418,12 +419,14 @@ class SQLStore:
     # --------------------------------------------------------- near-duplicates
     def phashes(self) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
         with self.read() as conn:
-            rows = list(conn.execute(sa.select(t.pins.c.id, t.pins.c.phash).where(t.pins.c.phash != "")))
+            rows = list(
+                conn.execute(sa.select(t.pins.c.id, t.pins.c.phash).where(t.pins.c.phash != ""))
+            )
         ids = np.array([r.id for r in rows], np.int64)
         hashes = np.array([int(r.phash, 16) for r in rows], np.uint64)
         return ids, hashes
 
-    def set_dup_groups(self, groups: dict[int, int | None]) -> None:
+    def set_dup_groups(self, groups: Mapping[int, int | None]) -> None:
         with self.write() as conn:
             for pin_id, group in groups.items():
                 conn.execute(t.pins.update().where(t.pins.c.id == pin_id).values(dup_group=group))
@@ -492,7 +495,9 @@ class SQLStore:
             q = q.where(t.quarantine.c.run_id == run_id)
         with self.read() as conn:
             return [
-                QuarantineEntry(source=r.source, reason=r.reason, message=r.message, run_id=r.run_id)
+                QuarantineEntry(
+                    source=r.source, reason=r.reason, message=r.message, run_id=r.run_id
+                )
                 for r in conn.execute(q)
             ]
 
@@ -528,7 +533,7 @@ class SQLStore:
                 t.tokens.insert().values(
                     name=name, role=role, token_hash=self._hash_token(secret), created_at=now
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
         return TokenInfo(int(tid), name, role, now), secret
 
     def verify_token(self, secret: str) -> TokenInfo | None:
@@ -567,5 +572,7 @@ class SQLStore:
 
     def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.read() as conn:
-            rows = conn.execute(sa.select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit))
+            rows = conn.execute(
+                sa.select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
+            )
             return [dict(r._mapping) for r in rows]

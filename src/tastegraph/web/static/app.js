@@ -48,24 +48,25 @@ function render(body, append) {
   more.hidden = body.next_offset == null;
 }
 
-async function load(makeUrl, append = false) {
+async function load(makeUrl, append = false, view = "browse") {
   try {
     show("Searching…");
     const body = await fetchJSON(makeUrl(append ? nextPage.offset : 0));
-    nextPage = { makeUrl, offset: body.next_offset };
+    nextPage = { makeUrl, offset: body.next_offset, view };
     render(body, append);
+    results.dataset.view = view;  // what the grid shows now (tests and styles key on it)
   } catch (e) { show("Error: " + e.message); }
 }
 
 function textSearch(q) {
   history.replaceState(null, "", "?q=" + encodeURIComponent(q));
-  load(off => `/search?q=${encodeURIComponent(q)}&limit=30&offset=${off}`);
+  load(off => `/search?q=${encodeURIComponent(q)}&limit=30&offset=${off}`, false, "search:" + q);
 }
 
 function similar(id) {
   history.replaceState(null, "", "?similar=" + id);
   window.scrollTo(0, 0);
-  load(off => `/pins/${id}/similar?limit=30&offset=${off}`);
+  load(off => `/pins/${id}/similar?limit=30&offset=${off}`, false, "similar:" + id);
 }
 
 async function photoSearch(file) {
@@ -77,6 +78,7 @@ async function photoSearch(file) {
     const body = await fetchJSON("/search/image", { method: "POST", body: fd });
     nextPage = null;
     render(body, false);
+    results.dataset.view = "photo";
     more.hidden = true;
   } catch (e) { show("Error: " + e.message); }
 }
@@ -89,7 +91,7 @@ document.getElementById("text-search").addEventListener("submit", ev => {
 document.getElementById("photo").addEventListener("change", ev => {
   if (ev.target.files.length) photoSearch(ev.target.files[0]);
 });
-more.addEventListener("click", () => nextPage && nextPage.offset != null && load(nextPage.makeUrl, true));
+more.addEventListener("click", () => nextPage && nextPage.offset != null && load(nextPage.makeUrl, true, nextPage.view));
 
 const params = new URLSearchParams(location.search);
 if (params.get("q")) { document.getElementById("q").value = params.get("q"); textSearch(params.get("q")); }

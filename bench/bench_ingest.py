@@ -1,0 +1,160 @@
+"""Ingest throughput, end to end, against its ideal and a naive loop, in one run.
+
+    python bench/bench_ingest.py --images ../shared/data/clothing/images --n 800
+
+Prints (and with --json emits) images/s for:
+  D      decode-only: read + JPEG decode (draft mode) + resize/crop to the model input, 2 processes
+  F      the fastest raw forward of the same model (batches of 32 already-decoded pixels)
+  ideal  1 / (1/D + 1/F): both cores shared between decoding and the model
+  e2e    `tastegraph ingest` work: decode -> encode (image, text, ConSE) -> store -> index
+  naive  a per-image torch eager fp32 loop (full decode, batch of 1), the baseline to beat
+and the ratios e2e/ideal (target >= 0.8) and e2e/naive (target >= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def _decode_only(path: str) -> int:
+    from tastegraph.catalog.images import ImageLimits, decode_image
+    from tastegraph.models.image import preprocess_image
+
+    limits = ImageLimits(max_bytes=40 << 20, max_pixels=60_000_000)
+    data = Path(path).read_bytes()
+    img = decode_image(data, limits, draft_to=256).image
+    return int(preprocess_image(img, 224).shape[0])
+
+
+def measure_decode(files: list[Path], workers: int) -> float:
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_decode_only, [str(f) for f in files[:16]]))  # warm the workers
+        t0 = time.perf_counter()
+        list(pool.map(_decode_only, [str(f) for f in files], chunksize=8))
+        return len(files) / (time.perf_counter() - t0)
+
+
+def measure_forward(settings: object, n: int, repeats: int = 3) -> tuple[float, str]:
+    from tastegraph.models.image import LiteImageEncoder
+
+    enc = LiteImageEncoder(settings)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (32, 224, 224, 3), dtype=np.uint8)
+    enc.encode(pixels)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(max(1, n // 32)):
+            enc.encode(pixels)
+        rates.append(32 * max(1, n // 32) / (time.perf_counter() - t0))
+    return statistics.median(rates), enc.runtime
+
+
+def measure_e2e(settings: object, files: list[Path]) -> float:
+    from tastegraph.app import build
+    from tastegraph.catalog.ingest import ingest
+
+    app = build(settings)  # type: ignore[arg-type]
+    app.encoders.image.load()  # type: ignore[attr-defined]
+    app.encoders.text.encode(["warm up"])
+    folder = Path(settings.data_dir) / "src"  # type: ignore[attr-defined]
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).symlink_to(f.resolve())
+    report = ingest(app, str(folder), progress=False)
+    app.close()
+    assert report.added == len(files), report.to_dict()
+    return report.images_per_s
+
+
+def measure_naive(files: list[Path]) -> float:
+    import torch
+    from PIL import Image
+
+    from tastegraph.models.image import preprocess_image
+    from tastegraph.models.lite0 import load_lite0
+
+    model = load_lite0().eval()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for f in files:
+            img = Image.open(f).convert("RGB")
+            x = torch.from_numpy(preprocess_image(img, 224)).permute(2, 0, 1)[None].float()
+            model((x / 127.5) - 1.0)
+    return len(files) / (time.perf_counter() - t0)
+
+
+def run(images: Path, n: int, naive_n: int, models_dir: Path | None) -> dict[str, object]:
+    from tastegraph.settings import Settings
+
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
+    if len(files) < n:
+        console.print(f"only {len(files)} images found")
+    workers = os.cpu_count() or 2
+    tmp = Path(tempfile.mkdtemp(prefix="tg-bench-"))
+    try:
+        data = tmp / "data"
+        data.mkdir()
+        if models_dir:
+            (data / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
+        settings = Settings(data_dir=data, whiten_min_pins=10**9)
+        console.print("decode-only …")
+        d = measure_decode(files, workers)
+        console.print("raw forward …")
+        f, runtime = measure_forward(settings, n)
+        console.print("end to end ingest …")
+        e2e = measure_e2e(settings, files)
+        console.print("naive torch loop …")
+        naive = measure_naive(files[:naive_n])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ideal = 1.0 / (1.0 / d + 1.0 / f)
+    return {
+        "images": len(files),
+        "cores": workers,
+        "runtime": runtime,
+        "decode_only_per_s": round(d, 1),
+        "forward_per_s": round(f, 1),
+        "ideal_per_s": round(ideal, 1),
+        "e2e_per_s": round(e2e, 1),
+        "naive_torch_per_s": round(naive, 1),
+        "e2e_over_ideal": round(e2e / ideal, 3),
+        "e2e_over_naive": round(e2e / naive, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", type=Path, default=Path("../shared/data/clothing/images"))
+    ap.add_argument("--n", type=int, default=800)
+    ap.add_argument("--naive-n", type=int, default=100)
+    ap.add_argument("--models", type=Path, default=Path(".cache/models"))
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    res = run(a.images, a.n, a.naive_n, a.models if a.models.is_dir() else None)
+    t = Table("measure", "value")
+    for k, v in res.items():
+        t.add_row(k, str(v))
+    console.print(t)
+    if a.json:
+        sys.stdout.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,404 @@
+"""Vector search benchmark: build time, memory per pin, latency of raw faiss vs ours, recall@10.
+
+Synthetic clustered pins (unit vectors around ``n / 200`` centres, the same generator as
+``tests/unit/test_index.py``) so that it runs anywhere without data. Single-query latencies are
+measured one query at a time, interleaving the raw faiss call and our ``search()`` on the same
+index so that machine noise hits both alike; the ratio of medians is the wrapper's overhead.
+
+Usage::
+
+    python bench/bench_search.py                          # 100k pins, d=256, rich table
+    python bench/bench_search.py --sizes 100000,1000000   # 1M uses float16 storage (auto)
+    python bench/bench_search.py --json > search.json
+
+Reuse from Python (the encoder benchmark adds query-encoding cost on top)::
+
+    from bench.bench_search import run
+    report = run([100_000], dim=256)
+    report["results"][0]["ours_p50_us"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from tastegraph.index import IndexMeta, open_index
+from tastegraph.index.base import block_rows, brute_force
+from tastegraph.index.hnsw import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_M,
+    HNSWIndex,
+)
+
+F16_FROM = 500_000  # with dtype "auto", sizes from here on store float16 (memory target at 1M)
+
+
+def clustered_chunks(
+    n: int, dim: int, seed: int = 0, chunk: int = 100_000, noise: float = 0.6
+) -> Iterator[np.ndarray]:
+    """Yield ``n`` clustered unit vectors in chunks, deterministic for a given ``seed``.
+
+    Parameters
+    ----------
+    n, dim : int
+        How many vectors, of which dimension.
+    seed : int
+        Centres come from ``seed``; chunk ``c`` draws its points from ``seed + 1 + c``.
+    chunk : int
+        Vectors per yielded array (bounds peak memory at 1M+).
+    noise : float
+        Norm of each point's offset from its unit centre.
+
+    Examples
+    --------
+    >>> sum(len(c) for c in clustered_chunks(2500, 8, chunk=1000))
+    2500
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(8, n // 200), dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    for c, start in enumerate(range(0, n, chunk)):
+        r = np.random.default_rng(seed + 1 + c)
+        m = min(chunk, n - start)
+        x = centres[r.integers(0, len(centres), m)]
+        x += noise / np.sqrt(dim) * r.standard_normal((m, dim), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield x
+
+
+def clustered_data(n: int, dim: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """``(pins (n, dim), queries (n_queries, dim))`` from the same clusters."""
+    out = np.empty((n + n_queries, dim), np.float32)
+    pos = 0
+    for x in clustered_chunks(n + n_queries, dim, seed):
+        out[pos : pos + len(x)] = x
+        pos += len(x)
+    # The queries are the last rows: the same centres, points never indexed.
+    return out[:n], out[n:]
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux); 0 where /proc is unavailable."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(samples) * 1e6
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(
+        len(set(f.tolist()) & set(t.tolist()) - {-1}) for f, t in zip(found, truth, strict=True)
+    )
+    return hits / max(1, int((truth >= 0).sum()))
+
+
+def bench_one(
+    n: int,
+    dim: int,
+    *,
+    dtype: str,
+    k: int,
+    n_queries: int,
+    n_recall: int,
+    params: dict[str, Any],
+    seed: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Build one index of ``n`` pins and measure it; see ``run`` for the keys returned."""
+    t0 = time.perf_counter()
+    pins, queries = clustered_data(n, dim, max(n_queries, n_recall), seed)
+    ids = np.arange(n, dtype=np.int64)
+    log(f"[{n:,}] data generated in {time.perf_counter() - t0:.1f}s; building ({dtype})")
+
+    meta = IndexMeta("image", "synthetic@1", dim, digest="bench", dtype=dtype)
+    with tempfile.TemporaryDirectory(prefix="tg-bench-") as tmp:
+        folder = Path(tmp) / "index"
+        rss0 = rss_bytes()
+        t0 = time.perf_counter()
+        idx = open_index("hnsw", folder, meta, **params)
+        assert isinstance(idx, HNSWIndex)
+        step = 100_000
+        for start in range(0, n, step):
+            idx.add(ids[start : start + step], pins[start : start + step])
+        build_s = time.perf_counter() - t0
+        rss_delta = rss_bytes() - rss0
+        log(f"[{n:,}] built in {build_s:.1f}s; saving")
+
+        t0 = time.perf_counter()
+        idx.save()
+        save_s = time.perf_counter() - t0
+        disk = sum(p.stat().st_size for p in folder.iterdir())
+        t0 = time.perf_counter()
+        reopened = open_index("hnsw", folder, meta, **params)
+        load_s = time.perf_counter() - t0
+        assert len(reopened) == n
+        del reopened
+
+    raw_index = idx.faiss_index
+    raw_index.hnsw.efSearch = idx.ef_search
+    q = queries[:n_queries]
+    one_id = np.array([0], np.int64)
+    rng = np.random.default_rng(seed + 7)
+    allow_small = np.sort(rng.choice(ids, max(1, n // 100), replace=False))  # 1%: exact path
+    allow_large = np.sort(rng.choice(ids, max(1, n // 10), replace=False))  # 10%: graph path
+    for i in range(min(50, len(q))):  # warm caches and the allocator before timing
+        raw_index.search(q[i : i + 1], k)
+        idx.search(q[i : i + 1], k)
+    # Interleaved, and the order rotates per query: whichever call runs first on a query pays
+    # the cache misses of walking its part of the graph, the others find it warm.
+    calls: list[Callable[[np.ndarray], object]] = [
+        lambda qi: raw_index.search(qi, k),
+        lambda qi: idx.search(qi, k),
+        lambda qi: idx.search(qi, k, exclude=one_id),
+    ]
+    times: list[list[float]] = [[], [], []]
+    log(f"[{n:,}] timing {len(q)} single queries")
+    for i in range(len(q)):
+        qi = q[i : i + 1]
+        for j in range(3):
+            c = (i + j) % 3
+            t0 = time.perf_counter()
+            calls[c](qi)
+            times[c].append(time.perf_counter() - t0)
+    raw_t, ours_t, excl_t = times
+    filt_small_t: list[float] = []
+    filt_large_t: list[float] = []
+    for i in range(min(200, len(q))):
+        qi = q[i : i + 1]
+        t0 = time.perf_counter()
+        idx.search(qi, k, allow=allow_small)
+        t1 = time.perf_counter()
+        idx.search(qi, k, allow=allow_large)
+        t2 = time.perf_counter()
+        filt_small_t.append(t1 - t0)
+        filt_large_t.append(t2 - t1)
+
+    t0 = time.perf_counter()
+    idx.search(q, k)
+    batch_qps = len(q) / (time.perf_counter() - t0)
+
+    log(f"[{n:,}] recall on {n_recall} queries against brute force")
+    rq = queries[:n_recall]
+    step = block_rows(len(rq), dim)
+    blocks = ((pins[s : s + step], ids[s : s + step]) for s in range(0, n, step))
+    t0 = time.perf_counter()
+    truth = brute_force(rq, k, blocks)[1]
+    exact_ms = (time.perf_counter() - t0) * 1e3 / len(rq)
+    found = idx.search(rq, k)[1]
+    found_small = idx.search(rq, k, allow=allow_small)[1]
+    truth_small = brute_force(rq, k, [(pins[allow_small], allow_small)])[1]
+    found_large = idx.search(rq, k, allow=allow_large)[1]
+    truth_large = brute_force(rq, k, [(pins[allow_large], allow_large)])[1]
+
+    raw50, raw99 = percentiles(raw_t)
+    ours50, ours99 = percentiles(ours_t)
+    return {
+        "n": n,
+        "dim": dim,
+        "dtype": dtype,
+        "k": k,
+        **idx.params,
+        "build_s": round(build_s, 2),
+        "build_vps": round(n / build_s),
+        "save_s": round(save_s, 2),
+        "load_s": round(load_s, 2),
+        "disk_bytes_per_pin": round(disk / n, 1),
+        "rss_bytes_per_pin": round(rss_delta / n, 1),
+        "raw_p50_us": round(raw50, 1),
+        "raw_p99_us": round(raw99, 1),
+        "ours_p50_us": round(ours50, 1),
+        "ours_p99_us": round(ours99, 1),
+        "ratio_p50": round(ours50 / raw50, 3),
+        "exclude1_p50_us": round(percentiles(excl_t)[0], 1),
+        "allow1pct_p50_us": round(percentiles(filt_small_t)[0], 1),
+        "allow10pct_p50_us": round(percentiles(filt_large_t)[0], 1),
+        "batch_qps": round(batch_qps),
+        "exact_ms_per_query": round(exact_ms, 2),
+        "recall_at_k": round(recall_at(found, truth), 4),
+        "recall_allow1pct": round(recall_at(found_small, truth_small), 4),
+        "recall_allow10pct": round(recall_at(found_large, truth_large), 4),
+    }
+
+
+def run(
+    sizes: Sequence[int],
+    dim: int = 256,
+    *,
+    dtype: str = "auto",
+    k: int = 10,
+    n_queries: int = 1000,
+    n_recall: int = 200,
+    m: int = DEFAULT_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    threads: int | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Benchmark the HNSW index at each size; returns a JSON-ready dict.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Numbers of pins; one index is built and measured per size.
+    dim : int
+        Vector dimension.
+    dtype : str
+        ``"f32"``, ``"f16"`` or ``"auto"`` (float16 from 500k pins on).
+    k, n_queries, n_recall : int
+        Results per query; single queries timed; queries checked against brute force.
+    m, ef_construction, ef_search, threads : int
+        HNSW parameters (see ``tastegraph.index.hnsw.HNSWIndex``).
+    seed : int
+        Data seed.
+    log : callable, optional
+        Progress messages (default: stderr).
+
+    Returns
+    -------
+    dict
+        ``{"env": {...}, "results": [{...}, ...]}``; each result has ``build_s``,
+        ``disk_bytes_per_pin``, ``rss_bytes_per_pin``, ``raw_p50_us``/``raw_p99_us`` (faiss
+        alone), ``ours_p50_us``/``ours_p99_us`` (``search()``), ``ratio_p50``,
+        ``exclude1_p50_us``, ``allow1pct_p50_us``, ``allow10pct_p50_us``, ``batch_qps``,
+        ``recall_at_k`` and filtered recalls.
+    """
+
+    def stderr(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    say = log or stderr
+    params: dict[str, Any] = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+    if threads is not None:
+        params["threads"] = threads
+    env = {
+        "python": platform.python_version(),
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "cpus": os.cpu_count(),
+        "omp_threads": threads or faiss.omp_get_max_threads(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "machine": platform.machine(),
+    }
+    results = []
+    for n in sizes:
+        dt = dtype if dtype != "auto" else ("f16" if n >= F16_FROM else "f32")
+        results.append(
+            bench_one(
+                n,
+                dim,
+                dtype=dt,
+                k=k,
+                n_queries=n_queries,
+                n_recall=n_recall,
+                params=params,
+                seed=seed,
+                log=say,
+            )
+        )
+    env["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {"env": env, "results": results}
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """One column per index size, one row per measure (fits a terminal at any number of sizes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    results = report["results"]
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        (
+            "dtype / M / efC / efS",
+            lambda r: f"{r['dtype']} / {r['m']} / {r['ef_construction']} / {r['ef_search']}",
+        ),
+        ("build", lambda r: f"{r['build_s']:.1f} s ({r['build_vps']:,}/s)"),
+        ("save / load", lambda r: f"{r['save_s']:.2f} s / {r['load_s']:.2f} s"),
+        ("bytes per pin: disk", lambda r: f"{r['disk_bytes_per_pin']:.0f}"),
+        ("bytes per pin: RSS delta", lambda r: f"{r['rss_bytes_per_pin']:.0f}"),
+        ("raw faiss p50 / p99", lambda r: f"{r['raw_p50_us']:.0f} / {r['raw_p99_us']:.0f} µs"),
+        ("search() p50 / p99", lambda r: f"{r['ours_p50_us']:.0f} / {r['ours_p99_us']:.0f} µs"),
+        ("search() / raw, p50", lambda r: f"{r['ratio_p50']:.2f}x"),
+        ("exclude 1 id, p50", lambda r: f"{r['exclude1_p50_us']:.0f} µs"),
+        ("allow 1% (exact), p50", lambda r: f"{r['allow1pct_p50_us']:.0f} µs"),
+        ("allow 10% (graph), p50", lambda r: f"{r['allow10pct_p50_us']:.0f} µs"),
+        ("batch of queries", lambda r: f"{r['batch_qps']:,} QPS"),
+        ("brute force", lambda r: f"{r['exact_ms_per_query']:.2f} ms/query"),
+        ("recall@k", lambda r: f"{r['recall_at_k']:.3f}"),
+        (
+            "recall@k allow 1% / 10%",
+            lambda r: f"{r['recall_allow1pct']:.3f} / {r['recall_allow10pct']:.3f}",
+        ),
+    ]
+    table = Table(title=f"tastegraph vector search, d={results[0]['dim']}, k={results[0]['k']}")
+    table.add_column("")
+    for r in results:
+        table.add_column(f"{r['n']:,} pins", justify="right")
+    for name, cell in rows:
+        table.add_row(name, *(cell(r) for r in results))
+    console = Console()
+    console.print(table)
+    env = report["env"]
+    console.print(
+        f"faiss {env['faiss']}, {env['cpus']} CPUs, OpenMP threads {env['omp_threads']}, "
+        f"load average {env['load_avg_start'][0]} -> {env['load_avg_end'][0]} "
+        "(timings on a shared machine are noisy: compare ratios from the same run)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--sizes", default="100000", help="comma-separated pin counts")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--dtype", choices=["auto", "f32", "f16"], default="auto")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--queries", type=int, default=1000, help="single queries timed")
+    ap.add_argument("--recall-queries", type=int, default=200)
+    ap.add_argument("--m", type=int, default=DEFAULT_M)
+    ap.add_argument("--ef-construction", type=int, default=DEFAULT_EF_CONSTRUCTION)
+    ap.add_argument("--ef-search", type=int, default=DEFAULT_EF_SEARCH)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args(argv)
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    report = run(
+        sizes,
+        args.dim,
+        dtype=args.dtype,
+        k=args.k,
+        n_queries=args.queries,
+        n_recall=args.recall_queries,
+        m=args.m,
+        ef_construction=args.ef_construction,
+        ef_search=args.ef_search,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
