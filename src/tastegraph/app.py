@@ -31,6 +31,7 @@ class App:
     _encoders: Encoders | None = None
     _indexes: Any = None
     _search: Any = None
+    _engagement: Any = None
     _label_names: list[str] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -140,6 +141,15 @@ class App:
 
                 self._search = SearchService(self)
             return self._search
+
+    @property
+    def engagement(self) -> Any:
+        with self._lock:
+            if self._engagement is None:
+                from tastegraph.recs.service import EngagementService
+
+                self._engagement = EngagementService(self)
+            return self._engagement
 
     def after_ingest(self, new_ids: list[int]) -> None:
         """Keep derived state in step after pins were added: duplicates, whitening, indexes."""

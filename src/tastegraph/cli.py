@@ -23,8 +23,12 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure quality on labelled data.", no_args_is_help=True)
+events_app = typer.Typer(help="Engagement events.", no_args_is_help=True)
+users_app = typer.Typer(help="Users and their boards.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(eval_app, name="eval")
+app.add_typer(events_app, name="events")
+app.add_typer(users_app, name="users")
 
 err = Console(stderr=True)
 out = Console()
@@ -357,6 +361,76 @@ def eval_recs(
     except TastegraphError as e:
         _fail(e)
     _print_json(res) if as_json else out.print(res)
+
+
+@users_app.command("create")
+def users_create(
+    handle: Annotated[str, typer.Argument(help="Unique handle.")],
+    name: str = "",
+    data: DataOpt = None,
+) -> None:
+    """Create a user; prints its id."""
+    try:
+        u = _build(_settings(data)).store.create_user(handle, name)
+    except TastegraphError as e:
+        _fail(e)
+    sys.stdout.write(f"{u['id']}\n")
+
+
+@users_app.command("board")
+def users_board(
+    user_id: Annotated[int, typer.Argument(help="Owner's user id.")],
+    name: Annotated[str, typer.Argument(help="Board name.")],
+    description: str = "",
+    data: DataOpt = None,
+) -> None:
+    """Create a board for a user; prints its id."""
+    try:
+        b = _build(_settings(data)).store.create_board(user_id, name, description)
+    except TastegraphError as e:
+        _fail(e)
+    sys.stdout.write(f"{b['id']}\n")
+
+
+@app.command()
+def save(
+    board_id: Annotated[int, typer.Argument(help="Board id.")],
+    pin_id: Annotated[int, typer.Argument(help="Pin id.")],
+    data: DataOpt = None,
+) -> None:
+    """Save a pin to a board (logged as a save event)."""
+    try:
+        tg = _build(_settings(data))
+        board = tg.store.get_board(board_id)
+        new = tg.engagement.save(board["user_id"], board_id, pin_id)
+    except TastegraphError as e:
+        _fail(e)
+    err.print("saved" if new else "already on that board")
+
+
+@events_app.command("import")
+def events_import(
+    file: Annotated[Path, typer.Argument(help="CSV or JSONL of events.")],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Import engagement events; bad rows are reported, good ones kept. Exit 3 if any bad."""
+    try:
+        res = _build(_settings(data)).engagement.import_file(file, progress=progress)
+    except TastegraphError as e:
+        _fail(e)
+    if as_json:
+        _print_json(res)
+    else:
+        err.print(
+            f"{res['accepted']} accepted, {res['duplicates']} duplicates ignored, "
+            f"{res['rejected']} rejected ({res['events_per_s']} events/s)"
+        )
+        for e in res["errors"][:20]:
+            err.print(f"  [red]row {e['row']}[/]: {e['message']}")
+    if res["rejected"]:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def main() -> None:

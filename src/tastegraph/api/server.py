@@ -461,6 +461,10 @@ def create_api(tg: App) -> FastAPI:
         tg.store.audit(who.token_id, who.role, "read", "audit")
         return {"results": tg.store.audit_entries(limit)}
 
+    from tastegraph.api.engagement import router as engagement_router
+
+    api.include_router(engagement_router)
+
     # --------------------------------------------------------------- web
     from tastegraph.web import mount_web
 

@@ -852,6 +852,7 @@ class TasteGraph(Recommender):
         n_val_rounds: int = 2,
         session_gap_hours: float = 1.0,
         recent_days: float = 7.0,
+        objective: str = "lambdarank",
         n_estimators: int = 300,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
@@ -874,6 +875,7 @@ class TasteGraph(Recommender):
         self.n_val_rounds = n_val_rounds
         self.session_gap_hours = session_gap_hours
         self.recent_days = recent_days
+        self.objective = objective
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -997,7 +999,7 @@ class TasteGraph(Recommender):
         is_es = np.isin(owner, es_users)
         row_es = np.repeat(is_es, g)
         params = {
-            "objective": "lambdarank",
+            "objective": str(self.objective),
             "metric": "ndcg",
             "eval_at": [int(self.cutoff)],
             "learning_rate": float(self.learning_rate),

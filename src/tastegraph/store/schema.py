@@ -112,6 +112,59 @@ kv = sa.Table(
     sa.Column("value", sa.JSON, nullable=False),
 )
 
+# ---- users, boards, saves and engagement (migration 0002)
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("handle", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+boards = sa.Table(
+    "boards",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("user_id", "name", name="uq_board_user_name"),
+)
+
+board_pins = sa.Table(
+    "board_pins",
+    metadata,
+    sa.Column(
+        "board_id", sa.Integer, sa.ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("pin_id", sa.Integer, sa.ForeignKey("pins.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("saved_at", sa.String(32), nullable=False),
+    sa.Index("ix_board_pins_pin", "pin_id"),
+)
+
+# Engagement log. ``key`` makes delivery idempotent: a retried batch inserts nothing twice.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("pin_id", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("dwell_ms", sa.Float, nullable=False, server_default="0"),
+    sa.Column("surface", sa.String(32), nullable=False, server_default=""),
+    sa.Column("position", sa.Integer, nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=False, server_default=""),
+    sa.Index("ix_events_user_ts", "user_id", "ts"),
+    sa.Index("ix_events_pin", "pin_id"),
+)
+
+TABLES_0001 = (pins, vectors, changes, sources, ingest_runs, quarantine, tokens, audit_log, kv)
+TABLES_0002 = (users, boards, board_pins, events)
+
 # FTS5 over title, description and tags (+ model labels); rowid = pins.id. Created in the migration.
 FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS pins_fts USING fts5("

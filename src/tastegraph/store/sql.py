@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from tastegraph.domain import ROLES, Pin, QuarantineEntry
 from tastegraph.errors import Conflict, InvalidInput, NotFound
 from tastegraph.store import schema as t
+from tastegraph.store.engagement import EngagementMixin
 
 __all__ = ["NewPin", "SQLStore", "TokenInfo", "now_iso"]
 
@@ -103,7 +104,7 @@ def fts_query(text: str) -> str:
     return " OR ".join(quoted)
 
 
-class SQLStore:
+class SQLStore(EngagementMixin):
     """The default store. One instance per process; safe to share across threads."""
 
     def __init__(self, url: str) -> None:

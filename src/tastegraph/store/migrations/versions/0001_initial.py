@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from tastegraph.store.schema import FTS_DDL, metadata
+from tastegraph.store.schema import FTS_DDL, TABLES_0001, metadata
 
 revision = "0001"
 down_revision = None
@@ -12,7 +12,8 @@ down_revision = None
 
 def upgrade() -> None:
     bind = op.get_bind()
-    metadata.create_all(bind)
+    # Only this revision's tables: later revisions add theirs (and alter these explicitly).
+    metadata.create_all(bind, tables=list(TABLES_0001))
     if bind.dialect.name == "sqlite":
         op.execute(FTS_DDL)
 
@@ -21,4 +22,4 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         op.execute("DROP TABLE IF EXISTS pins_fts")
-    metadata.drop_all(bind)
+    metadata.drop_all(bind, tables=list(TABLES_0001))
