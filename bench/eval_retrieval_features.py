@@ -7,8 +7,22 @@ Step 2 (``ablate``) prints the ablation table on ``clothing`` (each labelled ima
 other labelled image; relevant = same label; P@1, P@10, mAP@10 with AP normalised by
 min(10, #relevant)) and unsupervised checks on ``flickr8k-1k``.
 
-    .venv/bin/python bench/eval_retrieval_features.py extract --data ../shared/data
-    .venv/bin/python bench/eval_retrieval_features.py ablate --data ../shared/data
+    .venv/bin/python bench/eval_retrieval_features.py extract --data ../shared/data   # ~3 min
+    .venv/bin/python bench/eval_retrieval_features.py ablate --data ../shared/data    # ~5 min
+
+Result (crop 0.875; A = all 3,809 labelled images, B = without Not sure/Other/Skip;
+fJ@10 = flickr8k caption-concept overlap of the 10 nearest images, random 0.187):
+
+| variant                                       | A P@1 | A P@10 | A mAP@10 | B mAP@10 | fJ@10 |
+|-----------------------------------------------|-------|--------|----------|----------|-------|
+| avg-pool 1280-d, cosine (baseline)            | 0.682 | 0.607  | 0.530    | 0.573    | 0.462 |
+| GeM p=3                                       | 0.688 | 0.618  | 0.540    | 0.583    | 0.452 |
+| GeM + PCA-whiten 256, full whitening          | 0.661 | 0.551  | 0.463    | 0.503    | 0.389 |
+| GeM + PCA 256, shrinkage 1 (centre + project) | 0.689 | 0.624  | 0.549    | 0.594    | 0.465 |
+| GeM + PCA 256 + alpha-QE (alpha=3, k=10)      | 0.700 | 0.642  | 0.576    | 0.624    | 0.471 |
+
+(Without Not sure/Other/Skip and kids' items, the set the documented 0.592 baseline seems to use,
+the same chain goes 0.586 -> 0.595 -> 0.606 -> 0.639.)
 """
 
 from __future__ import annotations
@@ -267,7 +281,7 @@ def ablate(data: Path, crop: float, quick: bool) -> None:
             lambda p, o: PCAWhitener(256, 1.0).fit(p["avg"]).transform(p["avg"]),
             (3.0, 10),
             False,
-        ),  # fmt: skip
+        ),
     ]
     if quick:
         variants = variants[:2] + variants[7:8] + variants[10:11]

@@ -32,6 +32,7 @@ class App:
     _indexes: Any = None
     _search: Any = None
     _engagement: Any = None
+    _feeds: Any = None
     _label_names: list[str] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -51,7 +52,11 @@ class App:
         """A picklable image -> model-input function (decode workers use it)."""
         from tastegraph.models.image import preprocess_image
 
-        return functools.partial(preprocess_image, size=self.encoders.image.input_size)
+        image = self.encoders.image
+        crop = getattr(image, "crop_fraction", None)
+        if crop is None:
+            return functools.partial(preprocess_image, size=image.input_size)
+        return functools.partial(preprocess_image, size=image.input_size, crop_fraction=crop)
 
     def top_labels(self, probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
         from tastegraph.models.image import top_labels
@@ -151,6 +156,15 @@ class App:
                 self._engagement = EngagementService(self)
             return self._engagement
 
+    @property
+    def feeds(self) -> Any:
+        with self._lock:
+            if self._feeds is None:
+                from tastegraph.recs.feed_service import FeedService
+
+                self._feeds = FeedService(self)
+            return self._feeds
+
     def after_ingest(self, new_ids: list[int]) -> None:
         """Keep derived state in step after pins were added: duplicates, whitening, indexes."""
         from tastegraph.catalog.duplicates import group_near_duplicates
@@ -167,8 +181,13 @@ class App:
         changed = {p: g for p, g in groups.items() if existing.get(p) != g}
         if changed:
             self.store.set_dup_groups(changed)
-        self.fit_projection()
+        refit = self.fit_projection()
         self.indexes.sync(save=True)
+        if self._feeds is not None:
+            if refit:  # vectors changed space: rebuild the feed engine on next use
+                self._feeds = None
+            else:
+                self._feeds.add_pins(new_ids)
 
     def close(self) -> None:
         if self._indexes is not None:

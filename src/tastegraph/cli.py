@@ -408,6 +408,74 @@ def save(
     err.print("saved" if new else "already on that board")
 
 
+@app.command()
+def feed(
+    user_id: Annotated[int, typer.Argument(help="User id.")],
+    n: int = 25,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A user's home feed, with the reason for each pin."""
+    try:
+        tg = _build(_settings(data))
+        items, nxt = tg.feeds.feed(user_id, n, cursor)
+        pins = tg.store.get_pins([it.pin for it in items])
+    except TastegraphError as e:
+        _fail(e)
+    rows = [
+        {
+            "pin": it.pin,
+            "title": pins[it.pin].title,
+            "score": round(it.score, 4),
+            "reason": it.reason,
+            "source": it.source,
+        }
+        for it in items
+    ]
+    if as_json:
+        _print_json({"results": rows, "next_cursor": nxt})
+        return
+    t = Table("pin", "score", "source", "reason")
+    for r in rows:
+        t.add_row(str(r["pin"]), f"{r['score']:.3f}", str(r["source"]), str(r["reason"]))
+    out.print(t)
+
+
+@app.command()
+def related(
+    pin_id: Annotated[int, typer.Argument(help="Pin id.")],
+    n: int = 20,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pins related to a pin (visual + co-engagement), with reasons."""
+    try:
+        tg = _build(_settings(data))
+        items = tg.feeds.related(pin_id, n)
+    except TastegraphError as e:
+        _fail(e)
+    rows = [
+        {"pin": it.pin, "score": round(it.score, 4), "reason": it.reason, "source": it.source}
+        for it in items
+    ]
+    if as_json:
+        _print_json({"results": rows})
+        return
+    for r in rows:
+        out.print(f"{r['pin']}\t{r['score']}\t{r['reason']}")
+
+
+@app.command()
+def train(data: DataOpt = None, as_json: JsonOpt = False) -> None:
+    """Fit the feed's learned models on the event log and publish a new version."""
+    try:
+        res = _build(_settings(data)).feeds.train()
+    except TastegraphError as e:
+        _fail(e)
+    _print_json(res) if as_json else out.print(res)
+
+
 @events_app.command("import")
 def events_import(
     file: Annotated[Path, typer.Argument(help="CSV or JSONL of events.")],
@@ -427,8 +495,8 @@ def events_import(
             f"{res['accepted']} accepted, {res['duplicates']} duplicates ignored, "
             f"{res['rejected']} rejected ({res['events_per_s']} events/s)"
         )
-        for e in res["errors"][:20]:
-            err.print(f"  [red]row {e['row']}[/]: {e['message']}")
+        for row in res["errors"][:20]:
+            err.print(f"  [red]row {row['row']}[/]: {row['message']}")
     if res["rejected"]:
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         60_000_000,
         ge=1,
-        description="Largest image accepted, in pixels (width x height); stops decompression bombs.",
+        description="Largest image accepted, in pixels (width x height): stops pixel bombs.",
     )
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes."
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         description="Similarity floor for words -> image (ConSE) vectors; below it, no match.",
     )
     query_expansion: int = Field(
-        0,
+        10,
         ge=0,
         le=50,
         description="Neighbours averaged into an image query (alpha query expansion); 0 is off.",

@@ -62,8 +62,9 @@ def test_event_batch_rejects_bad_rows_keeps_good(
     client: tuple[TestClient, dict[str, str]], world: App
 ) -> None:
     c, h = client
+    first = {"user_id": 1, "pin_id": 1, "type": "impression", "ts": "2024-05-01T10:00:00Z"}
     events = [
-        {"user_id": 1, "pin_id": 1, "type": "impression", "ts": "2024-05-01T10:00:00Z", "position": 3, "request_id": "r1"},
+        {**first, "position": 3, "request_id": "r1"},
         {"user_id": 1, "pin_id": 2, "type": "dwell", "ts": 1714557600, "dwell_ms": 5300},
         {"user_id": 7, "pin_id": 1, "type": "click", "ts": 1714557600},
         {"user_id": 1, "pin_id": 70, "type": "click", "ts": 1714557600},

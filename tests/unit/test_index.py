@@ -28,15 +28,21 @@ NQ = 200
 
 
 def clustered(n: int, dim: int, seed: int = 0, noise: float = 0.6) -> np.ndarray:
-    """Unit vectors around ``n / 200`` random centres: neighbours are close but not duplicates.
+    """Unit vectors around ``n / 200`` centres, themselves grouped under a few "topics".
 
-    ``noise`` is the norm of the per-point offset relative to the unit centre; at 0.6 a query's
-    10th neighbour scores within ~0.02 of its first, which makes the ranking hard for HNSW.
+    ``noise`` is the norm of each point's offset from its unit centre; at 0.6 a query's 10th
+    neighbour scores within ~0.02 of its first, which makes the ranking hard for HNSW. The topic
+    level links clusters the way categories link styles in real features (flat random centres
+    are orthogonal islands). Same generator as ``bench/bench_search.py``.
     """
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(8, n // 200), dim), dtype=np.float32)
+    n_centres = max(8, n // 200)
+    topics = rng.standard_normal((max(4, int(np.sqrt(n_centres))), dim), dtype=np.float32)
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+    centres = topics[rng.integers(0, len(topics), n_centres)]
+    centres += rng.standard_normal((n_centres, dim), dtype=np.float32) / np.sqrt(dim)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    x = centres[rng.integers(0, len(centres), n)]
+    x = centres[rng.integers(0, n_centres, n)]
     x += noise / np.sqrt(dim) * rng.standard_normal((n, dim), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x

@@ -395,3 +395,15 @@ def test_movielens_100k_smoke() -> None:
     assert 0.25 < hr["popularity"] < 0.4, hr
     assert 0.55 < hr["ease"] < 0.7, hr
     assert hr["tastegraph"] > hr["ease"], hr
+
+
+def test_tastegraph_is_reproducible_and_uses_no_test_data() -> None:
+    data = _clustered(4, spread=True)
+    split = temporal(data, 0.2)
+    X, T = split.train.to_csr(), split.train.time_csr()
+    params = {**FAST_TG, "val_split": "time", "cutoff": 20}
+    a = TasteGraph(**params).fit(X, T)
+    b = TasteGraph(**params).fit(X, T)
+    assert np.array_equal(a.recommend(split.users, 20)[0], b.recommend(split.users, 20)[0])
+    # The model only ever received the training matrix: its data ends before the test starts.
+    assert a._stage.t_end < split.cutoff

@@ -180,3 +180,12 @@ def test_known_sentence_similarities(onnx_encoder: MiniLMTextEncoder) -> None:
     # Paraphrases are near-identical, word order still matters a little.
     a, b = onnx_encoder.encode(["A man is eating food.", "A man is eating a piece of bread."])
     assert 0.6 < a @ b < 0.95
+
+
+@pytest.mark.slow
+def test_single_queries_are_cached_as_copies(onnx_encoder: MiniLMTextEncoder) -> None:
+    first = onnx_encoder.encode(["a cached query"])
+    first[0, 0] = 42.0  # callers may scribble on what they get back
+    again = onnx_encoder.encode(["a cached query"])
+    assert again[0, 0] != 42.0
+    np.testing.assert_allclose(again, onnx_encoder.encode(["a cached query", "x"])[:1], atol=2e-5)

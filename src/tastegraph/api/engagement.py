@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tastegraph.api.auth import require
@@ -81,3 +81,43 @@ def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     require(request, "editor")
     rows = list(enumerate(body.events))
     return request.app.state.tg.engagement.record(rows)  # type: ignore[no-any-return]
+
+
+def _items(tg: Any, items: list[Any]) -> list[dict[str, Any]]:
+    from tastegraph.api.server import _pin_json
+
+    pins = tg.store.get_pins([it.pin for it in items])
+    return [
+        {
+            "pin": _pin_json(pins[it.pin]),
+            "score": round(float(it.score), 6),
+            "reason": it.reason,
+            "source": it.source,
+        }
+        for it in items
+        if it.pin in pins
+    ]
+
+
+@router.get("/users/{user_id}/feed", tags=["feed"])
+def home_feed(
+    request: Request,
+    user_id: int,
+    n: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: Annotated[str | None, Query(max_length=20000)] = None,
+) -> dict[str, Any]:
+    """A user's personalised home feed; each item says why it is there."""
+    require(request, "viewer")
+    tg = request.app.state.tg
+    items, nxt = tg.feeds.feed(user_id, n, cursor)
+    return {"results": _items(tg, items), "next_cursor": nxt, "model": tg.feeds.version}
+
+
+@router.get("/pins/{pin_id}/related", tags=["feed"])
+def related_pins(
+    request: Request, pin_id: int, n: Annotated[int, Query(ge=1, le=100)] = 20
+) -> dict[str, Any]:
+    """Related pins: visual similarity fused with co-engagement, near-duplicates collapsed."""
+    require(request, "viewer")
+    tg = request.app.state.tg
+    return {"results": _items(tg, tg.feeds.related(pin_id, n))}

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Encoders", "ImageEncoder", "ImageOutput", "TextEncoder", "TextBridge"]
+__all__ = ["Encoders", "ImageEncoder", "ImageOutput", "TextBridge", "TextEncoder"]
 
 F32 = NDArray[np.float32]
 
@@ -37,7 +37,7 @@ class ImageEncoder(Protocol):
     label_names: list[str]  # human-readable label for each probs column ([] if none)
 
     def preprocess(self, image: object) -> NDArray[np.uint8]:
-        """A decoded RGB ``PIL.Image`` -> (input_size, input_size, 3) uint8, as the model expects."""
+        """A decoded RGB ``PIL.Image`` -> (input_size, input_size, 3) uint8 model input."""
         ...
 
     def encode(self, pixels: NDArray[np.uint8]) -> ImageOutput:
@@ -63,7 +63,7 @@ class TextBridge(Protocol):
     dim: int
 
     def transform(self, image_output: ImageOutput) -> F32:
-        """Image outputs -> (N, dim) L2-normalised vectors comparable with ``TextEncoder`` output."""
+        """Image outputs -> (N, dim) L2-normalised vectors comparable with text queries."""
         ...
 
     def encode_query(self, texts: list[str]) -> F32:

@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,8 +65,8 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 192, 320),
 )
 
-# Bump when the export wrapper changes in a way that alters outputs; it is part of the file name.
-EXPORT_VERSION = 1
+# Bump when the exported graph changes; it is part of the file name.
+EXPORT_VERSION = 2
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -272,6 +273,46 @@ def load_lite0(path: Path | None = None, image_size: int = IMAGE_SIZE) -> Effici
     return net.eval()
 
 
+def _asymmetric_pads(net: EfficientNetLite0) -> list[tuple[int, int, int, int]]:
+    """F.pad amounts (left, right, top, bottom) of the padded convolutions, in forward order."""
+    return [m._extra_pad for m in net.modules() if isinstance(m, _SameConv) and m._extra_pad]
+
+
+def _fold_pad_constants(path: Path, pads: list[tuple[int, int, int, int]]) -> None:
+    """Replace the computed ``pads`` input of each ONNX Pad node with a constant.
+
+    The TorchScript exporter emits F.pad's amounts as a small subgraph (ConstantOfShape, Concat,
+    a Slice with step -1, Transpose) that its own constant folding cannot fold. Runtimes fold it
+    at load time, but a graph with literal pads is smaller, loads faster and lets the runtime fuse
+    each Pad into the following convolution. The values are known from the modules; the Pad nodes
+    appear in forward order, which the count check guards.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    pad_nodes = [n for n in graph.node if n.op_type == "Pad"]
+    if len(pad_nodes) != len(pads):
+        raise RuntimeError(f"expected {len(pads)} Pad nodes in the export, found {len(pad_nodes)}")
+    for i, (node, (left, right, top, bottom)) in enumerate(zip(pad_nodes, pads, strict=True)):
+        name = f"same_pad_{i}"
+        # ONNX order for NCHW: all begins (N, C, H, W), then all ends.
+        values = np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64)
+        graph.initializer.append(numpy_helper.from_array(values, name))
+        node.input[1] = name
+    # Drop the nodes that only fed the old pads.
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def export_onnx(
     models_dir: Path,
     options: ExportOptions | None = None,
@@ -312,6 +353,7 @@ def export_onnx(
                 opset_version=options.opset,
                 dynamo=False,
             )
+        _fold_pad_constants(tmp, _asymmetric_pads(model.net))
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ import os
 import tempfile
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -422,14 +423,21 @@ def ensure_onnx(models_dir: Path, model_dir: Path | None = None) -> Path:
 
 
 class _BatchingEncoder:
-    """Shared batching: sort by length so each batch pads little, run, restore the order."""
+    """Shared batching: sort by length so each batch pads little, run, restore the order.
+
+    Single-text calls (search queries) go through a small LRU cache: the same query is encoded
+    for several indexes and again for every further page of results.
+    """
 
     model_id = MODEL_ID
     dim = DIM
+    cache_size = 1024
 
     def __init__(self, tokenizer: Tokenizer, batch_size: int = 64) -> None:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self._cache: OrderedDict[str, F32] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def _run(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> F32:
         raise NotImplementedError
@@ -438,9 +446,23 @@ class _BatchingEncoder:
         """Texts -> (N, 384) L2-normalised float32; ``[]`` gives a (0, 384) array."""
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string")
+        if len(texts) != 1:
+            return self._encode(texts)
+        key = texts[0]
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit[None].copy()
+        vec = self._encode(texts)
+        with self._cache_lock:
+            self._cache[key] = vec[0].copy()
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vec
+
+    def _encode(self, texts: list[str]) -> F32:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
         # Cheap length proxy; the exact token count is not needed to group similar lengths.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):

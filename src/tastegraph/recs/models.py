@@ -339,8 +339,9 @@ class ItemKNN(Recommender):
     --------
     >>> import numpy as np, scipy.sparse as sp
     >>> X = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1]], dtype=np.float32))
-    >>> ItemKNN(k=2).fit(X).score([2]).argmax()
-    np.int64(1)
+    >>> items, _ = ItemKNN(k=2).fit(X).recommend([2], n=1)  # user 2 took items 1 and 2
+    >>> int(items[0, 0])
+    0
     """
 
     name = "itemknn"
@@ -423,7 +424,7 @@ class ALS(Recommender):
         alpha: float = 2.0,
         iterations: int = 15,
         seed: int = 0,
-        num_threads: int = 2,
+        num_threads: int = 1,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -594,6 +595,70 @@ def _followers(T: sp.csr_matrix, window: float, reach: int = 20) -> sp.csr_matri
     return sp.csr_matrix(inv @ M @ inv, dtype=np.float32)
 
 
+def _group_ndcg(score: F32, y: NDArray[np.float32], sizes: I64, k: int) -> float:
+    """Mean NDCG@k over consecutive groups of ``sizes`` rows (ties broken by row order)."""
+    disc = 1.0 / np.log2(np.arange(k) + 2.0)
+    total = 0.0
+    start = 0
+    for n in sizes:
+        s_, y_ = score[start : start + n], y[start : start + n]
+        start += n
+        top = y_[np.argsort(-s_, kind="stable")[:k]]
+        ideal = disc[: min(k, int((y_ > 0).sum()))].sum()
+        total += float((top * disc[: len(top)]).sum() / ideal) if ideal > 0 else 0.0
+    return total / max(1, len(sizes))
+
+
+def _fit_listwise_linear(
+    Z: NDArray[np.float64], y: NDArray[np.float32], sizes: I64, l2: float
+) -> NDArray[np.float64]:
+    """Weights of a linear scorer trained with the listwise softmax loss (ListNet-style).
+
+    Parameters
+    ----------
+    Z
+        Standardised features, groups in consecutive rows.
+    y
+        1 for positives, 0 otherwise; every group holds at least one positive.
+    sizes
+        Rows per group.
+    l2
+        Ridge penalty on the weights.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``w`` minimising ``mean_g[-mean_{pos in g} log softmax_g(Z w)_pos] + l2 |w|^2``.
+
+    Examples
+    --------
+    >>> Z = np.array([[1.0], [0.0], [0.0], [1.0], [0.0]]); y = np.array([1, 0, 0, 1, 0.0])
+    >>> bool(_fit_listwise_linear(Z, y, np.array([2, 3]), 0.01)[0] > 0)
+    True
+    """
+    from scipy.optimize import minimize
+
+    n_groups = len(sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    gid = np.repeat(np.arange(n_groups), sizes)
+    yy = y.astype(np.float64)
+    target = yy / np.add.reduceat(yy, starts)[gid]
+
+    def loss(w: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        s = Z @ w
+        m = np.maximum.reduceat(s, starts)
+        e = np.exp(s - m[gid])
+        total = np.add.reduceat(e, starts)
+        p = e / total[gid]
+        value = float(np.sum(np.log(total) + m) - np.sum(target * s)) / n_groups
+        grad = Z.T @ (p - target) / n_groups
+        return value + l2 * float(w @ w), grad + 2.0 * l2 * w
+
+    w0 = np.zeros(Z.shape[1])
+    result = minimize(loss, w0, jac=True, method="L-BFGS-B", options={"maxiter": 300})
+    return np.asarray(result.x, dtype=np.float64)
+
+
 def _user_tail(users: I64, items: I64, times: I64, fraction: float) -> NDArray[np.bool_]:
     """Mask of each user's latest ``fraction`` of interactions (at least one; users with two or
     more), ordered by time then item index."""
@@ -744,7 +809,9 @@ class _Stage:
             hits += _ranks(sc) < k
         popular = np.zeros(n_items, dtype=np.float32)
         popular[self.pop_rank < k] = 1.0
-        hits += popular[None, :]
+        trending = np.zeros(n_items, dtype=np.float32)
+        trending[np.argsort(-self.log_pop_30d_end, kind="stable")[:k]] = 1.0
+        hits += popular[None, :] + trending[None, :]
         hits[r_seen, seen.indices] = 0.0
         return [np.flatnonzero(h) for h in hits], hits
 
@@ -858,8 +925,9 @@ class TasteGraph(Recommender):
         num_leaves: int = 31,
         min_child_samples: int = 50,
         cutoff: int = 10,
+        boost_from_base: bool = True,
         seed: int = 0,
-        num_threads: int = 2,
+        num_threads: int = 1,
     ) -> None:
         self.ease_lambda = ease_lambda
         self.knn_k = knn_k
@@ -881,6 +949,7 @@ class TasteGraph(Recommender):
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.cutoff = cutoff
+        self.boost_from_base = boost_from_base
         self.seed = seed
         self.num_threads = num_threads
 
@@ -888,7 +957,11 @@ class TasteGraph(Recommender):
     def _holdout(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> NDArray[np.bool_]:
         """Mask over X's stored entries (CSR order) of the ranker's validation interactions."""
         coo_u = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)).astype(np.int64)
-        items = X.indices.astype(np.int64)
+        # Ties on the timestamp are broken at random (seeded), not by item index as the
+        # leave-one-out protocol does: a ranker trained on index-broken ties could learn that
+        # the positive is the newest-listed item of its second, an artefact of the protocol.
+        tie_key = np.random.default_rng(self.seed).permutation(X.shape[1])
+        items = tie_key[X.indices].astype(np.int64)
         times = (T.data if T is not None else np.zeros(X.nnz)).astype(np.int64)
         if self.val_split == "last":
             return latest_per_user(coo_u, items, times)
@@ -1015,11 +1088,35 @@ class TasteGraph(Recommender):
             "force_row_wise": True,
             "verbose": -1,
         }
-        train_set = lgb.Dataset(F[~row_es], y[~row_es], group=g[~is_es], free_raw_data=True)
+        # Boost from a listwise linear ranker rather than from zero: a few dozen weights are
+        # well determined even by a hundred users, and the trees then add only the
+        # non-linear corrections that early stopping confirms on users they never saw.
+        if self.boost_from_base:
+            self.base_mean_ = F[~row_es].mean(axis=0).astype(np.float64)
+            self.base_scale_ = F[~row_es].std(axis=0).astype(np.float64) + 1e-6
+            self.base_weights_ = _fit_listwise_linear(
+                self._standardise(F[~row_es]), y[~row_es], g[~is_es], l2=1e-2
+            )
+        else:
+            self.base_weights_ = np.zeros(F.shape[1])
+            self.base_mean_ = np.zeros(F.shape[1])
+            self.base_scale_ = np.ones(F.shape[1])
+        base = self._base(F)
+        train_set = lgb.Dataset(
+            F[~row_es], y[~row_es], group=g[~is_es], init_score=base[~row_es], free_raw_data=True
+        )
         valid_sets = []
         callbacks: list[Any] = []
         if is_es.any():
-            valid_sets = [lgb.Dataset(F[row_es], y[row_es], group=g[is_es], reference=train_set)]
+            valid_sets = [
+                lgb.Dataset(
+                    F[row_es],
+                    y[row_es],
+                    group=g[is_es],
+                    init_score=base[row_es],
+                    reference=train_set,
+                )
+            ]
             callbacks = [lgb.early_stopping(50, verbose=False)]
         booster = lgb.train(
             params,
@@ -1069,10 +1166,18 @@ class TasteGraph(Recommender):
         self.ranker_ = lgb.Booster(model_str=text) if text else None
 
     # -- scoring ----------------------------------------------------------------------------
+    def _standardise(self, F: F32) -> NDArray[np.float64]:
+        # Clipped so that one extreme value cannot dominate a linear score.
+        return np.clip((F - self.base_mean_) / self.base_scale_, -5.0, 5.0)
+
+    def _base(self, F: F32) -> F32:
+        return np.asarray(self._standardise(F) @ self.base_weights_, dtype=np.float32)
+
     def _predict(self, F: F32) -> F32:
         if self.ranker_ is None:
             return -F[:, FEATURES.index("ease_rank")]
-        return np.asarray(self.ranker_.predict(F, num_iteration=self.n_rounds_), dtype=np.float32)
+        raw = self.ranker_.predict(F, num_iteration=self.n_rounds_)
+        return np.asarray(raw + self._base(F), dtype=np.float32)
 
     def _score_batch(self, users: I64, items: I64 | None, sl: slice) -> F32:
         stage = self._stage

@@ -45,13 +45,13 @@ class EngagementService:
         pins = store.existing_ids("pins", (_maybe_int(r, "pin") for _, r in parsed))
         good, bad = validate(parsed, users, pins)
         errors.extend(bad)
-        added, dups = store.add_events(good)
-        if added and self._listeners:
+        inserted = store.add_events(good)
+        if inserted:
             for listener in self._listeners:
-                listener(good)
+                listener(inserted)
         return {
-            "accepted": added,
-            "duplicates": dups,
+            "accepted": len(inserted),
+            "duplicates": len(good) - len(inserted),
             "rejected": len(errors),
             "errors": [e.to_dict() for e in sorted(errors, key=lambda e: e.row)[:1000]],
         }
@@ -106,11 +106,11 @@ class EngagementService:
                         "pin_id": pin_id,
                         "type": "save",
                         "ts": now,
-                        "surface": "board",
+                        "surface": f"board:{board_id}",
                         "idempotency_key": f"save:{board_id}:{pin_id}",
                     },
                 )
-            ]  # fmt: skip
+            ]
         )
         return new
 

@@ -138,13 +138,27 @@ class EngagementMixin:
                 )
         return found
 
-    def add_events(self, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        """Insert validated events; rows whose ``key`` is known are ignored. -> (added, dups)."""
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert validated events; rows whose ``key`` is already known (or repeated within the
+        batch) are ignored. Returns exactly the rows that were inserted."""
         if not rows:
-            return 0, 0
+            return []
+        fresh: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            fresh.setdefault(r["key"], r)
         with self.write() as conn:
-            added = conn.execute(t.events.insert().prefix_with("OR IGNORE"), list(rows)).rowcount
-        return int(added), len(rows) - int(added)
+            keys = list(fresh)
+            for start in range(0, len(keys), 900):
+                chunk = keys[start : start + 900]
+                known = sa.select(t.events.c.key).where(t.events.c.key.in_(chunk))
+                for (k,) in conn.execute(known):
+                    fresh.pop(k, None)
+            new = list(fresh.values())
+            if new:
+                # The write lock makes the check above authoritative for this process; OR IGNORE
+                # covers another process writing the same key in between.
+                conn.execute(t.events.insert().prefix_with("OR IGNORE"), new)
+        return new
 
     def events_since(self, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         q = sa.select(t.events).where(t.events.c.id > after_id).order_by(t.events.c.id)
@@ -152,6 +166,10 @@ class EngagementMixin:
             q = q.limit(limit)
         with self.read() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def last_event_id(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(t.events.c.id))).scalar_one() or 0)
 
     def count_events(self) -> int:
         with self.read() as conn:

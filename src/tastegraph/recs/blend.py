@@ -1,0 +1,254 @@
+"""Blending ranked candidates into a feed: exploration, diversity, caps, penalties, fusion.
+
+- :class:`ThompsonArms`: Beta posteriors over "exploit" (personal generators) and "explore"
+  (popular, fresh) sources, per user; each feed slot draws from both and takes the arm whose
+  draw is higher, so the explore share follows what the user actually engages with.
+- :func:`hide_penalty`: pushes down look-alikes of pins the user hid.
+- :func:`blend`: greedy maximal-marginal-relevance selection over image vectors, slot by slot,
+  honouring the arm drawn for the slot, caps per board and per label in each window of 10, and
+  one pin per near-duplicate group.
+- :func:`rrf`: reciprocal-rank fusion of ranked lists (related pins).
+
+Example
+-------
+>>> import numpy as np
+>>> v = np.eye(4, dtype=np.float32)
+>>> picks = blend(np.array([0.9, 0.8, 0.7, 0.1]), v, boards=np.array([0, 0, 0, 1]),
+...               labels=np.zeros(4, np.int64), arms=np.zeros(4, np.int8), n=3, board_cap=2)
+>>> picks.tolist()  # the third pin of board 0 is over the cap: the board-1 pin takes its place
+[0, 1, 3]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["EXPLOIT", "EXPLORE", "ThompsonArms", "blend", "hide_penalty", "rrf"]
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+EXPLOIT = 0
+EXPLORE = 1
+
+
+@dataclass
+class ThompsonArms:
+    """Beta-Bernoulli posteriors for the exploit and explore arms of one user.
+
+    A success is an engagement with a pin the arm served, a failure an impression without one
+    (a hide counts as several failures). ``discount`` shrinks the evidence toward the prior
+    before every update, so the posterior tracks a user whose taste moves rather than averaging
+    over their whole history.
+
+    Parameters
+    ----------
+    alpha, beta : (2,) float64
+        Posterior parameters, index ``EXPLOIT`` / ``EXPLORE``; they start at the prior.
+    prior_alpha, prior_beta : (2,) float64
+    discount : float
+        Weight kept by past evidence at each update (1.0 = never forget).
+
+    Examples
+    --------
+    >>> arms = ThompsonArms.new((2.0, 1.0), (2.0, 3.0))
+    >>> rng = np.random.default_rng(0)
+    >>> before = arms.explore_slots(1000, rng).mean()
+    >>> for _ in range(30):
+    ...     arms.update(EXPLORE, successes=1.0, failures=0.0)
+    >>> after = arms.explore_slots(1000, rng).mean()
+    >>> bool(after > before + 0.2)
+    True
+    """
+
+    alpha: F64
+    beta: F64
+    prior_alpha: F64
+    prior_beta: F64
+    discount: float = 0.99
+    updates: int = field(default=0)
+
+    @classmethod
+    def new(
+        cls,
+        prior_alpha: Sequence[float],
+        prior_beta: Sequence[float],
+        discount: float = 0.99,
+    ) -> ThompsonArms:
+        pa = np.asarray(prior_alpha, np.float64)
+        pb = np.asarray(prior_beta, np.float64)
+        return cls(pa.copy(), pb.copy(), pa, pb, discount)
+
+    def update(self, arm: int, *, successes: float, failures: float) -> None:
+        """Add evidence for one arm (both arms decay toward the prior)."""
+        d = self.discount
+        self.alpha = self.prior_alpha + d * (self.alpha - self.prior_alpha)
+        self.beta = self.prior_beta + d * (self.beta - self.prior_beta)
+        self.alpha[arm] += successes
+        self.beta[arm] += failures
+        self.updates += 1
+
+    def explore_slots(self, n: int, rng: np.random.Generator) -> NDArray[np.bool_]:
+        """Thompson draws for ``n`` feed slots: True where the explore arm wins the slot."""
+        exploit = rng.beta(self.alpha[EXPLOIT], self.beta[EXPLOIT], size=n)
+        explore = rng.beta(self.alpha[EXPLORE], self.beta[EXPLORE], size=n)
+        return np.asarray(explore > exploit)
+
+    def explore_probability(self, draws: int = 2000, seed: int = 0) -> float:
+        """Monte-Carlo estimate of P(explore wins a slot) under the current posteriors."""
+        return float(self.explore_slots(draws, np.random.default_rng(seed)).mean())
+
+    def mean(self) -> F64:
+        """Posterior mean engagement rate of each arm."""
+        return np.asarray(self.alpha / (self.alpha + self.beta))
+
+
+def hide_penalty(
+    vectors: F32, hidden: F32, *, threshold: float = 0.75, strength: float = 1.0
+) -> F32:
+    """Score penalty for candidates that look like pins the user hid.
+
+    ``strength * clip((max_cos - threshold) / (1 - threshold), 0, 1)``: nothing below the
+    threshold (a hide of one red dress should not bury all clothes), the full ``strength`` for a
+    near-duplicate of the hidden pin.
+
+    Parameters
+    ----------
+    vectors : (c, d) float32
+        Candidate unit vectors.
+    hidden : (h, d) float32
+        Unit vectors of hidden pins (may be empty).
+    threshold, strength : float
+
+    Returns
+    -------
+    (c,) float32, in ``[0, strength]``.
+
+    Examples
+    --------
+    >>> hide_penalty(np.eye(2, dtype=np.float32), np.array([[1.0, 0.0]], np.float32)).tolist()
+    [1.0, 0.0]
+    """
+    if len(hidden) == 0 or len(vectors) == 0:
+        return np.zeros(len(vectors), np.float32)
+    sim = (vectors @ hidden.T).max(axis=1)
+    frac = np.clip((sim - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
+    return (strength * frac).astype(np.float32)
+
+
+def blend(
+    scores: F64 | F32,
+    vectors: F32,
+    *,
+    boards: I64,
+    labels: I64,
+    arms: NDArray[np.int8],
+    n: int,
+    explore: NDArray[np.bool_] | None = None,
+    dup_groups: I64 | None = None,
+    mmr_lambda: float = 0.8,
+    board_cap: int = 2,
+    label_cap: int = 3,
+    window: int = 10,
+) -> I64:
+    """Pick ``n`` candidates slot by slot: arm of the slot, caps, then maximal marginal relevance.
+
+    For each slot: candidates of the slot's arm (``explore[slot]``) that keep the window's
+    board and label counts within the caps are eligible, falling back to the other arm when the
+    drawn arm has none left; among them the one maximising
+    ``lambda * score - (1 - lambda) * max_cos(selected)`` is taken. Caps apply to each block of
+    ``window`` slots (the first block is the "top 10"); they are relaxed only when no candidate
+    fits them at all, so a catalog with too few boards still yields a full page.
+
+    Parameters
+    ----------
+    scores : (c,) float
+        Relevance, comparable across candidates (e.g. scaled to ``[0, 1]``).
+    vectors : (c, d) float32
+        Unit image vectors.
+    boards, labels : (c,) int64
+        Board and label codes (any non-negative ints; ``-1`` is never capped).
+    arms : (c,) int8
+        ``EXPLOIT`` or ``EXPLORE`` per candidate.
+    n : int
+        Slots to fill.
+    explore : (n,) bool, optional
+        Arm drawn for each slot (see :meth:`ThompsonArms.explore_slots`); default all exploit.
+    dup_groups : (c,) int64, optional
+        Near-duplicate group (``-1`` = none): at most one pin per group is picked.
+    mmr_lambda : float
+        Relevance weight; ``1.0`` disables diversity.
+    board_cap, label_cap : int
+        Maximum per board / label in each window.
+    window : int
+
+    Returns
+    -------
+    (k,) int64
+        Positions into the candidate arrays, in feed order, ``k <= n``.
+    """
+    c = len(scores)
+    if c == 0 or n <= 0:
+        return np.zeros(0, np.int64)
+    s = np.asarray(scores, np.float64)
+    lam = float(mmr_lambda)
+    explore_slots = np.zeros(n, bool) if explore is None else np.asarray(explore, bool)
+    _, b_code = np.unique(boards, return_inverse=True)
+    _, l_code = np.unique(labels, return_inverse=True)
+    b_free = np.asarray(boards) < 0
+    l_free = np.asarray(labels) < 0
+    b_count = np.zeros(int(b_code.max()) + 1, np.int64)
+    l_count = np.zeros(int(l_code.max()) + 1, np.int64)
+    available = np.ones(c, bool)
+    max_sim = np.zeros(c, np.float64)
+    is_explore = np.asarray(arms) == EXPLORE
+    dup = None if dup_groups is None else np.asarray(dup_groups)
+    picked: list[int] = []
+    for slot in range(min(n, c)):
+        if slot % window == 0:
+            b_count[:] = 0
+            l_count[:] = 0
+        within = (b_free | (b_count[b_code] < board_cap)) & (l_free | (l_count[l_code] < label_cap))
+        want = is_explore if explore_slots[slot] else ~is_explore
+        eligible = available & within & want
+        if not eligible.any():
+            eligible = available & within
+        if not eligible.any():
+            eligible = available
+        if not eligible.any():
+            break
+        value = lam * s - (1.0 - lam) * max_sim
+        value[~eligible] = -np.inf
+        j = int(np.argmax(value))
+        picked.append(j)
+        available[j] = False
+        if dup is not None and dup[j] >= 0:
+            available &= dup != dup[j]
+        b_count[b_code[j]] += 1
+        l_count[l_code[j]] += 1
+        np.maximum(max_sim, vectors @ vectors[j], out=max_sim)
+    return np.asarray(picked, np.int64)
+
+
+def rrf(
+    lists: Sequence[I64], *, k: float = 60.0, weights: Sequence[float] | None = None
+) -> dict[int, float]:
+    """Reciprocal-rank fusion: ``sum_l w_l / (k + rank_l(x))`` over the lists containing ``x``.
+
+    Examples
+    --------
+    >>> fused = rrf([np.array([7, 8]), np.array([8, 9])])
+    >>> sorted(fused, key=fused.get, reverse=True)
+    [8, 7, 9]
+    """
+    out: dict[int, float] = {}
+    ws = [1.0] * len(lists) if weights is None else list(weights)
+    for items, w in zip(lists, ws, strict=True):
+        for r, item in enumerate(np.asarray(items).tolist()):
+            out[item] = out.get(item, 0.0) + w / (k + r + 1)
+    return out

