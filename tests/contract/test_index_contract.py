@@ -219,6 +219,13 @@ def test_allow(backend: Backend, filled: tuple[VectorIndex, np.ndarray, np.ndarr
 
 def test_exclude(backend: Backend, filled: tuple[VectorIndex, np.ndarray, np.ndarray]) -> None:
     idx, ids, vecs = filled
+    # One query excluding its own pin (the "more like this" case).
+    for i in (5, 17):
+        scores, found = idx.search(vecs[i], k=5, exclude=ids[i : i + 1])
+        assert ids[i] not in found and (found >= 0).all() and found.shape == (1, 5)
+        assert (np.diff(scores[0]) <= 1e-6).all()
+        want = oracle(np.delete(vecs, i, 0), np.delete(ids, i), vecs[i : i + 1], 5)
+        assert len(set(found[0].tolist()) & set(want[0].tolist())) >= 4
     _, found = idx.search(vecs[:5], k=4, exclude=ids[:5])
     assert (found >= 0).all()
     assert not set(found.ravel().tolist()) & set(ids[:5].tolist())

@@ -69,7 +69,7 @@ def test_tastegraph_beats_popular_on_dwell(tmp_path: Path) -> None:
         plot_path=tmp_path / "sim.png",
     )
     lift = out["lift"]
-    # This run gives about +106% [+60%, +170%]: the margin over the +19% target keeps it stable.
+    # This run gives +111% [+62%, +168%]: the margin over the +19% target keeps it stable.
     assert lift["mean"] > 0.5 and lift["lo"] > 0.19, lift
     assert lift["target_met"]
     tg, pop = out["policies"]["tastegraph"], out["policies"]["popular"]

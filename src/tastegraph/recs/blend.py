@@ -39,73 +39,62 @@ EXPLORE = 1
 
 @dataclass
 class ThompsonArms:
-    """Beta-Bernoulli posteriors for the exploit and explore arms of one user.
+    """One user's Beta-Bernoulli evidence for the exploit and explore arms.
 
     A success is an engagement with a pin the arm served, a failure an impression without one
-    (a hide counts as several failures). ``discount`` shrinks the evidence toward the prior
-    before every update, so the posterior tracks a user whose taste moves rather than averaging
-    over their whole history.
-
-    Parameters
-    ----------
-    alpha, beta : (2,) float64
-        Posterior parameters, index ``EXPLOIT`` / ``EXPLORE``; they start at the prior.
-    prior_alpha, prior_beta : (2,) float64
-    discount : float
-        Weight kept by past evidence at each update (1.0 = never forget).
+    (a hide counts as several failures). The posterior of arm ``a`` is
+    ``Beta(prior_alpha[a] + wins[a], prior_beta[a] + losses[a])``; the prior is passed in at draw
+    time so the engine can use the population's current rates (empirical Bayes: a new user
+    starts from what works for everyone, and their own decisions take over as they accumulate).
+    ``discount`` shrinks the user's evidence before every update, so the posterior tracks a
+    person whose taste moves rather than averaging over their whole history.
 
     Examples
     --------
-    >>> arms = ThompsonArms.new((2.0, 1.0), (2.0, 3.0))
+    >>> arms = ThompsonArms()
+    >>> prior = (np.array([2.0, 1.0]), np.array([2.0, 3.0]))
     >>> rng = np.random.default_rng(0)
-    >>> before = arms.explore_slots(1000, rng).mean()
+    >>> before = arms.explore_slots(1000, rng, *prior).mean()
     >>> for _ in range(30):
     ...     arms.update(EXPLORE, successes=1.0, failures=0.0)
-    >>> after = arms.explore_slots(1000, rng).mean()
+    >>> after = arms.explore_slots(1000, rng, *prior).mean()
     >>> bool(after > before + 0.2)
     True
     """
 
-    alpha: F64
-    beta: F64
-    prior_alpha: F64
-    prior_beta: F64
+    wins: F64 = field(default_factory=lambda: np.zeros(2))
+    losses: F64 = field(default_factory=lambda: np.zeros(2))
     discount: float = 0.99
-    updates: int = field(default=0)
-
-    @classmethod
-    def new(
-        cls,
-        prior_alpha: Sequence[float],
-        prior_beta: Sequence[float],
-        discount: float = 0.99,
-    ) -> ThompsonArms:
-        pa = np.asarray(prior_alpha, np.float64)
-        pb = np.asarray(prior_beta, np.float64)
-        return cls(pa.copy(), pb.copy(), pa, pb, discount)
+    updates: int = 0
 
     def update(self, arm: int, *, successes: float, failures: float) -> None:
-        """Add evidence for one arm (both arms decay toward the prior)."""
-        d = self.discount
-        self.alpha = self.prior_alpha + d * (self.alpha - self.prior_alpha)
-        self.beta = self.prior_beta + d * (self.beta - self.prior_beta)
-        self.alpha[arm] += successes
-        self.beta[arm] += failures
+        """Add evidence for one arm (the evidence of both arms decays first)."""
+        self.wins *= self.discount
+        self.losses *= self.discount
+        self.wins[arm] += successes
+        # Negative failures retract impressions counted before their engagement arrived.
+        self.losses[arm] = max(self.losses[arm] + failures, 0.0)
         self.updates += 1
 
-    def explore_slots(self, n: int, rng: np.random.Generator) -> NDArray[np.bool_]:
+    def posterior(self, prior_alpha: F64, prior_beta: F64) -> tuple[F64, F64]:
+        """Beta parameters ``(alpha, beta)`` of both arms under the given prior."""
+        return np.asarray(prior_alpha + self.wins), np.asarray(prior_beta + self.losses)
+
+    def explore_slots(
+        self, n: int, rng: np.random.Generator, prior_alpha: F64, prior_beta: F64
+    ) -> NDArray[np.bool_]:
         """Thompson draws for ``n`` feed slots: True where the explore arm wins the slot."""
-        exploit = rng.beta(self.alpha[EXPLOIT], self.beta[EXPLOIT], size=n)
-        explore = rng.beta(self.alpha[EXPLORE], self.beta[EXPLORE], size=n)
+        a, b = self.posterior(prior_alpha, prior_beta)
+        exploit = rng.beta(a[EXPLOIT], b[EXPLOIT], size=n)
+        explore = rng.beta(a[EXPLORE], b[EXPLORE], size=n)
         return np.asarray(explore > exploit)
 
-    def explore_probability(self, draws: int = 2000, seed: int = 0) -> float:
-        """Monte-Carlo estimate of P(explore wins a slot) under the current posteriors."""
-        return float(self.explore_slots(draws, np.random.default_rng(seed)).mean())
-
-    def mean(self) -> F64:
-        """Posterior mean engagement rate of each arm."""
-        return np.asarray(self.alpha / (self.alpha + self.beta))
+    def explore_probability(
+        self, prior_alpha: F64, prior_beta: F64, draws: int = 4000, seed: int = 0
+    ) -> float:
+        """Monte-Carlo estimate of P(explore wins a slot) under the posterior."""
+        rng = np.random.default_rng(seed)
+        return float(self.explore_slots(draws, rng, prior_alpha, prior_beta).mean())
 
 
 def hide_penalty(

@@ -281,7 +281,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "itemknn": _grid(k=[20, 50, 100, 200]),
     "ease": _grid(lambda_=[10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]),
     "als": _grid(factors=[32, 64, 128], regularization=[0.01, 0.1], alpha=[1.0, 5.0]),
-    "bpr": _grid(factors=[64, 128], learning_rate=[0.005, 0.01, 0.02], iterations=[100]),
+    "bpr": _grid(factors=[64, 128], learning_rate=[0.01, 0.02], iterations=[100]),
 }
 FIXED: dict[str, dict[str, Any]] = {
     "als": {"num_threads": THREADS},
@@ -504,6 +504,13 @@ def _evaluate(
     split = _split(data, protocol, seed)
     val = _split(split.train, protocol, seed)  # tuning only ever sees training data
     log(f"{protocol}: {len(split.users)} test users, {len(val.users)} validation users")
+    if len(split.users) == 0:
+        why = (
+            f"needs users with 2+ interactions and {N_NEGATIVES}+ items they never touched"
+            if protocol == "loo"
+            else "needs users active both before and after the time cut"
+        )
+        log(f"[yellow]no user can be evaluated: {protocol} {why}; every metric is 0")
 
     rows: list[dict[str, Any]] = []
     tuned: dict[str, dict[str, Any]] = {}

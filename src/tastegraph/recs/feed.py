@@ -15,12 +15,15 @@ Pipeline of one ``feed(user, n, now)`` call
    co-engagement (CF), popular pins (overall and per coarse visual cluster) and fresh pins.
 3. **Filters**: hidden, already seen (impressed or engaged), blocked (moderated) and ``exclude``.
 4. **Ranking**: a LightGBM LambdaRank model over candidate features
-   (:data:`tastegraph.recs.ranker.FEATURES`) once ``fit`` has trained one; a fixed linear
-   score of the same features before that.
+   (:data:`tastegraph.recs.ranker.FEATURES`) once ``fit`` has trained one, over the best
+   ``rank_top`` candidates by a fixed linear score of the same features (quotas per arm); the
+   linear score alone before any training.
 5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins; slots
-   drawn between "exploit" and "explore" sources by Thompson sampling on the user's own Beta
-   posteriors; maximal marginal relevance over image vectors; caps per board and per label in
-   each window of 10; one pin per near-duplicate group.
+   drawn between "exploit" (interest, walk, CF) and "explore" (popular, fresh) sources by
+   Thompson sampling on Beta posteriors per arm: the user's own engagement with what each arm
+   served, on top of a prior worth ``bandit_prior_strength`` impressions at the population's
+   rate; maximal marginal relevance over image vectors; caps per board and per label in each
+   window of 10; one pin per near-duplicate group.
 6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...).
 
 Real time
@@ -388,9 +391,11 @@ class FeedParams:
     cap_window: int = 10
     hide_threshold: float = 0.75
     hide_strength: float = 1.0
-    # bandit (Beta priors: exploit starts ahead, explore keeps a fair chance)
+    # bandit: each user's evidence is drawn against the population's engagement rate per arm,
+    # worth bandit_prior_strength impressions; before any data the rates are these priors
     exploit_prior: tuple[float, float] = (2.0, 2.0)
     explore_prior: tuple[float, float] = (1.0, 2.0)
+    bandit_prior_strength: float = 50.0
     bandit_discount: float = 0.995
     hide_failures: float = 3.0
     seen_cap: int = 5000
@@ -419,13 +424,40 @@ class FeedParams:
         return asdict(self)
 
     def digest(self) -> str:
-        """Settings digest over every field, the feature list and the format version."""
+        """Settings digest of what shapes the features and the model, plus the format version.
+
+        Serving knobs (blending, caps, bandit, index kind, ...) are left out: tuning them must
+        not force a retrain, while a change to anything the ranker learned from must.
+        """
+        model = {k: v for k, v in self.to_dict().items() if k not in _SERVING_ONLY}
         blob = json.dumps(
-            {"params": self.to_dict(), "features": list(FEATURES), "format": FORMAT},
-            sort_keys=True,
+            {"params": model, "features": list(FEATURES), "format": FORMAT}, sort_keys=True
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+
+# FeedParams fields that only affect serving, not what a trained ranker means (see digest()).
+_SERVING_ONLY = frozenset(
+    {
+        "index_kind",
+        "rank_top",
+        "mmr_lambda",
+        "board_cap",
+        "label_cap",
+        "cap_window",
+        "hide_threshold",
+        "hide_strength",
+        "exploit_prior",
+        "explore_prior",
+        "bandit_prior_strength",
+        "bandit_discount",
+        "hide_failures",
+        "seen_cap",
+        "served_cap",
+        "related_walk_steps",
+        "rank_threads",
+    }
+)
 
 # --------------------------------------------------------------------------------------------
 # Per-user state
@@ -777,6 +809,7 @@ class FeedEngine:
         self._hides = np.zeros(n)
         self._engaged = np.zeros(n)
         self._totals = np.zeros(3)  # impressions, saves, hides over all pins
+        self._arm_totals = np.zeros((2, 2))  # (exploit, explore) x (successes, failures)
         self._pop = Popularity(n, half_life=p.pop_half_life_days * DAY)
         self._pop_cache: tuple[int, I64] | None = None
         self._pin_user = BipartiteGraph(n, 0, right_cap=p.user_degree_cap)
@@ -790,7 +823,11 @@ class FeedEngine:
         st = self._users.get(user)
         if st is None:
             p = self.params
-            st = _User(slot=len(self._users), arms=self._prior_arms(), cap=p.max_history)
+            st = _User(
+                slot=len(self._users),
+                arms=ThompsonArms(discount=p.bandit_discount),
+                cap=p.max_history,
+            )
             self._users[user] = st
         return st
 
@@ -906,9 +943,12 @@ class FeedEngine:
             liked = len(set(rows[mine & (w > 0)].tolist()))
             hidden = int(np.count_nonzero(mine & (kind == HIDE)))
             if shown or liked or hidden:
-                st.arms.update(
-                    a, successes=float(liked), failures=float(shown + p.hide_failures * hidden)
-                )
+                # Each impression is a trial; an engagement turns its impression (in this batch
+                # or an earlier one, then already counted as a failure) into a success.
+                fails = float(shown - liked + p.hide_failures * hidden)
+                st.arms.update(a, successes=float(liked), failures=fails)
+                self._arm_totals[a] += (liked, fails)
+                np.maximum(self._arm_totals, 0.0, out=self._arm_totals)
 
     # -- interests and candidates -----------------------------------------------------------
 
@@ -1252,8 +1292,8 @@ class FeedEngine:
                     threshold=p.hide_threshold,
                     strength=p.hide_strength,
                 )
-            arms_state = st.arms if st is not None else self._prior_arms()
-            explore = arms_state.explore_slots(n, rng)
+            arms_state = st.arms if st is not None else ThompsonArms()
+            explore = arms_state.explore_slots(n, rng, *self._population_prior())
             picks = blend(
                 scaled,
                 self._vec[cand],
@@ -1285,13 +1325,15 @@ class FeedEngine:
                         del st.served[r]
             return items
 
-    def _prior_arms(self) -> ThompsonArms:
+    def _population_prior(self) -> tuple[F64, F64]:
+        """Beta prior per arm: the population's engagement rate, worth a few impressions."""
         p = self.params
-        return ThompsonArms.new(
-            (p.exploit_prior[0], p.explore_prior[0]),
-            (p.exploit_prior[1], p.explore_prior[1]),
-            p.bandit_discount,
-        )
+        a0 = np.array([p.exploit_prior[0], p.explore_prior[0]])
+        b0 = np.array([p.exploit_prior[1], p.explore_prior[1]])
+        wins, losses = self._arm_totals[:, 0], self._arm_totals[:, 1]
+        rate = (a0 + wins) / (a0 + b0 + wins + losses)
+        k = p.bandit_prior_strength
+        return k * rate, k * (1.0 - rate)
 
     def _reason(
         self, pool: _Pool, j: int, source: int, interests: _Interests | None, st: _User | None
@@ -1363,7 +1405,8 @@ class FeedEngine:
                 cf = np.zeros(0, np.int64)
             fused = rrf([vis, walk, cf])
             order = sorted(fused, key=lambda r: (-fused[r], r))
-            co = set(walk.tolist()) | set(cf.tolist())
+            walked = set(walk.tolist())
+            co = walked | set(cf.tolist())
             visual = set(vis.tolist())
             group = int(self._dup[row])
             used_groups: set[int] = set()
@@ -1383,7 +1426,7 @@ class FeedEngine:
                     reason, src = f"looks like {name}", "visual"
                 else:
                     reason = f"people who saved {name} also saved this"
-                    src = "walk" if r in set(walk.tolist()) else "cf"
+                    src = "walk" if r in walked else "cf"
                 out.append(FeedItem(int(self._ids[r]), float(fused[r]), reason, src))
                 if len(out) >= n:
                     break
@@ -1648,7 +1691,8 @@ class FeedEngine:
     def explore_probability(self, user: int) -> float:
         """P(a feed slot goes to the explore arm) for ``user`` under their current posteriors."""
         st = self._users.get(user)
-        return (st.arms if st is not None else self._prior_arms()).explore_probability()
+        arms = st.arms if st is not None else ThompsonArms()
+        return arms.explore_probability(*self._population_prior())
 
     def interests(self, user: int, now: float) -> list[tuple[int, float]]:
         """The user's interest clusters as ``(medoid pin id, importance share)``, most first."""

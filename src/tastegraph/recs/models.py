@@ -595,20 +595,6 @@ def _followers(T: sp.csr_matrix, window: float, reach: int = 20) -> sp.csr_matri
     return sp.csr_matrix(inv @ M @ inv, dtype=np.float32)
 
 
-def _group_ndcg(score: F32, y: NDArray[np.float32], sizes: I64, k: int) -> float:
-    """Mean NDCG@k over consecutive groups of ``sizes`` rows (ties broken by row order)."""
-    disc = 1.0 / np.log2(np.arange(k) + 2.0)
-    total = 0.0
-    start = 0
-    for n in sizes:
-        s_, y_ = score[start : start + n], y[start : start + n]
-        start += n
-        top = y_[np.argsort(-s_, kind="stable")[:k]]
-        ideal = disc[: min(k, int((y_ > 0).sum()))].sum()
-        total += float((top * disc[: len(top)]).sum() / ideal) if ideal > 0 else 0.0
-    return total / max(1, len(sizes))
-
-
 def _fit_listwise_linear(
     Z: NDArray[np.float64], y: NDArray[np.float32], sizes: I64, l2: float
 ) -> NDArray[np.float64]:
