@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from tastegraph.settings import Settings
 
@@ -20,12 +21,27 @@ def run_server(settings: Settings) -> None:
     tg = build(settings)
     api = create_api(tg)
 
+    stop = threading.Event()
+
+    def _watch_models() -> None:
+        # `tastegraph train` in another process publishes a model version in the store; pick it
+        # up here without a restart (the engine swaps it in under its own lock).
+        while not stop.wait(5.0):
+            try:
+                if tg._feeds is not None:
+                    tg.feeds.reload()
+                tg.indexes.sync(save=False)  # pins added by another process
+            except Exception:
+                log.exception("model watch failed")
+
     @api.on_event("startup")
     def _warm() -> None:  # pragma: no cover - exercised by the real-server test
         # Load the models and catch the indexes up before traffic arrives (/ready says when).
         tg.indexes.sync(save=True)
+        threading.Thread(target=_watch_models, name="model-watch", daemon=True).start()
 
     try:
         uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
     finally:
+        stop.set()
         tg.close()

@@ -1,0 +1,117 @@
+"""Home feed and related pins through the API: visibly learning from saves and hides."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tastegraph.api import create_api
+from tastegraph.app import App
+from tastegraph.catalog.ingest import ingest
+
+COLOURS = {
+    "red": (210, 30, 30),
+    "green": (30, 190, 40),
+    "blue": (30, 40, 210),
+    "grey": (128, 128, 128),
+}
+
+
+@pytest.fixture
+def world(fake_app: App, tmp_path: Path) -> App:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name, rgb in COLOURS.items():
+        for i in range(12):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 18, (48, 64, 3)), 0, 255).astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, "PNG")
+            (folder / f"{name}-{i:02d}.png").write_bytes(buf.getvalue())
+    report = ingest(fake_app, str(folder), progress=False)
+    assert report.added == 48
+    return fake_app
+
+
+@pytest.fixture
+def client(world: App) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    _, secret = world.store.create_token("ed", "editor")
+    with TestClient(create_api(world)) as c:
+        yield c, {"Authorization": f"Bearer {secret}"}
+
+
+def colour_of(app: App, pin_id: int) -> str:
+    return Path(app.store.get_pin(pin_id).source).name.split("-")[0]
+
+
+def test_feed_learns_from_saves_and_hides(
+    client: tuple[TestClient, dict[str, str]], world: App
+) -> None:
+    c, h = client
+    uid = c.post("/users", json={"handle": "ann"}, headers=h).json()["id"]
+    board = c.post(f"/users/{uid}/boards", json={"name": "reds"}, headers=h).json()["id"]
+    cold = c.get(f"/users/{uid}/feed", params={"n": 12}).json()["results"]
+    assert len(cold) == 12 and all(x["reason"] for x in cold)
+    assert len({colour_of(world, x["pin"]["id"]) for x in cold}) >= 3  # diverse cold start
+    reds = [p.id for p in world.store.list_pins(limit=100) if colour_of(world, p.id) == "red"]
+    for pid in reds[:3]:
+        c.post(f"/boards/{board}/pins", json={"pin_id": pid}, headers=h)
+    t0 = time.perf_counter()
+    warm = c.get(f"/users/{uid}/feed", params={"n": 12}).json()
+    assert time.perf_counter() - t0 < 1.0  # reflected at once, no retraining
+    colours = [colour_of(world, x["pin"]["id"]) for x in warm["results"]]
+    assert colours.count("red") > [colour_of(world, x["pin"]["id"]) for x in cold].count("red")
+    assert any("saved" in x["reason"] or "similar" in x["reason"] for x in warm["results"])
+    # a hide removes the pin at once
+    hidden = warm["results"][0]["pin"]["id"]
+    ev = {"user_id": uid, "pin_id": hidden, "type": "hide", "ts": time.time()}
+    assert c.post("/events", json={"events": [ev]}, headers=h).json()["accepted"] == 1
+    after = c.get(f"/users/{uid}/feed", params={"n": 30}).json()["results"]
+    assert hidden not in [x["pin"]["id"] for x in after]
+    # pagination: the next page never repeats the first
+    page2 = c.get(f"/users/{uid}/feed", params={"n": 12, "cursor": warm["next_cursor"]}).json()
+    first_ids = {x["pin"]["id"] for x in warm["results"]}
+    assert not first_ids & {x["pin"]["id"] for x in page2["results"]}
+    assert c.get(f"/users/{uid}/feed", params={"cursor": "!!bad"}).status_code == 422
+    assert c.get("/users/999/feed").status_code == 404
+
+
+def test_related_pins(client: tuple[TestClient, dict[str, str]], world: App) -> None:
+    c, _ = client
+    blue = next(p.id for p in world.store.list_pins(limit=100) if colour_of(world, p.id) == "blue")
+    r = c.get(f"/pins/{blue}/related", params={"n": 6}).json()["results"]
+    ids = [x["pin"]["id"] for x in r]
+    assert blue not in ids and len(ids) == 6 and all(x["reason"] for x in r)
+    assert [colour_of(world, i) for i in ids].count("blue") >= 4
+    assert c.get("/pins/9999/related").status_code == 404
+
+
+def test_train_is_picked_up_without_restart(
+    client: tuple[TestClient, dict[str, str]], world: App
+) -> None:
+    c, h = client
+    rng = np.random.default_rng(1)
+    users = [c.post("/users", json={"handle": f"u{i}"}, headers=h).json()["id"] for i in range(6)]
+    pins = [p.id for p in world.store.list_pins(limit=100)]
+    events = []
+    now = time.time()
+    for u in users:
+        for j, p in enumerate(rng.choice(pins, 20, replace=False)):
+            events.append({"user_id": u, "pin_id": int(p), "type": "impression", "ts": now - 100 + j,
+                           "position": j, "request_id": f"{u}-r"})  # fmt: skip
+            if j % 4 == 0:
+                events.append({"user_id": u, "pin_id": int(p), "type": "click", "ts": now - 99 + j})
+    assert c.post("/events", json={"events": events}, headers=h).json()["rejected"] == 0
+    before = c.get(f"/users/{users[0]}/feed").json()
+    assert before["model"] is None
+    report = world.feeds.train()
+    assert report["events"] == len(events)
+    after = c.get(f"/users/{users[0]}/feed").json()
+    assert after["model"] == report["version"] and len(after["results"]) > 0
