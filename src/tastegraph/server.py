@@ -30,7 +30,6 @@ def run_server(settings: Settings) -> None:
             try:
                 if tg._feeds is not None:
                     tg.feeds.reload()
-                tg.indexes.sync(save=False)  # pins added by another process
             except Exception:
                 log.exception("model watch failed")
 
