@@ -52,6 +52,26 @@ def _epoch(iso: str) -> float:
         return 0.0
 
 
+def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
+    """Feed parameters adapted to this catalog's vectors.
+
+    A hide pushes down *look-alikes*: pins more similar to the hidden one than chance. What
+    "more than chance" means depends on the embedding, so the threshold is the 99th percentile
+    of cosines between random pairs of this catalog (serving-only: no retraining needed).
+    """
+    from tastegraph.recs.feed import FeedParams
+
+    n = len(vectors)
+    if n < 50:
+        return FeedParams()
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, n, (2, 4000))
+    keep = a != b
+    cos = np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]])
+    threshold = float(np.clip(np.quantile(cos, 0.99), 0.2, 0.9))
+    return FeedParams(hide_threshold=threshold)
+
+
 def to_engine_event(row: dict[str, Any]) -> Event:
     from tastegraph.recs.feed import Event
 
@@ -106,7 +126,8 @@ class FeedService:
             if self._engine is None:
                 from tastegraph.recs.feed import FeedEngine
 
-                engine = FeedEngine(self._pin_table())
+                table = self._pin_table()
+                engine = FeedEngine(table, params=catalog_params(table.vectors))
                 rec = self.app.store.get_kv(MODEL_KEY)
                 if rec:
                     engine.load(self.app.settings.data_dir / rec["path"])
@@ -164,7 +185,8 @@ class FeedService:
 
         t0 = time.perf_counter()
         rows = self.app.store.events_since(0)
-        engine = FeedEngine(self._pin_table())
+        table = self._pin_table()
+        engine = FeedEngine(table, params=catalog_params(table.vectors))
         engine.fit([to_engine_event(r) for r in rows], time.time() if now is None else now)
         version = time.strftime("%Y%m%dT%H%M%S") + f"-{engine.digest()[:8]}"
         rel = Path("models") / "recs" / version

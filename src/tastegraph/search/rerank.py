@@ -121,8 +121,8 @@ def dba_rerank(
     """New scores for a query's candidates: augmented candidates vs the alpha-expanded query.
 
     1. Each candidate ``c`` is augmented with its ``k`` nearest catalog neighbours (itself
-       dropped by id), see :func:`augment`.
-    2. The query is alpha-expanded with the ``query_k`` augmented candidates most similar to it:
+       dropped by id), see :func:`augment`; the query likewise with its ``k`` best candidates.
+    2. The augmented query is alpha-expanded with the ``query_k`` augmented candidates most similar to it:
        ``q' = normalize(q + sum max(q . c', 0) ** alpha * c')``.
     3. Score of ``c`` = ``q' . c'``. Sort candidates by it, best first.
 
@@ -179,6 +179,10 @@ def dba_rerank(
     order = np.argsort(-ns, axis=1, kind="stable")
     nv = np.take_along_axis(np.asarray(neighbour_vecs, dtype=np.float32), order[:, :, None], 1)
     aug = augment(cv, nv, np.take_along_axis(ns, order, 1), alpha=alpha, k=k)
+    # The query gets the same augmentation from its own nearest candidates (alpha-QE).
+    raw = cv @ q
+    near = np.argsort(-raw, kind="stable")[:k]
+    q = augment(q[None], cv[near][None], raw[near][None], alpha=alpha, k=k)[0]
     s = aug @ q
     top = np.argsort(-s, kind="stable")[: max(query_k, 0)]
     w = np.power(np.clip(s[top], 0.0, None), alpha)
