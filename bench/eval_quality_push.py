@@ -24,8 +24,10 @@ Findings (mAP@10, protocol A = all 3,809 labelled images; columns all / H0 / H1)
 | 1.0  | + GeM/sqrt-probs concat (T2, w0.3) + aQE            | 0.577 | 0.554 | 0.588 |
 | 1.0  | DBA inside the top-100 pool + aQE                   | 0.583 | 0.559 | 0.589 |
 | 1.0  | DBA (catalog neighbours) + aQE  == dba_rerank       | 0.592 | 0.566 | 0.605 |
-| squash| PCA 256 / + aQE                                    | 0.508 / 0.524 | 0.483 / 0.497 | 0.516 / 0.535 |
-| sqrt-aspect crop+squash | PCA 256 / + aQE                   | 0.542 / 0.559 | 0.517 / 0.533 | 0.549 / 0.568 |
+| squash | PCA 256                                            | 0.508 | 0.483 | 0.516 |
+| squash | + aQE a3 k10                                       | 0.524 | 0.497 | 0.535 |
+| sqrt-aspect crop, squashed | PCA 256                        | 0.542 | 0.517 | 0.549 |
+| sqrt-aspect crop, squashed | + aQE a3 k10                   | 0.559 | 0.533 | 0.568 |
 """
 
 from __future__ import annotations
@@ -43,10 +45,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from eval_retrieval_features import CACHE, _map_model, l2n, pool  # noqa: E402
-
-from tastegraph.models.whiten import PCAWhitener, expand_queries  # noqa: E402
-from tastegraph.search.rerank import dba_rerank  # noqa: E402
+from eval_retrieval_features import CACHE, _map_model, l2n, pool
+from tastegraph.models.whiten import PCAWhitener, expand_queries
+from tastegraph.search.rerank import dba_rerank
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
@@ -140,7 +141,9 @@ def clothing(data: Path, view: str) -> None:
     dbs = [PCAWhitener(dim=256, shrinkage=1.0).fit(g[m]).transform(g[m]) for m in subsets]
     print("| view | method | all | H0 | H1 |\n|---|---|---|---|---|")
     for method, depth in (("plain", 100), ("aqe", 100), ("dba", 50), ("dba", 100), ("dba", 200)):
-        cells = [f"{evaluate(d, y[m], method, depth):.3f}" for d, m in zip(dbs, subsets, strict=True)]
+        cells = [
+            f"{evaluate(d, y[m], method, depth):.3f}" for d, m in zip(dbs, subsets, strict=True)
+        ]
         print(f"| {view} | {method} depth {depth} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -165,7 +168,9 @@ def timing(data: Path, view: str, depth: int = 100, k: int = 10) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=["extract-squash", "clothing", "timing"])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("TASTEGRAPH_EVAL_DATA", "../shared/data")))
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("TASTEGRAPH_EVAL_DATA", "../shared/data"))
+    )
     ap.add_argument("--view", default="c1")
     a = ap.parse_args()
     if a.step == "extract-squash":

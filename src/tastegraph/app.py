@@ -123,20 +123,6 @@ class App:
         idx.set_projection(w)
         return True
 
-    def expand_query(
-        self, query: NDArray[np.float32], scores: NDArray[np.float32], ids: NDArray[np.int64]
-    ) -> NDArray[np.float32] | None:
-        k = self.settings.query_expansion
-        if k <= 0:
-            return None
-        from tastegraph.models.whiten import expand_queries
-
-        top = [int(i) for i in ids[0][:k] if i >= 0]
-        if not top:
-            return None
-        nv = self.indexes.get("image").get(np.array(top, np.int64))
-        return expand_queries(query, nv[None], scores[:, : len(top)], k=k)
-
     # --------------------------------------------------------------- services
     @property
     def search(self) -> Any:

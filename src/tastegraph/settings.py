@@ -100,7 +100,13 @@ class Settings(BaseSettings):
         10,
         ge=0,
         le=50,
-        description="Neighbours averaged into an image query (alpha query expansion); 0 is off.",
+        description="Neighbours averaged into image queries and candidates (alpha=3); 0 is off.",
+    )
+    rerank_depth: int = Field(
+        50,
+        ge=0,
+        le=500,
+        description="Image-search candidates re-scored by neighbour averaging (DBA); 0 is off.",
     )
     dup_max_distance: int = Field(
         6, ge=0, le=32, description="Largest pHash Hamming distance grouped as near-duplicates."

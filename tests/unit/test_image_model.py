@@ -161,7 +161,7 @@ def test_resolve_runtime() -> None:
 def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
     enc = LiteImageEncoder(Settings(data_dir=tmp_path))
     assert isinstance(enc, ImageEncoder)
-    assert enc.model_id == "lite0-gem3@1"
+    assert enc.model_id == "lite0-gem3@2"
     assert (enc.dim, enc.input_size) == (1280, 224)
     assert len(enc.label_names) == 1000
     assert enc.label_names[MILITARY_UNIFORM] == "military uniform"
@@ -252,7 +252,10 @@ def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, c
         np.testing.assert_allclose(out["probs"], ref_p, atol=1e-3)
     else:
         assert cos.min() > 0.99, cos
-        assert (out["probs"].argmax(1) == ref_p.argmax(1)).mean() >= 0.75
+        # bf16 may swap near-tied classes; it must not move the answer far or the mass much.
+        top3 = np.argsort(-ref_p, axis=1)[:, :3]
+        assert all(a in row for a, row in zip(out["probs"].argmax(1), top3, strict=True))
+        assert np.abs(out["probs"] - ref_p).sum(axis=1).max() < 0.3
 
 
 @pytest.mark.slow

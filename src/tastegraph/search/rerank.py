@@ -122,7 +122,8 @@ def dba_rerank(
 
     1. Each candidate ``c`` is augmented with its ``k`` nearest catalog neighbours (itself
        dropped by id), see :func:`augment`; the query likewise with its ``k`` best candidates.
-    2. The augmented query is alpha-expanded with the ``query_k`` augmented candidates most similar to it:
+    2. The augmented query is alpha-expanded with the ``query_k`` augmented candidates most
+       similar to it:
        ``q' = normalize(q + sum max(q . c', 0) ** alpha * c')``.
     3. Score of ``c`` = ``q' . c'``. Sort candidates by it, best first.
 
@@ -168,7 +169,9 @@ def dba_rerank(
     nid = np.asarray(neighbour_ids, dtype=np.int64)
     ns = np.array(neighbour_scores, dtype=np.float32)  # a copy: masked below
     if cv.ndim != 2 or cv.shape[1] != q.shape[0] or cid.shape[0] != cv.shape[0]:
-        raise InvalidInput(f"shape mismatch: query {q.shape}, candidates {cv.shape}, ids {cid.shape}")
+        raise InvalidInput(
+            f"shape mismatch: query {q.shape}, candidates {cv.shape}, ids {cid.shape}"
+        )
     if nid.shape != ns.shape or nid.ndim != 2 or nid.shape[0] != cv.shape[0]:
         raise InvalidInput(f"shape mismatch: neighbour ids {nid.shape}, scores {ns.shape}")
     if cv.shape[0] == 0:

@@ -78,16 +78,47 @@ class SearchService:
         if allow is not None and len(allow) == 0:
             return _page([], offset, limit)
         excl = np.array(exclude or [], np.int64)
-        scores, ids = idx.search(query, want, allow=allow, exclude=excl if len(excl) else None)
-        q2 = self.app.expand_query(query, scores, ids)
-        if q2 is not None:
-            scores, ids = idx.search(q2, want, allow=allow, exclude=excl if len(excl) else None)
+        s = self.app.settings
+        depth = s.rerank_depth if s.query_expansion > 0 else 0
+        ex = excl if len(excl) else None
+        scores, ids = idx.search(query, max(want, depth), allow=allow, exclude=ex)
+        if depth > 0:
+            scores, ids = self._rerank(idx, query, scores, ids, depth, s.query_expansion)
+        scores, ids = scores[:, :want], ids[:, :want]
         hits = [
             Hit(int(i), float(s), {"image": round(float(s), 4)})
             for s, i in zip(scores[0], ids[0], strict=False)
             if i >= 0
         ]
         return _page(hits, offset, limit)
+
+    @staticmethod
+    def _rerank(
+        idx: Any,
+        query: NDArray[np.float32],
+        scores: NDArray[np.float32],
+        ids: NDArray[np.int64],
+        depth: int,
+        k: int,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Re-score the top ``depth`` candidates by database-side augmentation (see rerank)."""
+        from tastegraph.search.rerank import dba_rerank
+
+        cids = ids[0][ids[0] >= 0]
+        head = min(len(cids), depth)
+        if head == 0:
+            return scores, ids
+        hv = idx.get(cids[:head])
+        # Neighbours come from the whole catalog (no filter): they describe each candidate.
+        ns, nid = idx.search(hv, k + 1)
+        safe = np.where(nid >= 0, nid, cids[0])
+        nv = idx.get(safe.ravel()).reshape(*nid.shape, -1)
+        new = dba_rerank(query[0], hv, cids[:head], nv, nid, ns, alpha=3.0, k=k, query_k=k)
+        order = np.argsort(-new, kind="stable")
+        tail = np.minimum(scores[0][head : len(cids)], new.min())  # keep scores descending
+        out_ids = np.concatenate([cids[:head][order], cids[head:]])[None]
+        out_scores = np.concatenate([new[order], tail]).astype(np.float32)[None]
+        return out_scores, out_ids
 
     def similar(
         self, pin_id: int, *, limit: int = 20, offset: int = 0, filters: Filters | None = None
