@@ -104,8 +104,8 @@ def test_train_is_picked_up_without_restart(
     now = time.time()
     for u in users:
         for j, p in enumerate(rng.choice(pins, 20, replace=False)):
-            events.append({"user_id": u, "pin_id": int(p), "type": "impression", "ts": now - 100 + j,
-                           "position": j, "request_id": f"{u}-r"})  # fmt: skip
+            shown = {"user_id": u, "pin_id": int(p), "type": "impression", "ts": now - 100 + j}
+            events.append({**shown, "position": j, "request_id": f"{u}-r"})
             if j % 4 == 0:
                 events.append({"user_id": u, "pin_id": int(p), "type": "click", "ts": now - 99 + j})
     assert c.post("/events", json={"events": events}, headers=h).json()["rejected"] == 0

@@ -40,7 +40,7 @@ class EventBatch(BaseModel):
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     """Create a user."""
     require(request, "editor")
-    return request.app.state.tg.store.create_user(body.handle, body.name)  # type: ignore[no-any-return]
+    return request.app.state.tg.store.create_user(body.handle, body.name)
 
 
 @router.get("/users/{user_id}", tags=["users"])
@@ -55,14 +55,14 @@ def get_user(request: Request, user_id: int) -> dict[str, Any]:
 def create_board(request: Request, user_id: int, body: BoardCreate) -> dict[str, Any]:
     """Create a board for a user."""
     require(request, "editor")
-    return request.app.state.tg.store.create_board(user_id, body.name, body.description)  # type: ignore[no-any-return]
+    return request.app.state.tg.store.create_board(user_id, body.name, body.description)
 
 
 @router.get("/boards/{board_id}", tags=["users"])
 def get_board(request: Request, board_id: int) -> dict[str, Any]:
     """A board and its pins."""
     require(request, "viewer")
-    return request.app.state.tg.store.get_board(board_id)  # type: ignore[no-any-return]
+    return request.app.state.tg.store.get_board(board_id)
 
 
 @router.post("/boards/{board_id}/pins", tags=["users"])
@@ -80,7 +80,7 @@ def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     """Record a batch of engagement events; bad rows are reported, the rest kept (idempotent)."""
     require(request, "editor")
     rows = list(enumerate(body.events))
-    return request.app.state.tg.engagement.record(rows)  # type: ignore[no-any-return]
+    return request.app.state.tg.engagement.record(rows)
 
 
 def _items(tg: Any, items: list[Any]) -> list[dict[str, Any]]:
