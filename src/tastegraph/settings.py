@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         description="Similarity floor for words -> pin text vectors (cosine); below it, no match.",
     )
     conse_floor: float = Field(
-        0.25,
+        0.2,
         ge=-1.0,
         le=1.0,
         description="Similarity floor for words -> image (ConSE) vectors; below it, no match.",

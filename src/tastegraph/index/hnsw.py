@@ -106,11 +106,13 @@ class HNSWIndex:
     path : Path, optional
         Default folder for ``save``.
     m : int
-        Graph degree (neighbours per node; level 0 keeps ``2 * m``). 16 gives recall@10 >= 0.98
-        at ``ef_search=64`` on 256-d clustered data, with ~130 bytes of graph per vector.
+        Graph degree (neighbours per node; level 0 keeps ``2 * m``), ~150 bytes per vector at
+        16. With ``ef_search=64`` on the 256-d clustered benchmark data: recall@10 0.987 at 100k,
+        0.97 at 300k, but only 0.82-0.88 at 1M, where ~9% of queries end in a sibling cluster;
+        ``m=32`` raised that to 0.905 at twice the build time (see ``bench/bench_search.py``).
     ef_construction : int
-        Beam width while building: higher builds slower and a better graph. 80 builds 1M x 256
-        float16 vectors in a few minutes on two cores.
+        Beam width while building: higher builds slower and a better graph. At 80, 1M x 256
+        float16 vectors took 6-8 minutes on the shared two-core machine (load 4-5).
     ef_search : int
         Beam width while searching (at least ``k`` is used): the recall/latency knob, settable
         at any time through the ``ef_search`` attribute.

@@ -65,7 +65,11 @@ class TokenInfo:
 
 
 def _tags_text(tags: Sequence[str], labels: Sequence[Sequence[Any]]) -> str:
-    return " ".join([*tags, *(str(lab[0]) for lab in labels)])
+    # BM25 covers words people wrote. Model labels stay in ``tags`` for display and filters, but
+    # not here: semantic search already covers them, calibrated (ConSE), and exact-word matches
+    # on a classifier's guesses crowd out better results in the fusion.
+    model = {str(lab[0]) for lab in labels}
+    return " ".join(t for t in tags if t not in model)
 
 
 def _row_to_pin(r: Any) -> Pin:
