@@ -63,9 +63,8 @@ def test_feed_learns_from_saves_and_hides(
     reds = [p.id for p in world.store.list_pins(limit=100) if colour_of(world, p.id) == "red"]
     for pid in reds[:3]:
         c.post(f"/boards/{board}/pins", json={"pin_id": pid}, headers=h)
-    t0 = time.perf_counter()
     warm = c.get(f"/users/{uid}/feed", params={"n": 12}).json()
-    assert time.perf_counter() - t0 < 1.0  # reflected at once, no retraining
+    assert warm["model"] is None  # reflected on the very next call, with no (re)training
     colours = [colour_of(world, x["pin"]["id"]) for x in warm["results"]]
     assert colours.count("red") > [colour_of(world, x["pin"]["id"]) for x in cold].count("red")
     assert any("saved" in x["reason"] or "similar" in x["reason"] for x in warm["results"])
