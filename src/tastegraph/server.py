@@ -35,8 +35,19 @@ def run_server(settings: Settings) -> None:
 
     @api.on_event("startup")
     def _warm() -> None:  # pragma: no cover - exercised by the real-server test
-        # Load the models and catch the indexes up before traffic arrives (/ready says when).
+        # Load the models, catch the indexes up and build the feed engine (replaying the event
+        # log) before /ready says yes: the first feed request must not pay for it.
+        api.state.feeds_ready = False
         tg.indexes.sync(save=True)
+
+        def _build_feeds() -> None:
+            try:
+                _ = tg.feeds.engine
+                api.state.feeds_ready = True
+            except Exception:
+                log.exception("could not build the feed engine")
+
+        threading.Thread(target=_build_feeds, name="feed-warmup", daemon=True).start()
         threading.Thread(target=_watch_models, name="model-watch", daemon=True).start()
 
     try:

@@ -225,6 +225,10 @@ def create_api(tg: App) -> FastAPI:
         checks["models"] = "ok" if tg._encoders is not None else "loading"
         checks["indexes"] = tg.indexes.stats() if tg._indexes is not None else "loading"
         ok = ok and tg._encoders is not None and tg._indexes is not None
+        feeds_ready = getattr(api.state, "feeds_ready", None)  # set by `tastegraph serve`
+        if feeds_ready is not None:
+            checks["feeds"] = "ok" if feeds_ready else "loading"
+            ok = ok and bool(feeds_ready)
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     # -------------------------------------------------------------- pins

