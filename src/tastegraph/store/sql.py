@@ -173,56 +173,111 @@ class SQLStore(EngagementMixin):
     def add_pins(self, items: Sequence[NewPin]) -> list[tuple[int, bool]]:
         """Insert pins and their vectors in one transaction; existing content hashes are kept.
 
-        Returns ``(pin_id, created)`` per item, in order.
+        Returns ``(pin_id, created)`` per item, in order. Statements are batched (one multi-row
+        insert per table): per-row round trips were the largest cost of ingest after the model.
         """
-        out: list[tuple[int, bool]] = []
+        if not items:
+            return []
         now = now_iso()
         with self.write() as conn:
+            known: dict[str, int] = {}
+            hashes = list(dict.fromkeys(it.content_hash for it in items))
+            for start in range(0, len(hashes), 900):
+                q = sa.select(t.pins.c.id, t.pins.c.content_hash).where(
+                    t.pins.c.content_hash.in_(hashes[start : start + 900])
+                )
+                known.update({r.content_hash: int(r.id) for r in conn.execute(q)})
+            fresh: list[NewPin] = []
             for it in items:
-                existing = conn.execute(
-                    sa.select(t.pins.c.id).where(t.pins.c.content_hash == it.content_hash)
-                ).scalar_one_or_none()
-                if existing is not None:
-                    self._record_source(conn, it.source, it.content_hash, existing)
-                    out.append((existing, False))
-                    continue
-                pin_id = conn.execute(
-                    t.pins.insert().values(
-                        content_hash=it.content_hash,
-                        phash=it.phash,
-                        title=it.title,
-                        description=it.description,
-                        link=it.link,
-                        board=it.board,
-                        tags=list(it.tags),
-                        labels=[[a, round(float(b), 5)] for a, b in it.labels],
-                        attributes=dict(it.attributes),
-                        source=it.source,
-                        width=it.width,
-                        height=it.height,
-                        format=it.format,
-                        thumbnail=it.thumbnail,
-                        created_at=now,
-                        updated_at=now,
+                if it.content_hash not in known and all(
+                    f.content_hash != it.content_hash for f in fresh
+                ):
+                    fresh.append(it)
+            if fresh:
+                rows = [
+                    {
+                        "content_hash": it.content_hash,
+                        "phash": it.phash,
+                        "title": it.title,
+                        "description": it.description,
+                        "link": it.link,
+                        "board": it.board,
+                        "tags": list(it.tags),
+                        "labels": [[a, round(float(b), 5)] for a, b in it.labels],
+                        "attributes": dict(it.attributes),
+                        "source": it.source,
+                        "width": it.width,
+                        "height": it.height,
+                        "format": it.format,
+                        "thumbnail": it.thumbnail,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for it in fresh
+                ]
+                stmt = t.pins.insert().returning(t.pins.c.id, sort_by_parameter_order=True)
+                new_ids = [int(r.id) for r in conn.execute(stmt, rows)]
+                vec_rows = []
+                fts_rows = []
+                for pin_id, it in zip(new_ids, fresh, strict=True):
+                    known[it.content_hash] = pin_id
+                    for space, (model_id, vec) in it.vectors.items():
+                        v = np.ascontiguousarray(vec, dtype=np.float32).ravel()
+                        vec_rows.append(
+                            {
+                                "p": pin_id,
+                                "s": space,
+                                "m": model_id,
+                                "d": v.shape[0],
+                                "b": v.tobytes(),
+                            }
+                        )
+                    fts_rows.append(
+                        {
+                            "id": pin_id,
+                            "t": it.title,
+                            "d": it.description,
+                            "g": _tags_text(it.tags, it.labels),
+                        }
                     )
-                ).inserted_primary_key[0]  # type: ignore[index]
-                self._put_vectors(conn, pin_id, it.vectors)
-                self._fts_put(conn, pin_id, it.title, it.description, it.tags, it.labels)
-                conn.execute(t.changes.insert().values(pin_id=pin_id, op="upsert"))
-                self._record_source(conn, it.source, it.content_hash, pin_id)
-                out.append((int(pin_id), True))
+                if vec_rows:
+                    conn.execute(
+                        sa.text(
+                            "INSERT OR REPLACE INTO vectors(pin_id, space, model_id, dim, data) "
+                            "VALUES (:p, :s, :m, :d, :b)"
+                        ),
+                        vec_rows,
+                    )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO pins_fts(rowid, title, description, tags) "
+                        "VALUES (:id, :t, :d, :g)"
+                    ),
+                    fts_rows,
+                )
+                conn.execute(t.changes.insert(), [{"pin_id": i, "op": "upsert"} for i in new_ids])
+            created = {known[it.content_hash] for it in fresh}
+            source_rows = [
+                {"r": it.source, "h": it.content_hash, "p": known[it.content_hash]}
+                for it in items
+                if it.source
+            ]
+            if source_rows:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO sources(ref, content_hash, pin_id) VALUES (:r, :h, :p) "
+                        "ON CONFLICT(ref) DO UPDATE SET "
+                        "content_hash=excluded.content_hash, pin_id=excluded.pin_id"
+                    ),
+                    source_rows,
+                )
+        out: list[tuple[int, bool]] = []
+        seen: set[int] = set()
+        for it in items:
+            pin_id = known[it.content_hash]
+            out.append((pin_id, pin_id in created and pin_id not in seen))
+            seen.add(pin_id)
         return out
-
-    @staticmethod
-    def _record_source(conn: sa.Connection, ref: str, content_hash: str, pin_id: int) -> None:
-        if not ref:
-            return
-        stmt = sa.text(
-            "INSERT INTO sources(ref, content_hash, pin_id) VALUES (:r, :h, :p) "
-            "ON CONFLICT(ref) DO UPDATE SET "
-            "content_hash=excluded.content_hash, pin_id=excluded.pin_id"
-        )
-        conn.execute(stmt, {"r": ref, "h": content_hash, "p": pin_id})
 
     @staticmethod
     def _put_vectors(
