@@ -125,9 +125,9 @@ def _print_page(tg: Any, page: Any, as_json: bool) -> None:
 
 
 def _filters(board: str | None, tag: str | None, attr: list[str] | None) -> Any:
-    from tastegraph.api.server import _filters as parse
+    from tastegraph.search.service import parse_filters
 
-    return parse(board, tag, attr)
+    return parse_filters(board, tag, attr)
 
 
 @app.command()
@@ -165,8 +165,8 @@ def similar(
     as_json: JsonOpt = False,
 ) -> None:
     """Image -> pins: more like a pin, an image file or URL, or a region of one."""
-    from tastegraph.api.server import _parse_box
     from tastegraph.catalog.images import ImageLimits, read_source_bytes
+    from tastegraph.search.service import parse_box
 
     try:
         tg = _build(_settings(data))
@@ -177,7 +177,7 @@ def similar(
                 image, ImageLimits.from_settings(s), timeout=s.fetch_timeout_s, allow_url=True
             )
             page = tg.search.by_image(
-                raw, box=_parse_box(box), limit=limit, offset=offset, filters=f
+                raw, box=parse_box(box), limit=limit, offset=offset, filters=f
             )
         elif pin_id is not None:
             page = tg.search.similar(pin_id, limit=limit, offset=offset, filters=f)

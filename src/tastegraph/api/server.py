@@ -19,7 +19,7 @@ from tastegraph.catalog.images import ImageLimits, read_source_bytes
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.domain import Hit, Pin
 from tastegraph.errors import InvalidInput, NotFound, PayloadTooLarge, TastegraphError
-from tastegraph.search.service import Filters, Page
+from tastegraph.search.service import Page, parse_box, parse_filters
 
 __all__ = ["create_api"]
 
@@ -137,30 +137,6 @@ def _page_json(tg: App, page: Page) -> dict[str, Any]:
 
 def _hit_json(h: Hit, pin: Pin) -> dict[str, Any]:
     return {"pin": _pin_json(pin), "score": round(h.score, 6), "signals": h.signals}
-
-
-def _filters(board: str | None, tag: str | None, attr: list[str] | None) -> Filters | None:
-    attributes: dict[str, str] = {}
-    for a in attr or []:
-        key, sep, value = a.partition(":")
-        if not sep or not key:
-            raise InvalidInput(f"bad attribute filter {a!r}", hint="use attr=key:value")
-        attributes[key] = value
-    if not board and not tag and not attributes:
-        return None
-    return Filters(board=board or None, tag=tag or None, attributes=attributes or None)
-
-
-def _parse_box(box: str | None) -> tuple[float, float, float, float] | None:
-    if not box:
-        return None
-    try:
-        parts = tuple(float(x) for x in box.split(","))
-    except ValueError as exc:
-        raise InvalidInput(f"bad box {box!r}", hint="use box=x0,y0,x1,y1 in pixels") from exc
-    if len(parts) != 4:
-        raise InvalidInput(f"bad box {box!r}", hint="use box=x0,y0,x1,y1 in pixels")
-    return parts[0], parts[1], parts[2], parts[3]
 
 
 Limit = Annotated[int, Query(ge=1, le=200)]
@@ -365,7 +341,9 @@ def create_api(tg: App) -> FastAPI:
     ) -> dict[str, Any]:
         """Words -> pins: BM25 fused with semantic text and image search."""
         require(request, "viewer")
-        page = tg.search.text(q, limit=limit, offset=offset, filters=_filters(board, tag, attr))
+        page = tg.search.text(
+            q, limit=limit, offset=offset, filters=parse_filters(board, tag, attr)
+        )
         return _page_json(tg, page)
 
     @api.get("/pins/{pin_id}/similar", tags=["search"])
@@ -381,7 +359,7 @@ def create_api(tg: App) -> FastAPI:
         """More like this pin."""
         require(request, "viewer")
         page = tg.search.similar(
-            pin_id, limit=limit, offset=offset, filters=_filters(board, tag, attr)
+            pin_id, limit=limit, offset=offset, filters=parse_filters(board, tag, attr)
         )
         return _page_json(tg, page)
 
@@ -400,8 +378,8 @@ def create_api(tg: App) -> FastAPI:
         require(request, "viewer")
         from starlette.concurrency import run_in_threadpool
 
-        filters = _filters(board, tag, None)
-        region = _parse_box(box)
+        filters = parse_filters(board, tag, None)
+        region = parse_box(box)
         if file is not None:
             data = await file.read()
             page = await run_in_threadpool(

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from tastegraph.errors import IndexMismatch, NotFound
 from tastegraph.index import IndexMeta, VectorIndex, open_index
+from tastegraph.models.whiten import l2_normalize
 
 __all__ = ["SpaceIndexes", "VectorSource"]
 
@@ -43,8 +44,7 @@ class Projection(Protocol):
 
 
 def _l2(x: F32) -> F32:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+    return l2_normalize(x, axis=1)
 
 
 class SpaceIndexes:

@@ -53,6 +53,7 @@ from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import ImageOutput, TextEncoder
+from tastegraph.models.whiten import l2_normalize
 
 if TYPE_CHECKING:
     from tastegraph.settings import Settings
@@ -241,8 +242,7 @@ def _softmax(x: NDArray[np.floating], axis: int = -1) -> NDArray[np.float64]:
 
 
 def _normalize(x: NDArray[np.floating]) -> F32:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(x, axis=1)
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,9 @@ class ClipModel:
 
 
 def _l2(x: NDArray[np.floating]) -> F32:
-    a = np.asarray(x, dtype=np.float32)
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    from tastegraph.models.whiten import l2_normalize
+
+    return l2_normalize(x, axis=1)
 
 
 class ClipImageEncoder:

@@ -288,5 +288,6 @@ def expand_queries(
     k = min(k, nv.shape[1])
     if k <= 0:
         return l2_normalize(q)
-    w = np.power(np.clip(ns[:, :k], 0.0, None), alpha)
+    # -inf marks a missing neighbour (index padding): weight 0, like a dissimilar one.
+    w = np.power(np.clip(np.nan_to_num(ns[:, :k], neginf=0.0), 0.0, None), alpha)
     return l2_normalize(q + np.einsum("qk,qkd->qd", w, nv[:, :k]))

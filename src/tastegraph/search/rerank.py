@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tastegraph.errors import InvalidInput
+from tastegraph.models.whiten import expand_queries, l2_normalize
 
 __all__ = ["augment", "dba_rerank", "l2_rows"]
 
@@ -55,8 +56,7 @@ def l2_rows(x: ArrayLike) -> F32:
     >>> l2_rows([[3.0, 4.0]])
     array([[0.6, 0.8]], dtype=float32)
     """
-    a = np.asarray(x, dtype=np.float32)
-    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    return l2_normalize(x)
 
 
 def augment(
@@ -92,18 +92,8 @@ def augment(
     >>> augment([[1.0, 0.0]], [[[0.0, 1.0]]], [[1.0]], k=1).round(3)
     array([[0.707, 0.707]], dtype=float32)
     """
-    v = np.asarray(vecs, dtype=np.float32)
-    nv = np.asarray(neighbour_vecs, dtype=np.float32)
-    ns = np.asarray(neighbour_scores, dtype=np.float32)
-    if v.ndim != 2 or nv.ndim != 3 or nv.shape[0] != v.shape[0] or ns.shape != nv.shape[:2]:
-        raise InvalidInput(
-            f"shape mismatch: vectors {v.shape}, neighbours {nv.shape}, scores {ns.shape}"
-        )
-    k = min(k, nv.shape[1])
-    if k <= 0:
-        return l2_rows(v)
-    w = np.power(np.clip(np.nan_to_num(ns[:, :k], neginf=0.0), 0.0, None), alpha)
-    return l2_rows(v + np.einsum("km,kmd->kd", w, nv[:, :k]))
+    # The same weighted average as alpha query expansion, applied to catalog vectors.
+    return expand_queries(vecs, neighbour_vecs, neighbour_scores, alpha=alpha, k=k)
 
 
 def dba_rerank(

@@ -16,7 +16,7 @@ from tastegraph.search.fusion import reciprocal_rank_fusion
 if TYPE_CHECKING:
     from tastegraph.app import App
 
-__all__ = ["Filters", "Page", "SearchService"]
+__all__ = ["Filters", "Page", "SearchService", "parse_box", "parse_filters"]
 
 MAX_RESULTS = 1000
 
@@ -39,6 +39,32 @@ class Page:
     def next_offset(self) -> int | None:
         nxt = self.offset + self.limit
         return nxt if nxt < self.total else None
+
+
+def parse_filters(board: str | None, tag: str | None, attr: list[str] | None) -> Filters | None:
+    """Filters from ``board``, ``tag`` and ``key:value`` attribute strings; None when empty."""
+    attributes: dict[str, str] = {}
+    for a in attr or []:
+        key, sep, value = a.partition(":")
+        if not sep or not key:
+            raise InvalidInput(f"bad attribute filter {a!r}", hint="use attr=key:value")
+        attributes[key] = value
+    if not board and not tag and not attributes:
+        return None
+    return Filters(board=board or None, tag=tag or None, attributes=attributes or None)
+
+
+def parse_box(box: str | None) -> tuple[float, float, float, float] | None:
+    """``"x0,y0,x1,y1"`` (pixels) -> a box; None when empty."""
+    if not box:
+        return None
+    try:
+        parts = tuple(float(x) for x in box.split(","))
+    except ValueError as exc:
+        raise InvalidInput(f"bad box {box!r}", hint="use box=x0,y0,x1,y1 in pixels") from exc
+    if len(parts) != 4:
+        raise InvalidInput(f"bad box {box!r}", hint="use box=x0,y0,x1,y1 in pixels")
+    return parts[0], parts[1], parts[2], parts[3]
 
 
 def _page(hits: list[Hit], offset: int, limit: int) -> Page:
