@@ -315,14 +315,32 @@ def eval_retrieval(
     labels: Annotated[Path, typer.Option(help="CSV with image,label columns.")],
     data: Annotated[Path | None, typer.Option(help="Keep the evaluation catalog here.")] = None,
     index: Annotated[str | None, typer.Option(help="hnsw or exact.")] = None,
+    unlabelled: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated labels that mean 'no class' (those rows take no part); "
+            "pass '' to count every label as a class."
+        ),
+    ] = "Not sure,Other,Skip,Unknown,None,N/A",
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep only rows with COLUMN=VALUE (repeatable), e.g. kids=False."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Image -> image retrieval quality: P@1, P@10, mAP@10 (relevant = same label)."""
     from tastegraph.evaluation import evaluate_retrieval
+    from tastegraph.evaluation.search_eval import parse_where
 
+    markers = tuple(m.strip() for m in unlabelled.split(",") if m.strip())
     try:
         res = evaluate_retrieval(
-            images, labels, settings=get_settings(index_kind=index), data_dir=data
+            images,
+            labels,
+            settings=get_settings(index_kind=index),
+            data_dir=data,
+            unlabelled=("", *markers),
+            where=parse_where(where),
         )
     except TastegraphError as e:
         _fail(e)

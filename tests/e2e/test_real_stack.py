@@ -185,3 +185,35 @@ def test_web_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
         assert page.locator(f".card[data-pin-id='{first}']").count() == 0  # itself excluded
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
+
+
+def test_eval_retrieval_command(catalog: dict[str, object], tmp_path: Path) -> None:
+    """`eval retrieval` through the product: unlabelled rows take no part, filters apply."""
+    clothing = eval_data("clothing")
+    wanted = dict(CLASSES, **{"Not sure": 3, "Skip": 1})
+    rows = []
+    with (clothing / "labels.csv").open() as f:
+        for r in csv.DictReader(f):
+            if wanted.get(r["label"], 0) > 0:
+                wanted[r["label"]] -= 1
+                rows.append({"image": r["image"], "label": r["label"], "kids": r["kids"]})
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["image", "label", "kids"])
+        w.writeheader()
+        w.writerows(rows)
+    args = ["eval", "retrieval", "--images", str(clothing / "images"), "--labels", str(labels)]
+    r = run(catalog, *args, "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    n_classes = sum(CLASSES.values())
+    assert res["n_images"] == n_classes and res["protocol"]["rows_unlabelled"] == 4
+    # Four visually distinct classes: the nearest photo is nearly always of the same class.
+    assert res["p_at_1"] >= 0.8 and res["map_at_10"] >= 0.5, res
+    adults = sum(1 for x in rows if x["kids"] == "False" and x["label"] in CLASSES)
+    r = run(catalog, *args, "--where", "kids=False", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n_images"] == adults and res["protocol"]["rows_filtered"] == n_classes - adults
+    bad = run(catalog, *args, "--where", "colour=red")
+    assert bad.returncode != 0 and "colour" in bad.stderr + bad.stdout

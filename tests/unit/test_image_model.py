@@ -35,6 +35,9 @@ DOG_CLASSES = range(151, 269)  # ImageNet-1k ids 151-268 are dog breeds
 MILITARY_UNIFORM = 652
 
 
+SIZE = Settings().image_input_size  # the default input side of the lite pack
+
+
 def _grace_hopper() -> Path:
     import matplotlib
 
@@ -161,16 +164,18 @@ def test_resolve_runtime() -> None:
 def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
     enc = LiteImageEncoder(Settings(data_dir=tmp_path))
     assert isinstance(enc, ImageEncoder)
-    assert enc.model_id == "lite0-gem3@2"
-    assert (enc.dim, enc.input_size) == (1280, 224)
+    assert enc.model_id == "lite0-gem3-s256@3"
+    assert (enc.dim, enc.input_size) == (1280, 256)
+    small = LiteImageEncoder(Settings(data_dir=tmp_path, image_input_size=224))
+    assert small.model_id == "lite0-gem3-s224@3" and small.options != enc.options
     assert len(enc.label_names) == 1000
     assert enc.label_names[MILITARY_UNIFORM] == "military uniform"
     assert not (tmp_path / "models").exists()  # nothing exported before the first encode
     with pytest.raises(InvalidInput):
-        enc.encode(np.zeros((1, 224, 224, 3), np.float32))  # type: ignore[arg-type]
+        enc.encode(np.zeros((1, 256, 256, 3), np.float32))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
-        enc.encode(np.zeros((1, 200, 224, 3), np.uint8))
-    empty = enc.encode(np.zeros((0, 224, 224, 3), np.uint8))
+        enc.encode(np.zeros((1, 224, 224, 3), np.uint8))
+    empty = enc.encode(np.zeros((0, 256, 256, 3), np.uint8))
     assert empty.features.shape == (0, 1280)
     assert empty.probs is not None and empty.probs.shape == (0, 1000)
 
@@ -182,7 +187,7 @@ def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
 def onnx_path() -> Path:
     from tastegraph.models.lite0 import ExportOptions, export_onnx
 
-    return export_onnx(MODEL_CACHE, ExportOptions())
+    return export_onnx(MODEL_CACHE, ExportOptions(image_size=SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -190,12 +195,12 @@ def photos() -> np.ndarray:
     """Real photos: the matplotlib sample photo plus a few flickr8k ones when the data is here."""
     imgs = []
     with Image.open(_grace_hopper()) as im:
-        imgs.append(preprocess_image(im.convert("RGB")))
+        imgs.append(preprocess_image(im.convert("RGB"), SIZE))
     try:
         folder = eval_data("flickr8k-1k") / "images"
         for path in sorted(folder.glob("*.jpg"))[:7]:
             with Image.open(path) as im:
-                imgs.append(preprocess_image(im.convert("RGB")))
+                imgs.append(preprocess_image(im.convert("RGB"), SIZE))
     except pytest.skip.Exception:
         imgs += [imgs[0][:, ::-1].copy(), imgs[0][::-1].copy()]
     return np.stack(imgs)
@@ -222,7 +227,7 @@ def test_export_is_cached_and_atomic(onnx_path: Path) -> None:
     assert onnx_path.is_file()
     assert weights_digest() in onnx_path.name
     mtime = onnx_path.stat().st_mtime_ns
-    assert export_onnx(MODEL_CACHE, ExportOptions()) == onnx_path
+    assert export_onnx(MODEL_CACHE, ExportOptions(image_size=SIZE)) == onnx_path
     assert onnx_path.stat().st_mtime_ns == mtime  # reused, not rewritten
     assert not list(MODEL_CACHE.glob(".lite0-*.tmp"))
     other = ExportOptions(pooling="avg")
@@ -241,7 +246,10 @@ def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, c
     if precision == "bf16" and not cpu_supports_bf16():
         pytest.skip("CPU has no native bf16")
     with torch.inference_mode():
-        ref_f, ref_p = (t.numpy() for t in Lite0Descriptor(load_lite0())(torch.from_numpy(photos)))
+        ref_f, ref_p = (
+            t.numpy()
+            for t in Lite0Descriptor(load_lite0(image_size=SIZE))(torch.from_numpy(photos))
+        )
     model = load_compiled(onnx_path, RuntimeChoice(runtime, precision))  # type: ignore[arg-type]
     out = model.run({"pixels": photos})
     f = out["features"] / np.linalg.norm(out["features"], axis=1, keepdims=True)

@@ -25,7 +25,19 @@ from tastegraph.evaluation.metrics import average_precision_at_k, precision_at_k
 from tastegraph.progress import progress_bar
 from tastegraph.settings import Settings
 
-__all__ = ["evaluate_captions", "evaluate_retrieval", "resolve_images"]
+__all__ = [
+    "UNLABELLED_MARKERS",
+    "evaluate_captions",
+    "evaluate_retrieval",
+    "labelled_rows",
+    "parse_where",
+    "resolve_images",
+]
+
+# Labels that say "no class was given" rather than naming one. Two photos that an annotator could
+# not place ("Not sure"), skipped ("Skip") or put in a catch-all bucket ("Other") are not alike,
+# so counting them as relevant to each other measures the annotation, not the search.
+UNLABELLED_MARKERS: tuple[str, ...] = ("", "not sure", "other", "skip", "unknown", "none", "n/a")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -54,6 +66,62 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         return [
             {k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader
         ]
+
+
+def parse_where(clauses: list[str] | None) -> dict[str, str]:
+    """``["kids=False", "split = test"]`` -> ``{"kids": "false", "split": "test"}``.
+
+    Column names and values are compared case-insensitively, after trimming spaces.
+
+    >>> parse_where(["kids=False"])
+    {'kids': 'false'}
+    """
+    out: dict[str, str] = {}
+    for clause in clauses or []:
+        col, sep, val = clause.partition("=")
+        if not sep or not col.strip():
+            raise InvalidInput(
+                f"bad filter {clause!r}", hint="write COLUMN=VALUE, for example kids=False"
+            )
+        out[col.strip().lower()] = val.strip().lower()
+    return out
+
+
+def labelled_rows(
+    rows: list[dict[str, str]],
+    *,
+    unlabelled: tuple[str, ...] = UNLABELLED_MARKERS,
+    where: dict[str, str] | None = None,
+) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """The rows that take part in a retrieval evaluation, and how many were left out and why.
+
+    A row takes part when its label names a class (not one of ``unlabelled``, compared
+    case-insensitively) and every ``where`` column equals its value. Rows left out are neither
+    queries nor catalog items.
+
+    >>> rows = [{"image": "a", "label": "Hat"}, {"image": "b", "label": "Not sure"}]
+    >>> labelled_rows(rows)
+    ([{'image': 'a', 'label': 'Hat'}], {'unlabelled': 1, 'filtered': 0})
+    """
+    markers = {m.strip().lower() for m in unlabelled}
+    where = where or {}
+    if rows:
+        missing = [c for c in where if c not in rows[0]]
+        if missing:
+            raise InvalidInput(
+                f"filter column(s) {missing} are not in the labels file",
+                hint=f"columns are {sorted(rows[0])}",
+            )
+    kept: list[dict[str, str]] = []
+    skipped = {"unlabelled": 0, "filtered": 0}
+    for r in rows:
+        if r["label"].strip().lower() in markers:
+            skipped["unlabelled"] += 1
+        elif any(r.get(c, "").strip().lower() != v for c, v in where.items()):
+            skipped["filtered"] += 1
+        else:
+            kept.append(r)
+    return kept, skipped
 
 
 @contextmanager
@@ -96,10 +164,18 @@ def evaluate_retrieval(
     settings: Settings | None = None,
     data_dir: Path | None = None,
     progress: bool = True,
+    unlabelled: tuple[str, ...] = UNLABELLED_MARKERS,
+    where: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Each labelled image queries the rest; relevant = same label. P@1, P@10, mAP@10."""
+    """Each labelled image queries the rest; relevant = same label. P@1, P@10, mAP@10.
+
+    Rows whose label is one of ``unlabelled`` ("Not sure", "Skip", ...) and rows that fail a
+    ``where`` filter take no part: they are neither queries nor in the catalog.
+    """
     index = resolve_images(images)
-    rows = _read_csv(labels, ("image", "label"))
+    rows, skipped = labelled_rows(
+        _read_csv(labels, ("image", "label")), unlabelled=unlabelled, where=where
+    )
     files: list[Path] = []
     label_of: dict[Path, str] = {}
     unmatched = 0
@@ -136,6 +212,12 @@ def evaluate_retrieval(
         "n_images": len(pin_label),
         "n_labels": len(counts),
         "unmatched_rows": unmatched,
+        "protocol": {
+            "unlabelled_markers": list(unlabelled),
+            "where": where or {},
+            "rows_unlabelled": skipped["unlabelled"],
+            "rows_filtered": skipped["filtered"],
+        },
         "p_at_1": round(float(np.mean(p1)), 4),
         "p_at_10": round(float(np.mean(p10)), 4),
         "map_at_10": round(float(np.mean(ap)), 4),
