@@ -235,6 +235,14 @@ def as_vectors(vecs: ArrayLike, dim: int, what: str = "vectors") -> F32:
         # The common case, kept to a few numpy calls: each costs ~1 us, a query ~50-300 us.
         if vecs.ndim > 2:
             raise InvalidInput(f"{what} must be a 2-D array (N, dim), got shape {vecs.shape}")
+        if vecs.size == dim:
+            # One query: scaling into a new array is the copy, so the row is written once.
+            row = vecs.reshape(1, dim)
+            sq1 = float(np.dot(row[0], row[0]))
+            if math.isfinite(sq1):
+                # Zero vectors stay zero rather than becoming NaN.
+                scale = np.float32(1.0 / math.sqrt(sq1)) if sq1 > 0 else np.float32(1.0)
+                return np.multiply(row, scale, order="C")
         out = vecs.reshape(-1, dim).copy()
     else:
         arr = np.asarray(vecs)
@@ -538,7 +546,8 @@ class RWLock:
     def release_read(self) -> None:
         with self._cond:
             self._readers -= 1
-            if self._readers == 0:
+            # Only a writer waits for the readers to drain; waking nobody is the common case.
+            if self._readers == 0 and self._writers_waiting:
                 self._cond.notify_all()
 
     def acquire_write(self) -> None:

@@ -175,6 +175,7 @@ class HNSWIndex:
         self.threads = threads or faiss.omp_get_max_threads()
         self._dtype = np.float16 if meta.dtype == "f16" else np.float32
         self._index = self._new_faiss_index()
+        self._index_ef = -1  # efSearch last set on self._index by the hot path (-1: unknown)
         self._labels: I64 = np.zeros(0, np.int64)  # capacity-grown; valid up to ntotal
         self._map = IdMap()
         self._n_dead = 0
@@ -243,6 +244,7 @@ class HNSWIndex:
                 )
             index.hnsw.efSearch = idx.ef_search
             idx._index = index
+            idx._index_ef = -1
             idx._labels = labels
             live = np.flatnonzero(labels >= 0)
             idx._map = IdMap.from_arrays(labels[live], live.astype(np.int64))
@@ -473,6 +475,7 @@ class HNSWIndex:
         with self._omp(len(vecs) >= PARALLEL_ADD_MIN):
             index.add(vecs)
         self._index = index
+        self._index_ef = -1
         self._labels = np.full(max(len(ids), 1024), -1, np.int64)
         self._labels[: len(ids)] = ids
         self._map = IdMap.from_arrays(ids, np.arange(len(ids), dtype=np.int64))
@@ -519,7 +522,14 @@ class HNSWIndex:
         if selector is not None:
             # The beam must grow as the filter thins, or it fills with filtered-out nodes.
             ef = min(math.ceil(ef * ntotal / max(n_selected, 1)), max(ntotal, ef))
-        if selector is None:
+        if selector is None and ef == self.ef_search:
+            # The index's own efSearch is kept equal to ``ef_search`` (see the property), and a
+            # call without a parameter object skips ~15 us of SWIG marshalling per query.
+            params = None
+            if self._index_ef != ef:
+                self._index.hnsw.efSearch = ef
+                self._index_ef = ef
+        elif selector is None:
             params = self._plain_params.get(ef)
             if params is None:
                 # Reused: building a SWIG parameter object costs about as much as numpy overhead.
@@ -535,7 +545,10 @@ class HNSWIndex:
         if want != prev:
             faiss.omp_set_num_threads(want)
         try:
-            scores, labels = self._index.search(q, fetch, params=params)
+            if params is None:
+                scores, labels = self._index.search(q, fetch)
+            else:
+                scores, labels = self._index.search(q, fetch, params=params)
         finally:
             if want != prev:
                 faiss.omp_set_num_threads(prev)
