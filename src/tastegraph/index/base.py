@@ -241,8 +241,9 @@ def as_vectors(vecs: ArrayLike, dim: int, what: str = "vectors") -> F32:
             sq1 = float(np.dot(row[0], row[0]))
             if math.isfinite(sq1):
                 # Zero vectors stay zero rather than becoming NaN.
-                scale = np.float32(1.0 / math.sqrt(sq1)) if sq1 > 0 else np.float32(1.0)
-                return np.multiply(row, scale, order="C")
+                # A Python float scales float32 without promotion, and ufunc outputs of a
+                # (1, dim) array are C-contiguous whatever the input strides.
+                return row * (1.0 / math.sqrt(sq1) if sq1 > 0 else 1.0)
         out = vecs.reshape(-1, dim).copy()
     else:
         arr = np.asarray(vecs)
