@@ -54,7 +54,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -243,7 +243,7 @@ def as_vectors(vecs: ArrayLike, dim: int, what: str = "vectors") -> F32:
                 # Zero vectors stay zero rather than becoming NaN.
                 # A Python float scales float32 without promotion, and ufunc outputs of a
                 # (1, dim) array are C-contiguous whatever the input strides.
-                return row * (1.0 / math.sqrt(sq1) if sq1 > 0 else 1.0)
+                return cast(F32, row * (1.0 / math.sqrt(sq1) if sq1 > 0 else 1.0))
         out = vecs.reshape(-1, dim).copy()
     else:
         arr = np.asarray(vecs)
