@@ -7,6 +7,7 @@ Prints (and with --json emits) images/s for:
   F      the fastest raw forward of the same model (batches of 32 already-decoded pixels)
   ideal  1 / (1/D + 1/F): both cores shared between decoding and the model
   e2e    `tastegraph ingest` work: decode -> encode (image, text, ConSE) -> store -> index
+         (e2e_stages_s: seconds per pipeline stage; the stages overlap)
   naive  a per-image torch eager fp32 loop (full decode, batch of 1), the baseline to beat
 and the ratios e2e/ideal (target >= 0.8) and e2e/naive (target >= 3).
 """
@@ -14,6 +15,7 @@ and the ratios e2e/ideal (target >= 0.8) and e2e/naive (target >= 3).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -31,21 +33,22 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
-def _decode_only(path: str) -> int:
+def _decode_only(path: str, size: int = 224) -> int:
     from tastegraph.catalog.images import ImageLimits, decode_image
     from tastegraph.models.image import preprocess_image
 
     limits = ImageLimits(max_bytes=40 << 20, max_pixels=60_000_000)
     data = Path(path).read_bytes()
     img = decode_image(data, limits, draft_to=256).image
-    return int(preprocess_image(img, 224).shape[0])
+    return int(preprocess_image(img, size).shape[0])
 
 
-def measure_decode(files: list[Path], workers: int) -> float:
+def measure_decode(files: list[Path], workers: int, size: int = 224) -> float:
+    decode = functools.partial(_decode_only, size=size)
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_decode_only, [str(f) for f in files[:16]]))  # warm the workers
+        list(pool.map(decode, [str(f) for f in files[:16]]))  # warm the workers
         t0 = time.perf_counter()
-        list(pool.map(_decode_only, [str(f) for f in files], chunksize=8))
+        list(pool.map(decode, [str(f) for f in files], chunksize=8))
         return len(files) / (time.perf_counter() - t0)
 
 
@@ -54,7 +57,8 @@ def measure_forward(settings: object, n: int, repeats: int = 3) -> tuple[float, 
 
     enc = LiteImageEncoder(settings)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, (32, 224, 224, 3), dtype=np.uint8)
+    s = enc.input_size
+    pixels = rng.integers(0, 255, (32, s, s, 3), dtype=np.uint8)
     enc.encode(pixels)
     rates = []
     for _ in range(repeats):
@@ -65,7 +69,7 @@ def measure_forward(settings: object, n: int, repeats: int = 3) -> tuple[float, 
     return statistics.median(rates), enc.runtime
 
 
-def measure_e2e(settings: object, files: list[Path]) -> float:
+def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, float]]:
     from tastegraph.app import build
     from tastegraph.catalog.ingest import ingest
 
@@ -79,10 +83,12 @@ def measure_e2e(settings: object, files: list[Path]) -> float:
     report = ingest(app, str(folder), progress=False)
     app.close()
     assert report.added == len(files), report.to_dict()
-    return report.images_per_s
+    # Where the time went, per stage (they overlap: see tastegraph.catalog.ingest._Clock).
+    stages = {"total": round(report.seconds, 3), **getattr(report, "timings", {})}
+    return report.images_per_s, stages
 
 
-def measure_naive(files: list[Path]) -> float:
+def measure_naive(files: list[Path], size: int = 224) -> float:
     import torch
     from PIL import Image
 
@@ -94,12 +100,14 @@ def measure_naive(files: list[Path]) -> float:
     with torch.inference_mode():
         for f in files:
             img = Image.open(f).convert("RGB")
-            x = torch.from_numpy(preprocess_image(img, 224)).permute(2, 0, 1)[None].float()
+            x = torch.from_numpy(preprocess_image(img, size)).permute(2, 0, 1)[None].float()
             model((x / 127.5) - 1.0)
     return len(files) / (time.perf_counter() - t0)
 
 
-def run(images: Path, n: int, naive_n: int, models_dir: Path | None) -> dict[str, object]:
+def run(
+    images: Path, n: int, naive_n: int, models_dir: Path | None, input_size: int | None = None
+) -> dict[str, object]:
     from tastegraph.settings import Settings
 
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
@@ -113,20 +121,25 @@ def run(images: Path, n: int, naive_n: int, models_dir: Path | None) -> dict[str
         if models_dir:
             (data / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
         settings = Settings(data_dir=data, whiten_min_pins=10**9)
+        if input_size:
+            settings = settings.model_copy(update={"image_input_size": input_size})
+        # D, F, e2e and naive all work at the model's input size (224 before it was a setting).
+        size = settings.image_input_size
         console.print("decode-only …")
-        d = measure_decode(files, workers)
+        d = measure_decode(files, workers, size)
         console.print("raw forward …")
         f, runtime = measure_forward(settings, n)
         console.print("end to end ingest …")
-        e2e = measure_e2e(settings, files)
+        e2e, stages = measure_e2e(settings, files)
         console.print("naive torch loop …")
-        naive = measure_naive(files[:naive_n])
+        naive = measure_naive(files[:naive_n], size)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ideal = 1.0 / (1.0 / d + 1.0 / f)
     return {
         "images": len(files),
         "cores": workers,
+        "input_size": size,
         "runtime": runtime,
         "decode_only_per_s": round(d, 1),
         "forward_per_s": round(f, 1),
@@ -135,6 +148,7 @@ def run(images: Path, n: int, naive_n: int, models_dir: Path | None) -> dict[str
         "naive_torch_per_s": round(naive, 1),
         "e2e_over_ideal": round(e2e / ideal, 3),
         "e2e_over_naive": round(e2e / naive, 2),
+        "e2e_stages_s": stages,
     }
 
 
@@ -145,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-n", type=int, default=100)
     ap.add_argument("--models", type=Path, default=Path(".cache/models"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--input-size", type=int, default=None, help="model input side (default: the setting's)"
+    )
     a = ap.parse_args(argv)
-    res = run(a.images, a.n, a.naive_n, a.models if a.models.is_dir() else None)
+    res = run(a.images, a.n, a.naive_n, a.models if a.models.is_dir() else None, a.input_size)
     t = Table("measure", "value")
     for k, v in res.items():
         t.add_row(k, str(v))

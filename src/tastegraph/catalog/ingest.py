@@ -1,18 +1,36 @@
 """The ingest pipeline: read -> validate -> hash/dedup -> thumbnail -> encode -> tag -> write.
 
-Decoding runs in worker processes (it is pure and CPU-bound); encoding runs batched in this
-process; every batch is committed in one store transaction (pins, vectors, source refs, change
-log), so a kill at any point loses at most the batch in flight and a rerun skips every source
-already committed. Indexes catch up from the store's change log (see ``index.spaces``).
+Three stages overlap, so that both cores stay busy:
+
+* decode worker processes (spawned; they import neither the model code nor the store) read,
+  validate and decode each image once and derive from that one decode the model input, the JPEG
+  thumbnail and the pHash; they are fed a bounded number of chunks ahead, so memory stays flat
+  on a catalog of any size;
+* this thread batches their results and runs the models (the image model releases the GIL);
+* a writer thread commits each encoded batch in one store transaction (pins, vectors, source
+  refs, change log) while the next batch is being encoded.
+
+A kill at any point loses at most the batches in flight, never part of one, and a rerun skips
+every source already committed. Indexes catch up from the store's change log (see
+``index.spaces``). :attr:`IngestReport.timings` says where the time went.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import os
+import queue
+import signal
+import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any
 
@@ -24,19 +42,31 @@ from tastegraph.catalog.images import (
     content_hash,
     decode_image,
     encode_thumbnail,
-    perceptual_hash,
+    model_input,
+    quick_thumbnail_and_phash,
     read_source_bytes,
-    thumbnail_image,
 )
 from tastegraph.catalog.sources import SourceError, SourceItem, iter_source
 from tastegraph.domain import QuarantineEntry
 from tastegraph.errors import ImageRejected, TastegraphError
-from tastegraph.store import NewPin
 
 if TYPE_CHECKING:
     from tastegraph.app import App
+    from tastegraph.models.base import ImageOutput
+    from tastegraph.store import NewPin
+
+# Decode workers import this module: keep its imports light (no store, no models, no torch).
 
 __all__ = ["IngestReport", "Prepared", "ingest", "ingest_items", "prepare"]
+
+# Images per task sent to a decode worker, and how many batches of decoded images may wait for
+# the model: enough that the workers never stall while a batch is encoded and written.
+_CHUNK = 8
+_BATCHES_AHEAD = 3
+# Encoded batches that may wait for the writer thread.
+_WRITES_AHEAD = 2
+# Largest shared memory for model inputs in flight (see _PixelSlots): ~136 slots at 256 px.
+_SLOTS_MAX_BYTES = 64 << 20
 
 
 @dataclass
@@ -55,12 +85,13 @@ class PrepareConfig:
 class Prepared:
     item: SourceItem
     content_hash: str
-    pixels: NDArray[np.uint8]
+    pixels: NDArray[np.uint8]  # empty while the model input waits in a shared-memory slot
     thumbnail: bytes
     phash: str
     width: int
     height: int
     format: str
+    slot: int = -1  # the _PixelSlots slot holding the model input, or -1
 
 
 @dataclass
@@ -83,6 +114,8 @@ class IngestReport:
     seconds: float = 0.0
     quarantine: list[QuarantineEntry] = field(default_factory=list)
     added_ids: list[int] = field(default_factory=list)
+    # Seconds per stage (see ``_Clock``); stages overlap, so they do not add up to ``seconds``.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -112,26 +145,56 @@ class IngestReport:
         }
 
 
+class _Clock:
+    """Seconds per ingest stage, summed over the run (wall clock unless it says CPU).
+
+    ``setup``: listing the source, checking what is done, preparing the workers. ``decode``: CPU
+    seconds the decode workers spent preparing images (without workers: this thread's time).
+    ``wait_decode``: this thread waiting for decoded images (worker start-up included).
+    ``image_model`` / ``text_model``: the encoders. ``bridge_tags``: ConSE, labels and building
+    the rows, and ``store``: the store transactions (both on the writer thread when there is one).
+    ``wait_store``: this thread waiting for the writer. ``finish``: stopping the workers and
+    writing the quarantine records.
+    ``main_cpu`` / ``writer_cpu``: CPU seconds of this thread and of the writer thread.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def since(self, stage: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.add(stage, now - t0)
+        return now
+
+
 def prepare(item: SourceItem, cfg: PrepareConfig, data: bytes | None = None) -> Prepared | Rejected:
-    """Bytes -> validated, decoded, model-ready pixels + thumbnail + hashes (runs in workers)."""
+    """Bytes -> validated, decoded, model-ready pixels + thumbnail + hashes (runs in workers).
+
+    The image is decoded once (JPEG draft mode where the picture is large) and the model input,
+    the thumbnail and the pHash are all derived from that one decode.
+    """
     try:
         if data is None:
             data = read_source_bytes(
                 item.ref, cfg.limits, timeout=cfg.timeout, allow_url=cfg.allow_url
             )
         digest = content_hash(data)
-        decoded = decode_image(data, cfg.limits, draft_to=cfg.thumbnail_size, source=item.ref)
+        # The decode must keep enough pixels for both the thumbnail and the model input.
+        draft = max(cfg.thumbnail_size, cfg.input_size)
+        decoded = decode_image(data, cfg.limits, draft_to=draft, source=item.ref)
         pixels = cfg.preprocess(decoded.image)
-        thumb = thumbnail_image(decoded.image, cfg.thumbnail_size)
+        # The pHash shrinks to 32x32 anyway: it shares the thumbnail's first (box) reduction.
+        thumb, phash = quick_thumbnail_and_phash(decoded.image, cfg.thumbnail_size)
         return Prepared(
             item=item,
             content_hash=digest,
             pixels=pixels,
             # JPEG: about 3x faster to encode than WebP, for files ~3% larger.
             thumbnail=encode_thumbnail(thumb, fmt="JPEG"),
-            # The pHash shrinks to 32x32 anyway: from the thumbnail (same full frame) it is the
-            # same hash for a fraction of the resampling work.
-            phash=perceptual_hash(thumb),
+            phash=phash,
             width=decoded.width,
             height=decoded.height,
             format=decoded.format,
@@ -144,19 +207,169 @@ def prepare(item: SourceItem, cfg: PrepareConfig, data: bytes | None = None) -> 
         return Rejected(item.ref, "corrupt", f"{type(e).__name__}: {e}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Decode workers
+
+
+@dataclass(frozen=True)
+class _ModelInput:
+    """``preprocess_image(image, size, crop_fraction)`` without importing the model code.
+
+    Unpickling the app's own ``preprocess`` in a worker imports ``tastegraph.models`` and torch
+    with it: about 2.5 s of CPU per worker before its first image, on a 2-core machine the
+    time to ingest several hundred images. Only used where it gives identical pixels.
+    """
+
+    size: int
+    crop_fraction: float
+
+    def __call__(self, image: Any) -> NDArray[np.uint8]:
+        return model_input(image, self.size, self.crop_fraction)
+
+
+def _worker_preprocess(
+    preprocess: Callable[[Any], NDArray[np.uint8]],
+) -> Callable[[Any], NDArray[np.uint8]]:
+    """A light stand-in for ``preprocess`` when it is the standard resampling, else itself."""
+    func = getattr(preprocess, "func", None)
+    if not (
+        isinstance(preprocess, functools.partial)
+        and not preprocess.args
+        and getattr(func, "__module__", "") == "tastegraph.models.image"
+        and getattr(func, "__name__", "") == "preprocess_image"
+        and set(preprocess.keywords) <= {"size", "crop_fraction"}
+    ):
+        return preprocess
+    params = inspect.signature(preprocess.func).parameters
+    size = preprocess.keywords.get("size", params["size"].default)
+    crop = preprocess.keywords.get("crop_fraction", params["crop_fraction"].default)
+    light = _ModelInput(int(size), float(crop))
+    # The two must give the same pixels, else vectors from ingest and from query-time encoding
+    # would differ: compare them on noise (the hardest case for resampling) of several shapes.
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for w, h in ((400, 533), (533, 400), (97, 61), (640, 640), (1000, 301)):
+        probe = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+        if not np.array_equal(light(probe), preprocess(probe)):
+            return preprocess
+    return light
+
+
+class _PixelSlots:
+    """Shared memory for the model input of the images in flight.
+
+    A decode worker writes each image's model input (~200 KB at 256 px) into a slot the main
+    process assigned with the chunk, and sends back only the slot number: pickling the array
+    through the pool's pipe cost ~0.8 ms of CPU per image (both sides together), about 4% of
+    everything an ingest does. The memory is an unlinked file shared by descriptor
+    (``multiprocessing`` RawArray), so it disappears with the processes, even when they are
+    killed. Slots are taken when a chunk is submitted and given back once their pixels have
+    been copied into a model batch (or the image was rejected); when none is free, the worker
+    simply pickles the array as before.
+    """
+
+    def __init__(self, ctx: Any, count: int, shape: tuple[int, ...]) -> None:
+        self.count = count
+        self.shape = shape
+        self.buffer = ctx.RawArray("B", count * int(np.prod(shape)))
+        self.view = _slot_view(self.buffer, count, shape)
+        self._free: deque[int] = deque(range(count))
+
+    def take(self) -> int:
+        return self._free.popleft() if self._free else -1
+
+    def give_back(self, slot: int) -> None:
+        if slot >= 0:
+            self._free.append(slot)
+
+
+def _slot_view(buffer: Any, count: int, shape: tuple[int, ...]) -> NDArray[np.uint8]:
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(count, *shape)
+
+
 _WORKER_CFG: PrepareConfig | None = None
+_WORKER_SLOTS: NDArray[np.uint8] | None = None
 
 
-def _init_worker(cfg: PrepareConfig) -> None:
-    global _WORKER_CFG
+def _init_worker(cfg: PrepareConfig, slots: tuple[Any, int, tuple[int, ...]] | None) -> None:
+    global _WORKER_CFG, _WORKER_SLOTS
     _WORKER_CFG = cfg
+    _WORKER_SLOTS = _slot_view(*slots) if slots is not None else None
     # One decode per process: keep native libraries from spawning threads of their own.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Ctrl-C is the parent's to handle: it stops feeding work and shuts the pool down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _prepare_in_worker(item: SourceItem) -> Prepared | Rejected:
+_NO_PIXELS: NDArray[np.uint8] = np.empty((0,), np.uint8)
+
+
+def _prepare_chunk(
+    items: list[SourceItem], slots: list[int]
+) -> tuple[list[Prepared | Rejected], float]:
+    """Prepare a few items in a worker; also returns the CPU seconds it took.
+
+    The model input of item i goes to shared slot ``slots[i]`` when there is one (and it has
+    the slot's shape), else it travels back with the result.
+    """
     assert _WORKER_CFG is not None
-    return prepare(item, _WORKER_CFG)
+    t0 = time.process_time()
+    out = [prepare(it, _WORKER_CFG) for it in items]
+    view = _WORKER_SLOTS
+    if view is not None:
+        for p, slot in zip(out, slots, strict=True):
+            if (
+                isinstance(p, Prepared)
+                and slot >= 0
+                and p.pixels.dtype == view.dtype
+                and p.pixels.shape == view.shape[1:]
+            ):
+                view[slot] = p.pixels
+                p.pixels, p.slot = _NO_PIXELS, slot
+    return out, time.process_time() - t0
+
+
+def _prepared_in_pool(
+    pool: ProcessPoolExecutor,
+    todo: list[SourceItem],
+    ahead: int,
+    clock: _Clock,
+    slots: _PixelSlots | None = None,
+) -> Iterator[Prepared | Rejected]:
+    """Results in ``todo`` order, keeping at most ``ahead`` chunks submitted and unconsumed."""
+    chunks = _batched(todo, _CHUNK)
+    pending: deque[tuple[Future[tuple[list[Prepared | Rejected], float]], list[int]]] = deque()
+
+    def submit(chunk: list[SourceItem]) -> None:
+        taken = [slots.take() if slots is not None else -1 for _ in chunk]
+        pending.append((pool.submit(_prepare_chunk, chunk, taken), taken))
+
+    for c in islice(chunks, ahead):
+        submit(c)
+    while pending:
+        t0 = time.perf_counter()
+        future, taken = pending.popleft()
+        results, cpu = future.result()
+        clock.since("wait_decode", t0)
+        clock.add("decode", cpu)
+        if slots is not None:  # slots the worker did not fill are free again at once
+            for r, slot in zip(results, taken, strict=True):
+                if not isinstance(r, Prepared) or r.slot != slot:
+                    slots.give_back(slot)
+        for c in islice(chunks, 1):
+            submit(c)
+        yield from results
+
+
+def _prepared_here(
+    todo: list[SourceItem], cfg: PrepareConfig, data: dict[str, bytes] | None, clock: _Clock
+) -> Iterator[Prepared | Rejected]:
+    for it in todo:
+        t0 = time.perf_counter()
+        p = prepare(it, cfg, data.get(it.ref) if data else None)
+        clock.since("decode", t0)
+        yield p
 
 
 def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
@@ -168,6 +381,10 @@ def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
 
 
 def ingest(app: App, source: str, *, progress: bool = True) -> IngestReport:
@@ -184,16 +401,16 @@ def ingest_items(
     data: dict[str, bytes] | None = None,
 ) -> IngestReport:
     """Ingest already-enumerated items; ``data`` maps refs to bytes already in memory (uploads)."""
-    import time
-
     from tastegraph.progress import ingest_progress
 
     store = app.store
     settings = app.settings
     run_id = uuid.uuid4().hex[:16]
     report = IngestReport(run_id=run_id, source=source_label)
+    clock = _Clock()
     store.start_run(run_id, source_label)
     t0 = time.perf_counter()
+    cpu0 = time.thread_time()
     done_refs = store.known_sources() if data is None else set()
 
     todo: list[SourceItem] = []
@@ -219,25 +436,40 @@ def ingest_items(
         preprocess=app.preprocess,
     )
     workers = settings.decode_workers or (os.cpu_count() or 1)
+    batch_size = settings.batch_size
+    in_process = data is not None or workers <= 1 or len(todo) < 2 * batch_size
     status = "failed"
+    pool: ProcessPoolExecutor | None = None
+    slots: _PixelSlots | None = None
     try:
-        with ingest_progress(total=len(todo), enabled=progress) as bar:
-            if data is not None or workers <= 1 or len(todo) < 2 * settings.batch_size:
-                prepared: Iterator[Prepared | Rejected] = (
-                    prepare(it, cfg, data.get(it.ref) if data else None) for it in todo
-                )
-                _consume(app, prepared, report, bar)
-            else:
-                ctx = get_context("spawn")
-                with ProcessPoolExecutor(
-                    workers, mp_context=ctx, initializer=_init_worker, initargs=(cfg,)
-                ) as pool:
-                    _consume(app, pool.map(_prepare_in_worker, todo, chunksize=4), report, bar)
+        if in_process:
+            prepared = _prepared_here(todo, cfg, data, clock)
+        else:
+            cfg.preprocess = _worker_preprocess(cfg.preprocess)
+            ctx = get_context("spawn")
+            ahead = max(2 * workers, _BATCHES_AHEAD * -(-batch_size // _CHUNK))
+            slots = _make_slots(ctx, cfg.input_size, ahead * _CHUNK + batch_size + _CHUNK)
+            pool = ProcessPoolExecutor(
+                min(workers, -(-len(todo) // _CHUNK)),
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(cfg, (slots.buffer, slots.count, slots.shape) if slots else None),
+            )
+            prepared = _prepared_in_pool(pool, todo, ahead, clock, slots)
+        clock.since("setup", t0)
+        with ingest_progress(total=len(todo), enabled=progress) as bar, _one_blas_thread(pool):
+            _run_batches(app, prepared, report, bar, clock, threaded=not in_process, slots=slots)
         status = "partial" if report.quarantine else "complete"
     finally:
+        t_finish = time.perf_counter()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         report.rejected = len(report.quarantine)
         store.add_quarantine(run_id, report.quarantine)
+        clock.since("finish", t_finish)
         report.seconds = time.perf_counter() - t0
+        clock.add("main_cpu", time.thread_time() - cpu0)
+        report.timings = {k: round(v, 3) for k, v in clock.seconds.items()}
         if report.added:
             app.after_ingest(report.added_ids)
             report.near_duplicate_groups = len(store.dup_groups())
@@ -249,35 +481,193 @@ def ingest_items(
     return report
 
 
-def _consume(
-    app: App, prepared: Iterable[Prepared | Rejected], report: IngestReport, bar: Any
+def _make_slots(ctx: Any, input_size: int, count: int) -> _PixelSlots | None:
+    """Shared slots for ``count`` model inputs, at most ``_SLOTS_MAX_BYTES`` (None: pickle)."""
+    shape = (input_size, input_size, 3)
+    count = min(count, _SLOTS_MAX_BYTES // int(np.prod(shape)))
+    if count < _CHUNK:
+        return None
+    try:
+        return _PixelSlots(ctx, count, shape)
+    except OSError:  # no room for the shared file: the arrays travel through the pipe instead
+        return None
+
+
+@contextlib.contextmanager
+def _one_blas_thread(pool: ProcessPoolExecutor | None) -> Iterator[None]:
+    """With decode workers running, keep this process's BLAS calls (ConSE, labels) on one thread.
+
+    A multi-threaded BLAS on a machine whose cores are already taken by the model and the
+    decoders spins for cores it cannot get: ConSE and labels for a batch of 32 took 24 ms with
+    two OpenBLAS threads and 4 ms with one (2-core machine). Only for bulk runs with a pool: an
+    upload ingest (in a server) leaves the process-wide setting alone.
+    """
+    if pool is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def _run_batches(
+    app: App,
+    prepared: Iterable[Prepared | Rejected],
+    report: IngestReport,
+    bar: Any,
+    clock: _Clock,
+    *,
+    threaded: bool,
+    slots: _PixelSlots | None = None,
 ) -> None:
-    for batch in _batched(prepared, app.settings.batch_size):
-        ok = [p for p in batch if isinstance(p, Prepared)]
-        for p in batch:
+    """Batch prepared images, run the models over each batch and hand it to the writer."""
+    writer = _Writer(app, report, bar, clock, threaded=threaded)
+    try:
+        ok: list[Prepared] = []
+        items = 0  # items (accepted or not) since the last hand-over, for the progress bar
+        for p in prepared:
+            items += 1
             if isinstance(p, Rejected):
                 report.quarantine.append(QuarantineEntry(p.ref, p.reason, p.message))
-        if ok:
-            pins = encode_batch(app, ok)
-            for (pin_id, created), _p in zip(app.store.add_pins(pins), ok, strict=False):
-                if created:
-                    report.added += 1
-                    report.added_ids.append(pin_id)
-                else:
-                    report.existing += 1
-        bar.advance(len(batch), added=report.added, rejected=len(report.quarantine))
+                continue
+            ok.append(p)
+            if len(ok) >= app.settings.batch_size:
+                writer.put(_run_models(app, ok, clock, slots), items)
+                ok, items = [], 0
+        if ok or items:
+            writer.put(_run_models(app, ok, clock, slots), items)
+    except BaseException:
+        writer.close(reraise=False)  # batches already encoded are still stored whole
+        raise
+    writer.close()
 
 
-def encode_batch(app: App, ok: list[Prepared]) -> list[NewPin]:
+class _Writer:
+    """Turns encoded batches into pin rows and commits them in order, one transaction each.
+
+    Threaded, this runs beside the next batch's forward pass: ConSE, labels and the store write
+    take ~10% of a batch's time, and the image model releases the GIL while it runs. At most
+    ``_WRITES_AHEAD`` batches wait. A failure stops the run at the next batch handed over, and
+    is raised there.
+    """
+
+    def __init__(
+        self, app: App, report: IngestReport, bar: Any, clock: _Clock, *, threaded: bool
+    ) -> None:
+        self._app = app
+        self._report = report
+        self._bar = bar
+        self._clock = clock
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[_Encoded, int] | None] = queue.Queue(_WRITES_AHEAD)
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(
+                target=self._loop, name="tastegraph-ingest-writer", daemon=True
+            )
+            self._thread.start()
+
+    def put(self, batch: _Encoded, n_items: int) -> None:
+        if self._thread is None:
+            self._write(batch, n_items)
+            return
+        if self._error is not None:
+            raise self._error
+        t0 = time.perf_counter()
+        self._queue.put((batch, n_items))
+        self._clock.since("wait_store", t0)
+
+    def close(self, *, reraise: bool = True) -> None:
+        if self._thread is not None:
+            t0 = time.perf_counter()
+            self._queue.put(None)
+            self._thread.join()
+            self._clock.since("wait_store", t0)
+        if reraise and self._error is not None:
+            raise self._error
+
+    def _loop(self) -> None:
+        cpu0 = time.thread_time()
+        while (job := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._write(*job)
+                except BaseException as e:
+                    self._error = e
+        self._clock.add("writer_cpu", time.thread_time() - cpu0)
+
+    def _write(self, batch: _Encoded, n_items: int) -> None:
+        report = self._report
+        pins = _pin_rows(self._app, batch, self._clock)
+        t0 = time.perf_counter()
+        for pin_id, created in self._app.store.add_pins(pins):
+            if created:
+                report.added += 1
+                report.added_ids.append(pin_id)
+            else:
+                report.existing += 1
+        self._clock.since("store", t0)
+        self._bar.advance(n_items, added=report.added, rejected=len(report.quarantine))
+
+
+@dataclass
+class _Encoded:
+    """A batch after the models: what :func:`_pin_rows` turns into store rows."""
+
+    ok: list[Prepared]
+    out: ImageOutput | None = None
+    text_vecs: NDArray[np.float32] | None = None
+    text_row: dict[int, int] = field(default_factory=dict)  # image i -> row of text_vecs
+
+
+def encode_batch(app: App, ok: list[Prepared], clock: _Clock | None = None) -> list[NewPin]:
     """Run the models over a batch of prepared images -> rows ready for the store."""
+    clock = clock or _Clock()
+    return _pin_rows(app, _run_models(app, ok, clock), clock)
+
+
+def _run_models(
+    app: App, ok: list[Prepared], clock: _Clock, slots: _PixelSlots | None = None
+) -> _Encoded:
+    """The image and text encoders over a batch (the part that needs the cores)."""
+    if not ok:
+        return _Encoded(ok)
     enc = app.encoders
-    pixels = np.stack([p.pixels for p in ok])
-    out = enc.image.encode(pixels)
-    conse = enc.bridge.transform(out)
+    t = time.perf_counter()
+    out = enc.image.encode(_batch_pixels(ok, slots))
+    t = clock.since("image_model", t)
     texts = [_pin_text(p.item) for p in ok]
     with_text = [i for i, s in enumerate(texts) if s]
     text_vecs = enc.text.encode([texts[i] for i in with_text]) if with_text else None
-    text_row = {i: r for r, i in enumerate(with_text)}
+    clock.since("text_model", t)
+    return _Encoded(ok, out, text_vecs, {i: r for r, i in enumerate(with_text)})
+
+
+def _batch_pixels(ok: list[Prepared], slots: _PixelSlots | None) -> NDArray[np.uint8]:
+    """The batch's model inputs as one array; shared slots are given back once copied."""
+    if slots is None or all(p.slot < 0 for p in ok):
+        return np.stack([p.pixels for p in ok])
+    if all(p.slot >= 0 for p in ok):
+        pixels = slots.view[[p.slot for p in ok]]  # one gather, one copy
+    else:
+        pixels = np.stack([slots.view[p.slot] if p.slot >= 0 else p.pixels for p in ok])
+    for p in ok:
+        slots.give_back(p.slot)
+        p.slot = -1
+    return pixels
+
+
+def _pin_rows(app: App, batch: _Encoded, clock: _Clock) -> list[NewPin]:
+    """ConSE vectors, labels and tags for an encoded batch -> rows ready for the store."""
+    from tastegraph.store import NewPin
+
+    ok, out = batch.ok, batch.out
+    if not ok or out is None:
+        return []
+    t = time.perf_counter()
+    enc = app.encoders
+    conse = enc.bridge.transform(out)
     labels = app.top_labels(out.probs) if out.probs is not None else [[] for _ in ok]
     pins: list[NewPin] = []
     for i, p in enumerate(ok):
@@ -285,8 +675,8 @@ def encode_batch(app: App, ok: list[Prepared]) -> list[NewPin]:
             "image": (enc.image.model_id, out.features[i]),
             "conse": (enc.bridge.model_id, conse[i]),
         }
-        if text_vecs is not None and i in text_row:
-            vectors["text"] = (enc.text.model_id, text_vecs[text_row[i]])
+        if batch.text_vecs is not None and i in batch.text_row:
+            vectors["text"] = (enc.text.model_id, batch.text_vecs[batch.text_row[i]])
         it = p.item
         tags = list(dict.fromkeys([*it.tags, *(lab for lab, _ in labels[i])]))
         pins.append(
@@ -308,6 +698,7 @@ def encode_batch(app: App, ok: list[Prepared]) -> list[NewPin]:
                 thumbnail=p.thumbnail,
             )
         )
+    clock.since("bridge_tags", t)
     return pins
 
 
