@@ -12,7 +12,8 @@ relevant ones. Then:
 - related: ``engine.related(pin, 20, now)`` for random pins;
 - observe + feed: a save followed by the next feed call of the same user (the real-time path).
 
-Single process, one call at a time (the lead's HTTP load test measures concurrency).
+Single process, one call at a time (the lead's HTTP load test measures concurrency). BLAS runs
+one thread by default, as in the server (``--blas-threads 0`` leaves the library's default).
 
 Usage::
 
@@ -150,8 +151,14 @@ def run(
     calls: int = 300,
     seed: int = 0,
     index_kind: str = "hnsw",
+    blas_threads: int = 1,
 ) -> dict[str, Any]:
     """Build, fit and time the engine; returns the report as a dict."""
+    if blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(blas_threads, "blas"):
+            return run(n_pins, n_users, n_events, dim, calls, seed, index_kind, blas_threads=0)
     t = time.perf_counter()
     pins, events = make_world(n_pins, n_users, n_events, dim, seed)
     gen_s = time.perf_counter() - t
@@ -204,6 +211,7 @@ def run(
             "calls": calls,
             "seed": seed,
             "index": index_kind,
+            "blas_threads": _blas_threads(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
@@ -225,6 +233,13 @@ def run(
     }
 
 
+def _blas_threads() -> int | None:
+    from threadpoolctl import threadpool_info
+
+    blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return min(blas) if blas else None
+
+
 def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -232,7 +247,7 @@ def print_table(report: dict[str, Any]) -> None:
     cfg = report["config"]
     title = (
         f"feed engine: {cfg['pins']:,} pins x {cfg['users']:,} users x {cfg['events']:,} events, "
-        f"d={cfg['dim']}, {cfg['index']}"
+        f"d={cfg['dim']}, {cfg['index']}, BLAS threads {cfg['blas_threads']}"
     )
     table = Table(title=title)
     for col in ("measure", "p50 ms", "p90 ms", "p99 ms", "max ms", "target"):
@@ -270,9 +285,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--index", default="hnsw", choices=["hnsw", "exact"])
+    ap.add_argument(
+        "--blas-threads", type=int, default=1, help="BLAS threads (0: the library's default)"
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
-    report = run(args.pins, args.users, args.events, args.dim, args.calls, args.seed, args.index)
+    report = run(
+        args.pins,
+        args.users,
+        args.events,
+        args.dim,
+        args.calls,
+        args.seed,
+        args.index,
+        args.blas_threads,
+    )
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()

@@ -24,13 +24,21 @@ Steps (everything in a temporary data dir that is removed at the end):
    ``/users/{u}/feed?n=25``, 30% ``/pins/{p}/related?n=20``) for ``duration`` seconds. Latency
    is send -> response; "sched p99" is measured from the scheduled send time, so it also counts
    time a request waited behind a late one on its connection (coordinated omission): a server
-   that cannot keep up with the rate shows it there.
+   that cannot keep up with the rate shows it there. Before it starts, the bench waits (up to
+   5 min) for the machine's 1-minute load average to drop below ``--max-load`` and records the
+   load average before and after: on two cores, other jobs move the tail more than the server.
 
 Usage::
 
     .venv/bin/python bench/bench_feed_http.py                      # 100k x 10k x 1M, 60 s @ 30/s
     .venv/bin/python bench/bench_feed_http.py --pins 5000 --users 500 --events 50000 --duration 10
     .venv/bin/python bench/bench_feed_http.py --json > feed_http.json
+    # build once, keep it, and measure again later without rebuilding (steps 2-4 only)
+    .venv/bin/python bench/bench_feed_http.py --no-train --data /tmp/tg-feed-100k
+
+With ``--data DIR`` the installation is built into ``DIR`` on the first run and kept; later runs
+with the same ``DIR`` (and the same sizes and seed) reuse it. A model trained there by an earlier
+run stays published, so pass ``--no-train`` to a fresh ``DIR`` to measure the untrained engine.
 """
 
 from __future__ import annotations
@@ -272,6 +280,36 @@ def make_events(
     }
 
 
+_MARKER = "bench_feed_http.json"
+
+
+def _shape(args: argparse.Namespace) -> dict[str, int]:
+    return {"pins": args.pins, "users": args.users, "events": args.events, "seed": args.seed}
+
+
+def save_installation(
+    data: Path, args: argparse.Namespace, built: dict[str, Any], pins: list[int], users: list[int]
+) -> None:
+    """Record what was built in ``data`` so a later run can reuse it."""
+    blob = {"shape": _shape(args), "build": built, "pin_ids": pins, "user_ids": users}
+    (data / _MARKER).write_text(json.dumps(blob))
+
+
+def reuse_installation(
+    data: Path, args: argparse.Namespace
+) -> tuple[dict[str, Any] | None, list[int], list[int]]:
+    """The installation a previous run built in ``data`` (None when there is none)."""
+    marker = data / _MARKER
+    if not marker.is_file():
+        if data.exists() and any(data.iterdir()):
+            raise SystemExit(f"{data} is not empty and holds no bench installation")
+        return None, [], []
+    blob = json.loads(marker.read_text())
+    if blob["shape"] != _shape(args):
+        raise SystemExit(f"{data} holds an installation of {blob['shape']}, not {_shape(args)}")
+    return {**blob["build"], "reused": True}, blob["pin_ids"], blob["user_ids"]
+
+
 # --------------------------------------------------------------------------------------------
 # 2-3. train, serve
 
@@ -296,6 +334,19 @@ def run_train(data: Path, timeout: float) -> dict[str, Any]:
     except ValueError:
         out["stderr_tail"] = proc.stderr[-2000:]
     return out
+
+
+def wait_for_quiet(max_load: float, quiet: bool, timeout: float = 300.0) -> float:
+    """Wait until the 1-minute load average is below ``max_load`` (polled every 20 s, at most
+    ``timeout``; 0 disables): other jobs on a small machine skew the tail. Returns the wait."""
+    t0 = time.perf_counter()
+    while max_load > 0 and os.getloadavg()[0] >= max_load:
+        if time.perf_counter() - t0 >= timeout:
+            log(f"load average still {os.getloadavg()[0]:.2f}; measuring anyway", quiet)
+            break
+        log(f"load average {os.getloadavg()[0]:.2f} >= {max_load}; waiting", quiet)
+        time.sleep(20.0)
+    return round(time.perf_counter() - t0, 1)
 
 
 def free_port() -> int:
@@ -421,7 +472,19 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-train", action="store_true", help="skip `tastegraph train`")
     ap.add_argument("--ready-timeout", type=float, default=900.0)
+    ap.add_argument(
+        "--max-load",
+        type=float,
+        default=2.5,
+        help="before the load phase, wait (up to 5 min) for the 1-min load average to drop "
+        "below this (0: do not wait)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="build the installation into this folder and keep it; reuse it if already built",
+    )
     args = ap.parse_args()
     if not (1 <= args.duration <= 600 and 0.1 <= args.rate <= 500 and 1 <= args.conns <= 32):
         ap.error("--duration must be in 1..600, --rate in 0.1..500, --conns in 1..32")
@@ -435,17 +498,25 @@ def main() -> int:
         },
         "targets": TARGETS,
     }
-    data = Path(tempfile.mkdtemp(prefix="tg-bench-http-"))
+    keep = args.data is not None
+    data = Path(args.data) if keep else Path(tempfile.mkdtemp(prefix="tg-bench-http-"))
     server: subprocess.Popen[bytes] | None = None
     try:
-        log(f"building in {data}", quiet)
-        t0 = time.perf_counter()
-        built = build_installation(data, args.pins, args.users, args.events, args.seed, quiet)
-        pin_ids = built.pop("pin_ids").tolist()
-        user_ids = built.pop("user_ids").tolist()
-        built["total_s"] = round(time.perf_counter() - t0, 2)
+        built, pin_ids, user_ids = reuse_installation(data, args) if keep else (None, [], [])
+        if built is None:
+            log(f"building in {data}", quiet)
+            data.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            built = build_installation(data, args.pins, args.users, args.events, args.seed, quiet)
+            pin_ids = built.pop("pin_ids").tolist()
+            user_ids = built.pop("user_ids").tolist()
+            built["total_s"] = round(time.perf_counter() - t0, 2)
+            if keep:
+                save_installation(data, args, built, pin_ids, user_ids)
+            log(f"built: {built['times']}", quiet)
+        else:
+            log(f"reusing the installation in {data}", quiet)
         result["build"] = built
-        log(f"built: {built['times']}", quiet)
 
         if not args.no_train:
             log("tastegraph train ...", quiet)
@@ -479,6 +550,8 @@ def main() -> int:
             t0 = time.perf_counter()
             r = client.get(f"/pins/{pin_ids[0]}/related?n=20")
             result["server"]["first_related_s"] = round(time.perf_counter() - t0, 3)
+        result["server"]["loadavg_wait_s"] = wait_for_quiet(args.max_load, quiet)
+        result["server"]["loadavg_before"] = round(os.getloadavg()[0], 2)
         log(f"engine warm-up {warm:.1f} s; load {args.rate}/s for {args.duration} s", quiet)
 
         ctx = mp.get_context("spawn")
@@ -499,6 +572,7 @@ def main() -> int:
         client_proc.start()
         res = queue.get(timeout=args.duration + 120)
         client_proc.join(timeout=30)
+        result["server"]["loadavg_after"] = round(os.getloadavg()[0], 2)
         result["load"] = summarise(res)
         result["load"]["mix"] = {"feed": FEED_SHARE, "related": round(1 - FEED_SHARE, 2)}
         result["load"]["target_rps"] = args.rate
@@ -521,7 +595,8 @@ def main() -> int:
             tail = (data / "server.log").read_text(errors="replace")[-1500:]
             if "Traceback" in tail or "ERROR" in tail:
                 result["server_log_tail"] = tail
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
 
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
@@ -570,7 +645,8 @@ def print_table(result: dict[str, Any]) -> None:
     con.print(
         f"achieved {load['achieved_rps']} req/s ({load['sent']}/{load['planned']} sent); "
         f"ready {srv['ready_s']} s; engine warm-up {srv['engine_warmup_s']} s; "
-        f"model {srv.get('model')}"
+        f"model {srv.get('model')}; load average {srv.get('loadavg_before')} before, "
+        f"{srv.get('loadavg_after')} after"
     )
     if "train" in result:
         con.print(f"train: {result['train']['wall_s']} s (target <= {TARGETS['train_s']:.0f})")

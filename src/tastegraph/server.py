@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -25,11 +26,13 @@ def run_server(settings: Settings) -> None:
 
     def _watch_models() -> None:
         # `tastegraph train` in another process publishes a model version in the store; pick it
-        # up here without a restart (the engine swaps it in under its own lock).
+        # up here without a restart (the engine swaps it in under its own lock). Events other
+        # processes logged (`tastegraph events import`) are applied here too, by id.
         while not stop.wait(5.0):
             try:
                 if tg._feeds is not None:
                     tg.feeds.reload()
+                    tg.feeds.catch_up()
             except Exception:
                 log.exception("model watch failed")
 
@@ -43,6 +46,17 @@ def run_server(settings: Settings) -> None:
         def _build_feeds() -> None:
             try:
                 _ = tg.feeds.engine
+                # From here on the process serves requests: many small matrix products on
+                # concurrent threads, where a BLAS thread team per product only adds hand-offs
+                # (10x slower on two busy cores). Bulk work above kept all threads.
+                from threadpoolctl import threadpool_limits
+
+                threadpool_limits(1, "blas")
+                # What start-up built (models, indexes, the engine: ~300k objects) lives as long
+                # as the process: keep it out of the collector's full passes, which took ~190 ms
+                # each and stalled every request in flight.
+                gc.collect()
+                gc.freeze()
                 api.state.feeds_ready = True
             except Exception:
                 log.exception("could not build the feed engine")

@@ -117,3 +117,105 @@ def test_train_is_picked_up_without_restart(
     assert report["events"] == len(events)
     after = c.get(f"/users/{users[0]}/feed").json()
     assert after["model"] == report["version"] and len(after["results"]) > 0
+
+
+def _store_event(uid: int, pin: int, kind: str, ts: float, key: str) -> dict[str, object]:
+    """An event row as another process writes it: straight into the store, no listener here."""
+    return {
+        "key": key,
+        "user_id": uid,
+        "pin_id": pin,
+        "kind": kind,
+        "ts": ts,
+        "dwell_ms": 0.0,
+        "surface": "",
+        "position": None,
+        "request_id": "",
+    }
+
+
+def test_events_logged_by_another_process_are_not_skipped(world: App) -> None:
+    from tastegraph.recs.feed_service import FeedService
+
+    store = world.store
+    uid = store.create_user("ann", "")["id"]
+    pins = [p.id for p in store.list_pins(limit=100)]
+    now = time.time()
+    feeds = world.feeds
+    _ = feeds.engine  # built and listening
+    # `tastegraph events import` in another process logs a hide...
+    store.add_events([_store_event(uid, pins[0], "hide", now, "other-1")])
+    # ...then this process records an event of its own: the service must apply both, in id
+    # order, rather than jump to the store's last id.
+    ev = {"user_id": uid, "pin_id": pins[1], "type": "save", "ts": now + 1}
+    assert world.engagement.record([(0, ev)])["accepted"] == 1
+    live, _ = feeds.feed(uid, 100, now=now + 2)
+    assert pins[0] not in [it.pin for it in live]
+    # The live engine holds exactly what a fresh replay of the whole log builds.
+    fresh, _ = FeedService(world).feed(uid, 100, now=now + 2)
+    assert live == fresh
+    # Events from elsewhere with no local event after them: the periodic catch-up applies them.
+    store.add_events([_store_event(uid, pins[2], "hide", now + 3, "other-2")])
+    assert feeds.catch_up() == 1 and feeds.catch_up() == 0
+    assert pins[2] not in [it.pin for it in feeds.feed(uid, 100, now=now + 4)[0]]
+
+
+def test_feed_routes_serve_the_same_pin_json_as_the_pin_route(world: App) -> None:
+    """The feed routes read pins in one plain query; the JSON must be the pin route's own."""
+    from tastegraph.api.engagement import _pins_json
+    from tastegraph.api.server import _pin_json
+
+    store = world.store
+    ids = [p.id for p in store.list_pins(limit=100)]
+    pid = ids[0]
+    store.update_pin(pid, {"title": "a 'quoted' title", "tags": ["x", "ÿ"]})
+    store.set_dup_groups({pid: 7})
+    got = _pins_json(world, [*ids, 99_999])  # unknown ids are left out
+    assert list(got) == sorted(ids)
+    for i in ids:
+        want = _pin_json(store.get_pin(i))
+        assert got[i] == want and list(got[i]) == list(want), i
+
+
+def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: App) -> None:
+    from tastegraph.recs.feed import EventBatch
+    from tastegraph.recs.feed_service import load_event_batch, to_engine_event
+
+    store = world.store
+    uid = store.create_user("bo", "")["id"]
+    board = store.create_board(uid, "picks")["id"]
+    pins = [p.id for p in store.list_pins(limit=5)]
+    world.engagement.save(uid, board, pins[0], ts=1000.0)  # surface "board:<id>": a board edge
+    rows = [
+        {
+            "user_id": uid,
+            "pin_id": pins[1],
+            "type": "impression",
+            "ts": 1001,
+            "position": 3,
+            "request_id": "r1",
+            "surface": "home",
+        },
+        {
+            "user_id": uid,
+            "pin_id": pins[2],
+            "type": "dwell",
+            "ts": 1002,
+            "dwell_ms": 4000,
+            "request_id": "r1",
+            "surface": "elsewhere",
+        },
+        {"user_id": uid, "pin_id": pins[3], "type": "hide", "ts": 1003},
+    ]
+    assert world.engagement.record(list(enumerate(rows)))["accepted"] == 3
+    logged = store.events_since(0)
+    want = EventBatch.from_events([to_engine_event(r) for r in logged])
+    got, last = load_event_batch(store)
+    assert last == logged[-1]["id"]
+    for name in ("user", "pin", "kind", "ts", "dwell_ms", "position", "surface", "request"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert want.board is not None and got.board is not None
+    assert list(got.board) == list(want.board)
+    tail, last2 = load_event_batch(store, logged[1]["id"], limit=2)
+    assert len(tail) == 2 and last2 == logged[3]["id"]
+    assert len(load_event_batch(store, last)[0]) == 0

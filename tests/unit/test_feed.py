@@ -400,3 +400,43 @@ def test_position_bias_curve_is_recovered_when_popular_items_sit_on_top() -> Non
     truth = 0.8 ** np.arange(10)
     assert np.abs(est - truth).max() < 0.12
     assert np.abs(est - truth).max() < np.abs(raw - truth).max()
+
+
+def test_concurrent_reads_and_real_time_writes(small: World) -> None:
+    """Feeds and related pins from several threads while events arrive: no errors, reads
+    never see a half-applied write, and a save is reflected by the next call after it."""
+    import threading
+
+    pins, cluster, _ = small
+    eng = engine_for(pins)
+    eng.observe(background(cluster))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader(k: int) -> None:
+        rng = np.random.default_rng(k)
+        try:
+            while not stop.is_set():
+                user = int(rng.integers(1, 6))
+                items = eng.feed(user, 15, NOW + float(rng.integers(0, 100)))
+                assert items and len({it.pin for it in items}) == len(items)
+                eng.related(1000 + int(rng.integers(0, N)), 8, NOW)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        rng = np.random.default_rng(9)
+        for i in range(60):
+            user = 1 + i % 5
+            row = int(rng.integers(0, N))
+            kind = "hide" if i % 7 == 0 else "save"
+            eng.observe([Event(user, 1000 + row, kind, NOW + i, board=f"b{i % 3}")])
+            assert 1000 + row not in [it.pin for it in eng.feed(user, 40, NOW + i + 1)]
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(timeout=60)
+    assert not errors, errors[0]

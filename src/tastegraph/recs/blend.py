@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["EXPLOIT", "EXPLORE", "ThompsonArms", "blend", "hide_penalty", "rrf"]
+__all__ = [
+    "EXPLOIT",
+    "EXPLORE",
+    "ThompsonArms",
+    "blend",
+    "hide_penalty",
+    "penalty_from_similarity",
+    "rrf",
+]
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -125,7 +133,19 @@ def hide_penalty(
     """
     if len(hidden) == 0 or len(vectors) == 0:
         return np.zeros(len(vectors), np.float32)
-    sim = (vectors @ hidden.T).max(axis=1)
+    sim = (vectors @ np.ascontiguousarray(hidden.T)).max(axis=1)
+    return penalty_from_similarity(sim, threshold=threshold, strength=strength)
+
+
+def penalty_from_similarity(sim: F32, *, threshold: float = 0.75, strength: float = 1.0) -> F32:
+    """:func:`hide_penalty` from each candidate's best cosine to a hidden pin, already known.
+
+    Examples
+    --------
+    >>> penalty_from_similarity(np.array([1.0, 0.875, 0.2], np.float32)).tolist()
+    [1.0, 0.5, 0.0]
+    """
+    sim = np.asarray(sim, np.float32)
     frac = np.clip((sim - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
     return (strength * frac).astype(np.float32)
 
@@ -189,37 +209,63 @@ def blend(
     explore_slots = np.zeros(n, bool) if explore is None else np.asarray(explore, bool)
     _, b_code = np.unique(boards, return_inverse=True)
     _, l_code = np.unique(labels, return_inverse=True)
+    b_code = b_code.ravel()
+    l_code = l_code.ravel()
     b_free = np.asarray(boards) < 0
     l_free = np.asarray(labels) < 0
-    b_count = np.zeros(int(b_code.max()) + 1, np.int64)
-    l_count = np.zeros(int(l_code.max()) + 1, np.int64)
+    b_list: list[int] = b_code.tolist()
+    l_list: list[int] = l_code.tolist()
+    b_count = [0] * (max(b_list) + 1)
+    l_count = [0] * (max(l_list) + 1)
+    # ``open_``: available and within both caps in the current window. Kept up to date as picks
+    # fill boards and labels (only the members of the board or label just filled change), rather
+    # than recomputed for every candidate at every slot.
+    capped = np.zeros(c, bool)
+    if board_cap <= 0:
+        capped |= ~b_free
+    if label_cap <= 0:
+        capped |= ~l_free
     available = np.ones(c, bool)
+    open_ = ~capped
     max_sim = np.zeros(c, np.float64)
     is_explore = np.asarray(arms) == EXPLORE
+    is_exploit = ~is_explore
+    relevance = lam * s
+    diversity = 1.0 - lam
     dup = None if dup_groups is None else np.asarray(dup_groups)
+    dup_list: list[int] | None = None if dup is None else dup.tolist()
+    slot_explore: list[bool] = explore_slots.tolist()
     picked: list[int] = []
     for slot in range(min(n, c)):
-        if slot % window == 0:
-            b_count[:] = 0
-            l_count[:] = 0
-        within = (b_free | (b_count[b_code] < board_cap)) & (l_free | (l_count[l_code] < label_cap))
-        want = is_explore if explore_slots[slot] else ~is_explore
-        eligible = available & within & want
-        if not eligible.any():
-            eligible = available & within
-        if not eligible.any():
-            eligible = available
-        if not eligible.any():
-            break
-        value = lam * s - (1.0 - lam) * max_sim
-        value[~eligible] = -np.inf
-        j = int(np.argmax(value))
+        if slot % window == 0 and slot:
+            b_count = [0] * len(b_count)
+            l_count = [0] * len(l_count)
+            open_ = available & ~capped
+        value = relevance - diversity * max_sim
+        # The slot's arm within the caps, else any arm within the caps, else anything left.
+        j = -1
+        for eligible in (open_ & (is_explore if slot_explore[slot] else is_exploit), open_):
+            j = int(np.argmax(np.where(eligible, value, -np.inf)))
+            if eligible[j]:
+                break
+        else:
+            j = int(np.argmax(np.where(available, value, -np.inf)))
+            if not available[j]:
+                break
         picked.append(j)
         available[j] = False
-        if dup is not None and dup[j] >= 0:
-            available &= dup != dup[j]
-        b_count[b_code[j]] += 1
-        l_count[l_code[j]] += 1
+        open_[j] = False
+        if dup_list is not None and dup_list[j] >= 0:
+            same = dup == dup_list[j]
+            available &= ~same
+            open_ &= ~same
+        bj, lj = b_list[j], l_list[j]
+        b_count[bj] += 1
+        l_count[lj] += 1
+        if b_count[bj] >= board_cap and not b_free[j]:
+            open_ &= b_code != bj
+        if l_count[lj] >= label_cap and not l_free[j]:
+            open_ &= l_code != lj
         np.maximum(max_sim, vectors @ vectors[j], out=max_sim)
     return np.asarray(picked, np.int64)
 

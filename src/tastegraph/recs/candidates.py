@@ -131,7 +131,8 @@ class BipartiteGraph:
 
     Walks need "a random neighbour of each of these 512 nodes" as one numpy step, which CSR
     arrays give (``indices[indptr[v] + floor(u * degree)]``). Edges added in real time go to a
-    per-node delta (Python lists, so a save costs two appends) that the step reads for the few
+    delta kept sorted by node (two arrays per side, new edges inserted after the node's earlier
+    ones, so a save costs a few small inserts) that the step reads, vectorised too, for the
     walkers whose draw falls past the CSR part; ``compact`` merges the delta into new CSR arrays
     once it holds ``compact_every`` edges, so the delta stays small.
 
@@ -173,8 +174,12 @@ class BipartiteGraph:
         self._lidx: I64 = _EMPTY
         self._rptr: I64 = np.zeros(1, np.int64)
         self._ridx: I64 = _EMPTY
-        self._dl: dict[int, list[int]] = {}
-        self._dr: dict[int, list[int]] = {}
+        # Delta edges by node: node ids sorted (stable: insertion order within a node), and the
+        # neighbour of each.
+        self._dl_node: I64 = _EMPTY
+        self._dl_nbr: I64 = _EMPTY
+        self._dr_node: I64 = _EMPTY
+        self._dr_nbr: I64 = _EMPTY
         self._dl_deg: I32 = np.zeros(0, np.int32)
         self._dr_deg: I32 = np.zeros(0, np.int32)
         self._pending_l: list[I64] = []
@@ -224,9 +229,8 @@ class BipartiteGraph:
         if self._n_pending >= self.compact_every or len(left) > 1000:
             self.compact()
             return
-        for a, b in zip(left.tolist(), right.tolist(), strict=True):
-            self._dl.setdefault(a, []).append(b)
-            self._dr.setdefault(b, []).append(a)
+        self._dl_node, self._dl_nbr = _delta_insert(self._dl_node, self._dl_nbr, left, right)
+        self._dr_node, self._dr_nbr = _delta_insert(self._dr_node, self._dr_nbr, right, left)
         np.add.at(self._dl_deg, left, 1)
         np.add.at(self._dr_deg, right, 1)
 
@@ -253,8 +257,7 @@ class BipartiteGraph:
         self._edge_l, self._edge_r = el, er
         self._lptr, self._lidx = _csr(el, er, self.n_left)
         self._rptr, self._ridx = _csr(er, el, len(self._dr_deg))
-        self._dl.clear()
-        self._dr.clear()
+        self._dl_node = self._dl_nbr = self._dr_node = self._dr_nbr = _EMPTY
         self._dl_deg[:] = 0
         self._dr_deg[:] = 0
         self._pending_l.clear()
@@ -272,22 +275,51 @@ class BipartiteGraph:
     def left_neighbors(self, node: int) -> I64:
         """Right nodes adjacent to left ``node``."""
         base = self._lidx[self._lptr[node] : self._lptr[node + 1]]
-        extra = self._dl.get(node)
-        return np.concatenate([base, np.asarray(extra, np.int64)]) if extra else base
+        return _with_delta(base, self._dl_node, self._dl_nbr, node)
 
     def right_neighbors(self, node: int) -> I64:
         """Left nodes adjacent to right ``node``."""
         base = self._ridx[self._rptr[node] : self._rptr[node + 1]]
-        extra = self._dr.get(node)
-        return np.concatenate([base, np.asarray(extra, np.int64)]) if extra else base
+        return _with_delta(base, self._dr_node, self._dr_nbr, node)
+
+    def walk_view(self) -> _WalkView:
+        """The current CSR arrays and delta, for :func:`pixie_walk` (valid until a mutation)."""
+        return _WalkView(
+            self._lptr,
+            self._lidx,
+            self._dl_deg,
+            self._dl_node,
+            self._dl_nbr,
+            self._rptr,
+            self._ridx,
+            self._dr_deg,
+            self._dr_node,
+            self._dr_nbr,
+        )
 
     def step_left(self, nodes: I64, u: F64) -> I64:
         """One uniform random right neighbour of each left node (``-1`` where isolated)."""
-        return _step(self._lptr, self._lidx, self._dl_deg, self._dl, nodes, u)
+        return _step(self._lptr, self._lidx, self._dl_deg, self._dl_node, self._dl_nbr, nodes, u)
 
     def step_right(self, nodes: I64, u: F64) -> I64:
         """One uniform random left neighbour of each right node (``-1`` where isolated)."""
-        return _step(self._rptr, self._ridx, self._dr_deg, self._dr, nodes, u)
+        return _step(self._rptr, self._ridx, self._dr_deg, self._dr_node, self._dr_nbr, nodes, u)
+
+
+@dataclass(frozen=True)
+class _WalkView:
+    """The arrays one walk step reads, taken together (left: pin side, right: board/user side)."""
+
+    lptr: I64
+    lidx: I64
+    ldeg: I32
+    lnode: I64
+    lnbr: I64
+    rptr: I64
+    ridx: I64
+    rdeg: I32
+    rnode: I64
+    rnbr: I64
 
 
 def _csr(src: I64, dst: I64, n: int) -> tuple[I64, I64]:
@@ -298,18 +330,22 @@ def _csr(src: I64, dst: I64, n: int) -> tuple[I64, I64]:
     return ptr, dst[order].astype(np.int64, copy=False)
 
 
-def _step(ptr: I64, idx: I64, ddeg: I32, delta: dict[int, list[int]], nodes: I64, u: F64) -> I64:
-    base = ptr[nodes + 1] - ptr[nodes]
-    deg = base + ddeg[nodes]
-    pick = (u * deg).astype(np.int64)
-    out = np.full(len(nodes), -1, np.int64)
-    in_csr = pick < base
-    out[in_csr] = idx[ptr[nodes[in_csr]] + pick[in_csr]]
-    in_delta = np.flatnonzero(~in_csr & (deg > 0))
-    # Only walkers whose draw lands on an edge added since the last compaction get here: a few.
-    for i in in_delta.tolist():
-        out[i] = delta[int(nodes[i])][int(pick[i] - base[i])]
-    return out
+def _step(ptr: I64, idx: I64, ddeg: I32, dnode: I64, dnbr: I64, nodes: I64, u: F64) -> I64:
+    lo = ptr[nodes]
+    base = ptr[nodes + 1] - lo
+    return _pick(idx, dnode, dnbr, nodes, lo, base, base + ddeg[nodes], u)
+
+
+def _delta_insert(node: I64, nbr: I64, new_node: I64, new_nbr: I64) -> tuple[I64, I64]:
+    """Insert edges into a node-sorted delta, after the earlier edges of the same node."""
+    order = np.argsort(new_node, kind="stable")
+    at = np.searchsorted(node, new_node[order], side="right")
+    return np.insert(node, at, new_node[order]), np.insert(nbr, at, new_nbr[order])
+
+
+def _with_delta(base: I64, node: I64, nbr: I64, v: int) -> I64:
+    lo, hi = np.searchsorted(node, [v, v + 1])
+    return np.concatenate([base, nbr[lo:hi]]) if hi > lo else base
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,67 +442,130 @@ def pixie_walk(
     n_w = len(cur)
     probs = np.array([p for _, p in graphs], np.float64)
     probs = probs / probs.sum()
-    counts = np.zeros(n_pins, np.int32)
-    vis_pin: list[I64] = []
-    vis_seed: list[I64] = []
+    views = [g.walk_view() for g, _ in graphs]
+    # Visits go to preallocated buffers; counts (int64: np.add.at is 25x slower on int32 with a
+    # Python scalar) only serve the early stop, tracked incrementally as pins cross n_v.
+    max_rounds = max(1, -(-int(steps) // n_w))
+    vis_pin = np.empty(max_rounds * n_w, np.int64)
+    vis_seed = np.empty(max_rounds * n_w, np.int64)
+    counts = np.zeros(n_pins, np.int64)
+    n_v = max(int(n_v), 1)
+    need = n_p + len(seeds)
+    hot = 0
+    m = 0
     done = 0
     rounds = 0
     while done < steps:
-        nxt = np.full(n_w, -1, np.int64)
-        if len(graphs) == 1:
-            nxt = _two_hop(graphs[0][0], cur, rng)
-        else:
-            # Choose among the graphs in which the walker's pin has edges, so a pin known only
-            # by its board (no engagement yet) still walks instead of restarting.
-            has = np.stack([g.degree_left(cur) > 0 for g, _ in graphs])
-            weight = has * probs[:, None]
-            total = weight.sum(axis=0)
-            u = rng.random(n_w) * total
-            choice = (np.cumsum(weight, axis=0) <= u[None, :]).sum(axis=0)
-            for gi, (g, _) in enumerate(graphs):
-                sel = np.flatnonzero((choice == gi) & (total > 0))
-                if len(sel):
-                    nxt[sel] = _two_hop(g, cur[sel], rng)
+        # One draw per walker for each decision of the round: graph, two hops, restart.
+        r = rng.random((4, n_w))
+        nxt = _walk_step(views, probs, cur, r)
         ok = nxt >= 0
         moved = nxt[ok]
-        vis_pin.append(moved)
-        vis_seed.append(sidx[ok])
+        k = len(moved)
+        vis_pin[m : m + k] = moved
+        vis_seed[m : m + k] = sidx[ok]
+        m += k
+        before = counts[moved]
         np.add.at(counts, moved, 1)
+        crossed = moved[(before < n_v) & (counts[moved] >= n_v)]
+        if len(crossed):
+            hot += len(np.unique(crossed))
         done += n_w
         rounds += 1
-        jump = ~ok | (rng.random(n_w) < restart)
-        cur = np.where(jump, start, nxt)
-        if rounds % 3 == 0 and int(np.count_nonzero(counts >= n_v)) >= n_p + len(seeds):
+        cur = np.where(~ok | (r[3] < restart), start, nxt)
+        if rounds % 3 == 0 and hot >= need:
             break
-    pins = np.concatenate(vis_pin)
-    owner = np.concatenate(vis_seed)
+    pins = vis_pin[:m]
+    owner = vis_seed[:m]
     seed_mask = np.zeros(n_pins, bool)
     seed_mask[seeds] = True
     keep = ~seed_mask[pins]
     pins, owner = pins[keep], owner[keep]
     if not len(pins):
         return WalkResult(_EMPTY, np.zeros(0), _EMPTY, done)
-    key = owner * np.int64(n_pins) + pins
-    ukey, c = np.unique(key, return_counts=True)
-    upin = ukey % n_pins
-    useed = ukey // n_pins
-    rows, inv = np.unique(upin, return_inverse=True)
-    root = np.sqrt(c.astype(np.float64))
-    score = np.bincount(inv, weights=root, minlength=len(rows)).astype(np.float64) ** 2
-    # The seed that contributed most visits to each pin, for "because you saved ..." reasons.
-    order = np.lexsort((c, inv))
-    last = np.concatenate([np.flatnonzero(np.diff(inv[order])), [len(order) - 1]])
-    best_seed = useed[order[last]]
+    n_seeds = len(seeds)
+    if n_seeds == 1:
+        # One seed: the boosted score is the visit count itself.
+        rows = np.unique(pins)
+        score = counts[rows].astype(np.float64)
+        best_seed = np.zeros(len(rows), np.int64)
+    else:
+        # Visits per (pin, seed), sorted by pin then seed, so pins come out grouped and sorted.
+        ukey, c = np.unique(pins * np.int64(n_seeds) + owner, return_counts=True)
+        upin = ukey // n_seeds
+        useed = ukey % n_seeds
+        first = np.flatnonzero(np.concatenate([[True], upin[1:] != upin[:-1]]))
+        rows = upin[first]
+        score = np.add.reduceat(np.sqrt(c.astype(np.float64)), first) ** 2
+        # The seed that contributed most visits to each pin (the last one on ties), for
+        # "because you saved ..." reasons.
+        size = np.diff(np.concatenate([first, [len(upin)]]))
+        top_c = np.repeat(np.maximum.reduceat(c, first), size)
+        at = np.where(c == top_c, np.arange(len(c)), -1)
+        best_seed = useed[np.maximum.reduceat(at, first)]
     pick = np.lexsort((rows, -score))[:top]
     return WalkResult(rows[pick], score[pick], best_seed[pick], done)
 
 
-def _two_hop(g: BipartiteGraph, nodes: I64, rng: np.random.Generator) -> I64:
-    mid = g.step_left(nodes, rng.random(len(nodes)))
+def _walk_step(views: list[_WalkView], probs: F64, cur: I64, r: F64) -> I64:
+    """Move every walker two hops (pin -> board or user -> pin); ``-1`` where it cannot move.
+
+    A walker chooses among the graphs in which its pin has edges (so a pin known only by its
+    board, with no engagement yet, still walks instead of restarting), with probability
+    ``probs``, using ``r[0]``; the hops use ``r[1]`` and ``r[2]``.
+    """
+    n_w = len(cur)
+    out = np.full(n_w, -1, np.int64)
+    lows: list[I64] = []
+    bases: list[I64] = []
+    degs: list[I64] = []
+    for v in views:
+        lo = v.lptr[cur]
+        base = v.lptr[cur + 1] - lo
+        lows.append(lo)
+        bases.append(base)
+        degs.append(base + v.ldeg[cur])
+    if len(views) == 1:
+        groups = [np.flatnonzero(degs[0] > 0)]
+    elif len(views) == 2:
+        has0 = degs[0] > 0
+        has1 = degs[1] > 0
+        second = has1 & (~has0 | (r[0] >= probs[0]))
+        groups = [np.flatnonzero(has0 & ~second), np.flatnonzero(second)]
+    else:
+        weight = np.stack([d > 0 for d in degs]) * probs[:, None]
+        total = weight.sum(axis=0)
+        choice = (np.cumsum(weight, axis=0) <= (r[0] * total)[None, :]).sum(axis=0)
+        choice = np.minimum(choice, len(views) - 1)
+        valid = total > 0
+        groups = [np.flatnonzero(valid & (choice == gi)) for gi in range(len(views))]
+    for v, sel, lo, base, deg in zip(views, groups, lows, bases, degs, strict=True):
+        if not len(sel):
+            continue
+        nodes = cur[sel]
+        mid = _pick(v.lidx, v.lnode, v.lnbr, nodes, lo[sel], base[sel], deg[sel], r[1][sel])
+        rlo = v.rptr[mid]
+        rbase = v.rptr[mid + 1] - rlo
+        rdeg = rbase + v.rdeg[mid]
+        out[sel] = _pick(v.ridx, v.rnode, v.rnbr, mid, rlo, rbase, rdeg, r[2][sel])
+    return out
+
+
+def _pick(idx: I64, dnode: I64, dnbr: I64, nodes: I64, lo: I64, base: I64, deg: I64, u: F64) -> I64:
+    """A uniform neighbour of each node: CSR edges ``idx[lo:lo + base]``, then its delta edges.
+
+    ``-1`` for nodes of degree 0.
+    """
+    pick = (u * deg).astype(np.int64)
+    in_csr = pick < base
+    if in_csr.all():
+        return idx[lo + pick]
     out = np.full(len(nodes), -1, np.int64)
-    ok = np.flatnonzero(mid >= 0)
-    if len(ok):
-        out[ok] = g.step_right(mid[ok], rng.random(len(ok)))
+    out[in_csr] = idx[lo[in_csr] + pick[in_csr]]
+    # Walkers whose draw lands on an edge added since the last compaction.
+    d = np.flatnonzero(~in_csr & (deg > 0))
+    if len(d):
+        out[d] = dnbr[np.searchsorted(dnode, nodes[d]) + (pick[d] - base[d])]
     return out
 
 
