@@ -17,12 +17,15 @@ Example
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import ipaddress
 import math
+import os
 import re
 import socket
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -810,17 +813,24 @@ def _read_file(ref: str, limits: ImageLimits) -> bytes:
         )
 
     try:
-        if not path.exists():
-            raise unreadable("no such file")
-        if not path.is_file():  # directories, FIFOs, devices: reading could block or never end
+        # One stat instead of three, read as Path.exists() and Path.is_file() would read it.
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+                raise unreadable("no such file") from exc
+            raise
+        except ValueError as exc:  # a path Python cannot pass to the OS (a NUL in it)
+            raise unreadable("no such file") from exc
+        if not stat.S_ISREG(st.st_mode):  # directories, FIFOs, devices: reading could block
             raise unreadable("not a regular file")
-        size = path.stat().st_size
+        size = st.st_size
         if size > limits.max_bytes:
             raise _too_large_bytes(size, limits.max_bytes, ref)
         with path.open("rb") as fh:
             # Ask for the size stat gave (plus one byte, to notice a file that grew since):
-            # read(max_bytes + 1) would allocate a 40 MB buffer per file, which cost ten times
-            # the read itself. A file that did grow is read on, up to the limit.
+            # read(max_bytes + 1) allocates a 40 MB buffer per file (32 us instead of 10 us for
+            # a 28 KB photo). A file that did grow is read on, up to the limit.
             data = fh.read(size + 1)
             if len(data) > size:
                 data += fh.read(limits.max_bytes + 1 - len(data))
