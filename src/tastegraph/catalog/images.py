@@ -668,10 +668,13 @@ def quick_perceptual_hash(image: Image.Image) -> str:
 def model_input(image: Image.Image, size: int, crop_fraction: float = 1.0) -> NDArray[np.uint8]:
     """Central square crop resized to ``size`` (bicubic), as uint8 (size, size, 3).
 
-    The same resampling as ``tastegraph.models.image.preprocess_image`` (ingest checks that the
-    two agree before it relies on this), without importing the model code (and torch with it),
-    so that decode worker processes start in a fraction of the time. ``image`` is expected in RGB,
-    as :func:`decode_image` returns it; other modes are converted as :func:`decode_image` would.
+    The image model's input: ``tastegraph.models.image.preprocess_image`` checks its argument and
+    calls this. It lives here, free of the model code (and torch), so that decode worker
+    processes start in a fraction of the time. ``image`` is expected in RGB, as
+    :func:`decode_image` returns it; other modes are converted as :func:`decode_image` would.
+    Equivalent to "resize the shorter side to ``size / crop_fraction``, then centre-crop
+    ``size``", done as one resampling of the crop box so large photos are never resized whole;
+    ``reducing_gap`` is a cheap box pre-shrink whose error stays below 1 grey level.
     """
     img = image if image.mode == "RGB" else _to_rgb(image)
     w, h = img.size

@@ -244,8 +244,9 @@ def _worker_preprocess(
     size = preprocess.keywords.get("size", params["size"].default)
     crop = preprocess.keywords.get("crop_fraction", params["crop_fraction"].default)
     light = _ModelInput(int(size), float(crop))
-    # The two must give the same pixels, else vectors from ingest and from query-time encoding
-    # would differ: compare them on noise (the hardest case for resampling) of several shapes.
+    # preprocess_image calls model_input, so the two agree by construction; this once-per-run
+    # check (a few ms) keeps it so should preprocess_image ever do more than delegate, since
+    # vectors from ingest and from query-time encoding must come from the same pixels.
     from PIL import Image
 
     rng = np.random.default_rng(0)

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from tastegraph.catalog.images import model_input
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import ImageEncoder, ImageOutput
 from tastegraph.models.lite0 import IMAGE_SIZE, ExportOptions, Pooling, export_onnx
@@ -87,20 +88,9 @@ def preprocess_image(
     """
     if not isinstance(image, Image.Image):
         raise InvalidInput(f"expected a PIL image, got {type(image).__name__}")
-    img = _to_rgb(image)
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise InvalidInput("image has no pixels")
-    side = min(w, h) * crop_fraction
-    left, top = (w - side) / 2.0, (h - side) / 2.0
-    # reducing_gap: a cheap box pre-shrink for big reductions; error stays below 1 grey level.
-    out = img.resize(
-        (size, size),
-        Image.Resampling.BICUBIC,
-        box=(left, top, left + side, top + side),
-        reducing_gap=3.0,
-    )
-    return np.asarray(out, dtype=np.uint8)
+    # The crop-and-resize itself lives with the other torch-free image operations, so that
+    # ingest's decode workers run this very code without importing the model (and torch).
+    return model_input(_to_rgb(image), size, crop_fraction)
 
 
 def imagenet_label_names() -> list[str]:
