@@ -26,12 +26,15 @@ import argparse
 import csv
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).parent))
+from eval_quality_push import map10, topk
 from tastegraph.models.image import preprocess_image
 from tastegraph.models.whiten import PCAWhitener, l2_normalize
 
@@ -64,26 +67,11 @@ def extract(files: list[Path], size: int) -> tuple[F32, F32]:
     return np.concatenate(feats), np.concatenate(probs)
 
 
-def map10(top: I64, y: I64) -> float:
-    rel = y[top] == y[:, None]
-    n_rel = np.bincount(y)[y] - 1
-    prec = np.cumsum(rel, 1) / np.arange(1, top.shape[1] + 1)
-    ap = (prec * rel).sum(1) / np.maximum(np.minimum(top.shape[1], n_rel), 1)
-    return float(ap[n_rel > 0].mean())
-
-
-def top_k(s: F32, k: int) -> tuple[I64, F32]:
-    idx = np.argpartition(-s, k, axis=1)[:, :k]
-    v = np.take_along_axis(s, idx, 1)
-    o = np.argsort(-v, 1)
-    return np.take_along_axis(idx, o, 1), np.take_along_axis(v, o, 1)
-
-
 def retrieval(db: F32, y: I64, depth: int = 50, k: int = 10, alpha: float = 3.0) -> list[float]:
     """Leave-one-out mAP@10 for plain kNN, alpha-QE and DBA re-ranking."""
     s = db @ db.T
     np.fill_diagonal(s, -np.inf)
-    cand, cs = top_k(s, depth)
+    cand, cs = topk(s, depth)
     w = np.power(np.clip(cs[:, :k], 0, None), alpha)
     aug = l2_normalize(db + np.einsum("qk,qkd->qd", w, db[cand[:, :k]]))
     s2 = aug @ db.T
@@ -98,7 +86,7 @@ def retrieval(db: F32, y: I64, depth: int = 50, k: int = 10, alpha: float = 3.0)
     order = np.argsort(-np.einsum("nd,ncd->nc", q2, ac), 1, kind="stable")[:, :10]
     return [
         map10(cand[:, :10], y),
-        map10(top_k(s2, 10)[0], y),
+        map10(topk(s2, 10)[0], y),
         map10(np.take_along_axis(cand, order, 1), y),
     ]
 
