@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tastegraph.api import create_api
 from tastegraph.app import App
 from tastegraph.store import NewPin
 
@@ -29,13 +27,6 @@ def world(fake_app: App) -> App:
     fake_app.store.add_pins(pins)
     fake_app.store.create_user("ann")
     return fake_app
-
-
-@pytest.fixture
-def client(world: App) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    _, secret = world.store.create_token("ed", "editor")
-    with TestClient(create_api(world)) as c:
-        yield c, {"Authorization": f"Bearer {secret}"}
 
 
 def test_users_boards_saves(client: tuple[TestClient, dict[str, str]], world: App) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tastegraph.api import create_api
 from tastegraph.app import App
 from tastegraph.catalog.ingest import ingest
 
@@ -38,13 +36,6 @@ def world(fake_app: App, tmp_path: Path) -> App:
     report = ingest(fake_app, str(folder), progress=False)
     assert report.added == 48
     return fake_app
-
-
-@pytest.fixture
-def client(world: App) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    _, secret = world.store.create_token("ed", "editor")
-    with TestClient(create_api(world)) as c:
-        yield c, {"Authorization": f"Bearer {secret}"}
 
 
 def colour_of(app: App, pin_id: int) -> str:
