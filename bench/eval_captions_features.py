@@ -74,7 +74,10 @@ def extract(data: Path) -> None:
             views["crop"].append(enc.preprocess(img))
             views["full"].append(preprocess_image(img, enc.input_size, crop_fraction=1.0))
             views["squash"].append(_squash(img, enc.input_size))
-    arrays: dict[str, Any] = {f"probs_{k}": enc.encode(np.stack(v)).probs for k, v in views.items()}
+    arrays: dict[str, Any] = {}
+    for k, v in views.items():
+        out = enc.encode(np.stack(v))
+        arrays[f"probs_{k}"], arrays[f"local_{k}"] = out.probs, out.local_probs
     print(f"images: {len(images)} x 3 views in {time.perf_counter() - t0:.1f}s ({enc.model_id})")
     text = make_text_encoder(settings)
     t0 = time.perf_counter()
@@ -107,7 +110,8 @@ def ablate(data: Path) -> None:
 
     def run(name: str, cfg: BridgeConfig, view: str = "crop") -> None:
         bridge = ConSEBridge(text, cfg, labels=labels[cfg.label_text])
-        scores = bridge.query_vectors(qv) @ bridge.transform_probs(cached[f"probs_{view}"]).T
+        images = bridge.transform_probs(cached[f"probs_{view}"], cached[f"local_{view}"])
+        scores = bridge.query_vectors(qv) @ images.T
         cells = []
         for sel in (np.ones(len(target), bool), halves == "A", halves == "B"):
             cells.append(" ".join(f"{r:.3f}" for r in recall(scores[sel], target[sel])))
@@ -116,7 +120,12 @@ def ablate(data: Path) -> None:
     print(ROW.format("variant (production crop unless noted)", *["R@1   R@5   R@10"] * 3))
     print(ROW.format("-" * 58, *["-" * 17] * 3))
     plain = BridgeConfig(
-        label_text="name_desc", space="text", top_k=10, image_temperature=1.0, center=False
+        label_text="name_desc",
+        space="text",
+        top_k=10,
+        image_temperature=1.0,
+        center=False,
+        local_weight=0.0,
     )
     run("1 plain ConSE: name+desc, top10, T=1", plain)
     run("  name only", replace(plain, label_text="name"))
@@ -131,10 +140,20 @@ def ablate(data: Path) -> None:
     step = replace(step, top_k=50)
     run("4 + top50", step)
     step = replace(step, center=True)
-    run("5 + centre on mean label vector (default)", step)
+    run("5 + centre on mean label vector", step)
+    run("  centred, T=2", replace(step, image_temperature=2.0))
+    for w in (0.3, 0.5, 0.7):
+        run(f"  centred, regional weight {w:g}, T=3", replace(step, local_weight=w))
+        run(
+            f"  centred, regional weight {w:g}, T=2",
+            replace(step, local_weight=w, image_temperature=2.0),
+        )
+    step = replace(step, local_weight=0.5, image_temperature=2.0)
+    run("6 + regional predictions, weight 0.5, T=2 (default)", step)
     assert step == BridgeConfig(), "the default should be the last step of the ablation"
     run("  default, top20", replace(step, top_k=20))
-    run("  default, T=2", replace(step, image_temperature=2.0))
+    run("  default, top100", replace(step, top_k=100))
+    run("  default, T=2.5", replace(step, image_temperature=2.5))
     run("  default, name+desc labels", replace(step, label_text="name_desc"))
     for tau in (0.05, 0.1):
         lab = BridgeConfig(space="labels", top_k=50, image_temperature=2.0, query_temperature=tau)

@@ -43,16 +43,16 @@ I64 = NDArray[np.int64]
 UNLABELLED = {"Not sure", "Other", "Skip"}
 
 
-def extract(files: list[Path], size: int) -> tuple[F32, F32]:
-    """(GeM p=3 features, softmax probabilities) of ``files`` at ``size`` px, bf16 autocast."""
+def extract(files: list[Path], size: int) -> tuple[F32, F32, F32]:
+    """(GeM p=3 descriptors, softmax probabilities, regional probabilities) of ``files`` at
+    ``size`` px: the deployed graph (:class:`Lite0Descriptor`) run in torch with bf16 autocast."""
     import torch
-    import torch.nn.functional as F
 
-    from tastegraph.models.lite0 import gem_pool, load_lite0
+    from tastegraph.models.lite0 import Lite0Descriptor, load_lite0
 
     torch.set_num_threads(os.cpu_count() or 1)
-    net = load_lite0(image_size=size).to(memory_format=torch.channels_last)
-    feats, probs = [], []
+    model = Lite0Descriptor(load_lite0(image_size=size).to(memory_format=torch.channels_last))
+    feats, probs, local = [], [], []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         for s in range(0, len(files), 32):
             px = []
@@ -60,11 +60,10 @@ def extract(files: list[Path], size: int) -> tuple[F32, F32]:
                 with Image.open(f) as im:
                     im.draft("RGB", (size, size))
                     px.append(preprocess_image(im.convert("RGB"), size, 1.0))
-            x = torch.from_numpy(np.stack(px)).permute(0, 3, 1, 2).float() * (2 / 255) - 1
-            fmap = net.forward_map(x.contiguous(memory_format=torch.channels_last)).float()
-            feats.append(gem_pool(fmap, 3.0).numpy())
-            probs.append(F.softmax(net.classify(fmap), dim=1).float().numpy())
-    return np.concatenate(feats), np.concatenate(probs)
+            outs = model(torch.from_numpy(np.stack(px)))
+            for acc, t in zip((feats, probs, local), outs, strict=True):
+                acc.append(t.float().numpy())
+    return np.concatenate(feats), np.concatenate(probs), np.concatenate(local)
 
 
 def retrieval(db: F32, y: I64, depth: int = 50, k: int = 10, alpha: float = 3.0) -> list[float]:
@@ -101,10 +100,10 @@ def captions_r10(data: Path, size: int) -> float:
     images = sorted({r["image"] for r in rows})
     pos = {n: i for i, n in enumerate(images)}
     target = np.array([pos[r["image"]] for r in rows])
-    _, probs = extract([data / "flickr8k-1k" / "images" / n for n in images], size)
+    _, probs, local = extract([data / "flickr8k-1k" / "images" / n for n in images], size)
     settings = Settings()
     bridge = ConSEBridge(make_text_encoder(settings), cache_dir=settings.data_dir / "models")
-    s = bridge.encode_query([r["caption"] for r in rows]) @ bridge.transform_probs(probs).T
+    s = bridge.encode_query([r["caption"] for r in rows]) @ bridge.transform_probs(probs, local).T
     rank = (s > s[np.arange(len(target)), target][:, None]).sum(1)
     return float((rank < 10).mean())
 

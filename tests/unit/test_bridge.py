@@ -131,6 +131,26 @@ def test_fused_score_is_the_weighted_sum(fake_labels: F32) -> None:
     np.testing.assert_allclose(score(fused), expected, atol=1e-5)
 
 
+def test_regional_probabilities_are_mixed_in(fake_labels: F32) -> None:
+    enc = FakeTextEncoder()
+    p, local = _probs(4), _probs(4)[::-1].copy()
+    mixed = ConSEBridge(enc, BridgeConfig(local_weight=0.25), labels=fake_labels)
+    expected = mixed.transform_probs(0.75 * p + 0.25 * local)
+    np.testing.assert_allclose(mixed.transform_probs(p, local), expected, atol=1e-6)
+    out = ImageOutput(features=np.zeros((4, 8), np.float32), probs=p, local_probs=local)
+    np.testing.assert_allclose(mixed.transform(out), expected, atol=1e-6)
+    # Without regional probabilities (or with weight 0) only the whole-image ones count.
+    whole = mixed.transform_probs(p)
+    assert not np.allclose(whole, expected)
+    off = ConSEBridge(enc, BridgeConfig(local_weight=0.0), labels=fake_labels)
+    np.testing.assert_allclose(off.transform_probs(p, local), off.transform_probs(p), atol=1e-6)
+    assert off.model_id != mixed.model_id
+    with pytest.raises(InvalidInput, match="local_probs"):
+        mixed.transform_probs(p, local[:2])
+    with pytest.raises(InvalidInput, match="local_weight"):
+        ConSEBridge(enc, BridgeConfig(local_weight=1.5))
+
+
 def test_bad_inputs(fake_labels: F32) -> None:
     bridge = ConSEBridge(FakeTextEncoder(), labels=fake_labels)
     with pytest.raises(ModelUnavailable):
@@ -226,7 +246,7 @@ def test_real_caption_retrieval(tmp_path: Path) -> None:
         return float((rank < 10).mean())
 
     chosen = r_at_10(enc.bridge)
-    plain_cfg = BridgeConfig(top_k=10, image_temperature=1.0, center=False)
+    plain_cfg = BridgeConfig(top_k=10, image_temperature=1.0, center=False, local_weight=0.0)
     plain = r_at_10(ConSEBridge(enc.text, plain_cfg, labels=enc.bridge.labels))
     elapsed = time.perf_counter() - t0
     print(f"R@10 chosen {chosen:.3f} plain {plain:.3f} ({elapsed:.0f}s)")

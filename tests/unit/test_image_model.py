@@ -246,7 +246,7 @@ def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, c
     if precision == "bf16" and not cpu_supports_bf16():
         pytest.skip("CPU has no native bf16")
     with torch.inference_mode():
-        ref_f, ref_p = (
+        ref_f, ref_p, ref_local = (
             t.numpy()
             for t in Lite0Descriptor(load_lite0(image_size=SIZE))(torch.from_numpy(photos))
         )
@@ -258,12 +258,15 @@ def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, c
         assert cos.min() > 0.999, cos
         assert (out["probs"].argmax(1) == ref_p.argmax(1)).all()
         np.testing.assert_allclose(out["probs"], ref_p, atol=1e-3)
+        np.testing.assert_allclose(out["local_probs"], ref_local, atol=1e-3)
     else:
         assert cos.min() > 0.99, cos
         # bf16 may swap near-tied classes; it must not move the answer far or the mass much.
         top3 = np.argsort(-ref_p, axis=1)[:, :3]
         assert all(a in row for a, row in zip(out["probs"].argmax(1), top3, strict=True))
         assert np.abs(out["probs"] - ref_p).sum(axis=1).max() < 0.3
+        assert np.abs(out["local_probs"] - ref_local).sum(axis=1).max() < 0.3
+    np.testing.assert_allclose(out["local_probs"].sum(axis=1), 1.0, atol=1e-2)
 
 
 @pytest.mark.slow

@@ -27,6 +27,9 @@ class ImageOutput:
 
     features: F32  # (N, D_image), L2-normalised image descriptor used for visual similarity
     probs: F32 | None  # (N, n_labels) label probabilities, or None for packs without a classifier
+    # (N, n_labels) mean of the label probabilities predicted on small regions of each image (what
+    # is beside the main object); None for packs that give none. Only the text bridge uses it.
+    local_probs: F32 | None = None
 
 
 @runtime_checkable

