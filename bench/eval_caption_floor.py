@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from eval_captions_features import CACHE, load_captions
 from PIL import Image
 
+from eval_captions_features import CACHE, load_captions
 from tastegraph.models.bridge import BridgeConfig, ConSEBridge
 from tastegraph.models.image import draft_size, make_image_encoder
 from tastegraph.models.text import make_text_encoder
@@ -82,12 +82,16 @@ def main() -> None:
     unrelated = bridge.encode_query(UNRELATED)
     on_flickr, on_clothing = unrelated @ flickr.T, unrelated @ clothing.T
     print(f"caption R@10 without a floor: {(rank < 10).mean():.3f}")
-    print("| floor | caption R@10 | unrelated hits, flickr (max) | clothing (max) | QCD, clothing |")
+    print(
+        "| floor | caption R@10 | unrelated hits, flickr (max) | clothing (max) | QCD, clothing |"
+    )
     print("|---|---|---|---|---|")
     for floor in FLOORS:
         r10 = float(((rank < 10) & (own >= floor)).mean())
         f, c = (on_flickr >= floor).sum(axis=1), (on_clothing >= floor).sum(axis=1)
-        print(f"| {floor:.2f} | {r10:.3f} | {f.sum()} ({f.max()}) | {c.sum()} ({c.max()}) | {c[0]} |")
+        print(
+            f"| {floor:.2f} | {r10:.3f} | {f.sum()} ({f.max()}) | {c.sum()} ({c.max()}) | {c[0]} |"
+        )
 
 
 if __name__ == "__main__":
