@@ -33,6 +33,8 @@ class App:
     _search: Any = None
     _engagement: Any = None
     _feeds: Any = None
+    # Digest of the whitening projection record this process last read or wrote (see catch_up).
+    _projection_seen: str | None = None
     _label_names: list[str] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -91,6 +93,7 @@ class App:
         from tastegraph.models.whiten import PCAWhitener
 
         rec = self.store.get_kv(PROJECTION_KEY)
+        self._projection_seen = rec.get("digest") if rec else None
         if not rec:
             return None
         try:
@@ -120,6 +123,7 @@ class App:
         rel = Path("models") / f"whitener-{w.digest_}.npz"
         w.save(self.settings.data_dir / rel)
         self.store.set_kv(PROJECTION_KEY, {"path": str(rel), "digest": w.digest_, "n": n})
+        self._projection_seen = w.digest_
         idx.set_projection(w)
         return True
 
@@ -174,6 +178,32 @@ class App:
                 self._feeds = None
             else:
                 self._feeds.add_pins(new_ids)
+
+    def catch_up(self) -> dict[str, int]:
+        """Take in catalog changes made by other processes (``tastegraph ingest``, ``reindex``
+        or another server on the same data) while this one runs; cheap when there are none.
+
+        Pins added or deleted elsewhere reach the in-memory indexes (so search finds them) and
+        the feed engine. If another process fitted a new whitening projection, the vectors
+        changed space: the indexes are reopened from disk, where that process saved them, and
+        the feed engine is rebuilt on its next use. Returns the changes applied per index
+        (``{"reopened": 1}`` after a projection change).
+        """
+        with self._lock:
+            idx = self._indexes
+            if idx is None:
+                return {}
+            rec = self.store.get_kv(PROJECTION_KEY)
+            want = rec.get("digest") if rec else None
+            if want is not None and want != self._projection_seen:
+                self._indexes = None
+                self._feeds = None
+                return {"reopened": 1}
+        applied: dict[str, int] = idx.sync(save=False)
+        feeds = self._feeds
+        if feeds is not None:
+            applied["feeds"] = feeds.catch_up_catalog()
+        return applied
 
     def close(self) -> None:
         if self._indexes is not None:

@@ -27,9 +27,13 @@ def run_server(settings: Settings) -> None:
     def _watch_models() -> None:
         # `tastegraph train` in another process publishes a model version in the store; pick it
         # up here without a restart (the engine swaps it in under its own lock). Events other
-        # processes logged (`tastegraph events import`) are applied here too, by id.
+        # processes logged (`tastegraph events import`) are applied here too, by id, and so are
+        # pins they added or deleted (`tastegraph ingest` while serving).
         while not stop.wait(5.0):
             try:
+                applied = tg.catch_up()
+                if any(applied.values()):
+                    log.info("catalog changes from other processes: %s", applied)
                 if tg._feeds is not None:
                     tg.feeds.reload()
                     tg.feeds.catch_up()

@@ -217,3 +217,37 @@ def test_eval_retrieval_command(catalog: dict[str, object], tmp_path: Path) -> N
     assert res["n_images"] == adults and res["protocol"]["rows_filtered"] == n_classes - adults
     bad = run(catalog, *args, "--where", "colour=red")
     assert bad.returncode != 0 and "colour" in bad.stderr + bad.stdout
+
+
+def test_pins_ingested_by_the_cli_reach_the_running_server(
+    server: str, catalog: dict[str, object]
+) -> None:
+    """`tastegraph ingest` in another process while the server runs: within seconds the server
+    finds the new photos (its index catches up with the store's change log), no restart."""
+    clothing = eval_data("clothing")
+    used = {Path(str(r["image"])).name for r in catalog["rows"]}  # type: ignore[attr-defined]
+    extra = []
+    with (clothing / "labels.csv").open() as f:
+        for r in csv.DictReader(f):
+            if r["label"] == "Hat" and f"{r['image']}.jpg" not in used and len(extra) < 2:
+                extra.append({"image": str(clothing / "images" / f"{r['image']}.jpg")})
+    manifest = Path(catalog["root"]) / "more.csv"  # type: ignore[arg-type]
+    with manifest.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["image"])
+        w.writeheader()
+        w.writerows(extra)
+    r = run(catalog, "ingest", str(manifest), "--json", "--no-progress")
+    assert r.returncode == 0 and json.loads(r.stdout)["added"] == 2, r.stderr
+    photo = Path(extra[0]["image"]).read_bytes()
+    deadline = time.monotonic() + 30
+    while True:
+        res = httpx.post(
+            f"{server}/search/image", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30
+        ).json()["results"]
+        if res and res[0]["pin"]["source"] == extra[0]["image"]:
+            break  # the server found the photo the other process ingested
+        assert time.monotonic() < deadline, "the server never saw the pins ingested by the CLI"
+        time.sleep(0.5)
+    new_id = res[0]["pin"]["id"]
+    similar = httpx.get(f"{server}/pins/{new_id}/similar", params={"limit": 3}, timeout=30)
+    assert similar.status_code == 200 and similar.json()["results"]

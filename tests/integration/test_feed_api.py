@@ -210,3 +210,69 @@ def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: A
     tail, last2 = load_event_batch(store, logged[1]["id"], limit=2)
     assert len(tail) == 2 and last2 == logged[3]["id"]
     assert len(load_event_batch(store, last)[0]) == 0
+
+
+def test_pins_added_or_deleted_by_another_process_reach_the_running_one(
+    world: App, tmp_path: Path
+) -> None:
+    """`tastegraph ingest` (or a delete) in another process while this one serves: the periodic
+    catch-up makes the new pins searchable and servable and stops serving deleted ones."""
+    from tastegraph.app import build
+    from tests.fakes import fake_encoders
+
+    feeds = world.feeds
+    engine = feeds.engine  # built: the running server's state
+    n_before = engine.n_pins
+    assert world.catch_up() == {"image": 0, "text": 0, "conse": 0, "feeds": 0}
+    # Another process on the same data: adds five orange pins, deletes a red one.
+    other = build(world.settings)
+    other._encoders = fake_encoders()
+    other._label_names = list(other._encoders.image.label_names)
+    folder = tmp_path / "more"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(5):
+        noise = rng.normal(0, 18, (48, 64, 3))
+        arr = np.clip(np.array((240, 140, 20)) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"orange-{i}.png")
+    assert ingest(other, str(folder), progress=False).added == 5
+    red = [p.id for p in world.store.list_pins(limit=100) if colour_of(world, p.id) == "red"]
+    other.store.delete_pin(red[0])
+    other.indexes.sync(save=True)
+    other.close()
+    new = sorted(
+        p.id for p in world.store.list_pins(limit=200) if colour_of(world, p.id) == "orange"
+    )
+    assert len(new) == 5
+    image = world.indexes.get("image")
+    assert not any(p in image for p in new)  # not seen yet
+    applied = world.catch_up()
+    assert applied["image"] == 6 and applied["feeds"] == 6
+    assert all(p in image for p in new) and red[0] not in image
+    _, near = image.search(world.indexes.vector_of("image", new[0]), 5)
+    assert set(near[0].tolist()) == set(new)  # found by this process's index
+    assert world.search.similar(new[0], limit=4).total > 0
+    assert engine.n_pins == n_before + 5
+    related = [it.pin for it in feeds.related(new[0], 4)]
+    assert set(related) & set(new)  # the new pins take part in related pins
+    for pid in red[1:4]:
+        assert red[0] not in [it.pin for it in feeds.related(pid, 20)]
+    uid = world.store.create_user("bea", "")["id"]
+    served = [it.pin for it in feeds.feed(uid, 60)[0]]
+    assert red[0] not in served
+    assert world.catch_up() == {"image": 0, "text": 0, "conse": 0, "feeds": 0}
+
+
+def test_a_projection_fitted_elsewhere_reopens_the_indexes(world: App) -> None:
+    from tastegraph.app import PROJECTION_KEY
+
+    _ = world.feeds.engine
+    assert world.catch_up()["image"] == 0
+    # Another process fitted a whitening: this process's index vectors are in the old space.
+    world.store.set_kv(PROJECTION_KEY, {"path": "models/none.npz", "digest": "elsewhere", "n": 1})
+    assert world.catch_up() == {"reopened": 1}
+    assert world._indexes is None and world._feeds is None
+    # Reopened on next use (this record cannot be loaded, so it is dropped, not retried).
+    assert len(world.indexes.get("image")) == 48
+    assert world.catch_up() == {"image": 0, "text": 0, "conse": 0}
+    assert len(world.feeds.feed(world.store.create_user("cy", "")["id"], 10)[0]) == 10

@@ -326,6 +326,8 @@ def create_api(tg: App) -> FastAPI:
         require(request, "editor")
         tg.store.delete_pin(pin_id)
         tg.indexes.sync(save=True)
+        if tg._feeds is not None:
+            tg.feeds.catch_up_catalog()  # never served again, from the next feed call on
         return Response(status_code=204)
 
     # ------------------------------------------------------------ search

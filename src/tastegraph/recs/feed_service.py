@@ -213,6 +213,9 @@ class FeedService:
         self._version: str | None = None
         self._lock = threading.RLock()
         self._last_event_id = 0
+        # The store's catalog change sequence the engine's pin table reflects (see
+        # ``catch_up_catalog``).
+        self._catalog_seq = 0
         # Users seen to exist: the store never deletes users, so a positive answer stays true
         # and a feed request need not ask the store again.
         self._known_users: set[int] = set()
@@ -265,6 +268,9 @@ class FeedService:
             return engine
         with self._lock:
             if self._engine is None:
+                # Read before the pin table: a change made while it is built is applied twice
+                # (harmless: known pins are ignored) rather than missed.
+                self._catalog_seq = self.app.store.last_change()
                 engine = self._new_engine()
                 rec = self.app.store.get_kv(MODEL_KEY)
                 if rec:
@@ -315,6 +321,26 @@ class FeedService:
         with self._lock:
             if self._engine is not None and ids:
                 self._engine.add_pins(self._pin_table(ids))
+
+    def catch_up_catalog(self) -> int:
+        """Take in pins added or deleted since the engine last looked, by this process or another
+        (``tastegraph ingest`` while the server runs); returns how many changes were applied.
+
+        New pins join the engine (they can be served at once, through visual similarity and
+        their board); deleted ones are never served again. Edits to known pins are left alone.
+        """
+        with self._lock:
+            if self._engine is None:
+                return 0
+            last, ups, dels = self.app.store.changes_since(self._catalog_seq)
+            if last == self._catalog_seq:
+                return 0
+            if ups:
+                self._engine.add_pins(self._pin_table(ups))
+            if dels:
+                self._engine.set_blocked(dels, True)
+            self._catalog_seq = last
+            return len(ups) + len(dels)
 
     # -------------------------------------------------------------- reads
     def feed(
