@@ -440,3 +440,11 @@ def test_concurrent_reads_and_real_time_writes(small: World) -> None:
         for th in threads:
             th.join(timeout=60)
     assert not errors, errors[0]
+
+
+def test_knows_the_pins_of_its_catalog(small: World) -> None:
+    pins, _, _ = small
+    eng = engine_for(pins)
+    first = int(pins.ids[0])
+    assert eng.knows([first, 5, first + 1, -1]).tolist() == [True, False, True, False]
+    assert eng.knows([]).shape == (0,)

@@ -769,6 +769,10 @@ class FeedEngine:
                 if missing.any():
                     self.index.add(ids[missing], vecs[missing])
 
+    def knows(self, pin_ids: Iterable[int]) -> BOOL:
+        """Whether each of these pin ids is in the engine's catalog."""
+        return self._rows_of(np.fromiter(pin_ids, np.int64)) >= 0
+
     def set_blocked(self, pin_ids: Iterable[int], blocked: bool = True) -> None:
         """Mark pins as moderated (never served) or lift it; unknown ids are ignored."""
         with self._rw.write():

@@ -335,8 +335,11 @@ class FeedService:
             last, ups, dels = self.app.store.changes_since(self._catalog_seq)
             if last == self._catalog_seq:
                 return 0
-            if ups:
-                self._engine.add_pins(self._pin_table(ups))
+            # Pins this process added (ingest, uploads) or edited are known already: only read
+            # the others from the store.
+            new = [p for p, known in zip(ups, self._engine.knows(ups), strict=True) if not known]
+            if new:
+                self._engine.add_pins(self._pin_table(new))
             if dels:
                 self._engine.set_blocked(dels, True)
             self._catalog_seq = last
