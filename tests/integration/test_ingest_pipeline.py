@@ -38,6 +38,20 @@ def _folder(path: Path, n: int, *, extras: bool = True) -> Path:
     return path
 
 
+def _failing_on_call(n: int, real: Any, error: Exception) -> Any:
+    """``real``, except that its ``n``-th call raises ``error``."""
+    calls = 0
+
+    def wrapped(arg: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise error
+        return real(arg)
+
+    return wrapped
+
+
 def _by_source(app: App) -> dict[str, tuple[Any, ...]]:
     pins = app.store.list_pins(limit=10_000)
     ids, mat, _ = app.store.get_vectors("image")
@@ -120,15 +134,7 @@ def test_a_failed_write_stops_the_run_and_keeps_whole_batches(
     src = _folder(tmp_path / "imgs", 40, extras=False)
     app = _app(tmp_path, "data", batch_size=8, decode_workers=2)
     real_add = app.store.add_pins
-    calls = []
-
-    def flaky(pins: Any) -> Any:
-        calls.append(len(pins))
-        if len(calls) == 3:
-            raise OSError("disk full")
-        return real_add(pins)
-
-    monkeypatch.setattr(app.store, "add_pins", flaky)
+    monkeypatch.setattr(app.store, "add_pins", _failing_on_call(3, real_add, OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
         ingest(app, str(src), progress=False)
     assert app.store.count_pins() == 16  # the first two batches, whole; nothing after
@@ -148,14 +154,7 @@ def test_a_failed_model_call_keeps_batches_already_encoded(
     app = _app(tmp_path, "data", batch_size=8, decode_workers=2)
     enc = app.encoders.image
     real_encode = enc.encode
-    calls = []
-
-    def failing(pixels: np.ndarray) -> Any:
-        calls.append(len(pixels))
-        if len(calls) == 4:
-            raise RuntimeError("model crashed")
-        return real_encode(pixels)
-
+    failing = _failing_on_call(4, real_encode, RuntimeError("model crashed"))
     monkeypatch.setattr(enc, "encode", failing)
     with pytest.raises(RuntimeError, match="model crashed"):
         ingest(app, str(src), progress=False)
