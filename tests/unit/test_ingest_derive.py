@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import pickle
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tastegraph.catalog import ingest as ing
+from tastegraph.app import App
 from tastegraph.catalog.images import (
     ImageLimits,
     hamming,
@@ -48,52 +47,28 @@ def test_model_input_is_preprocess_image_bit_for_bit(size: int, crop: float) -> 
             assert np.array_equal(got, want), (w, h)
 
 
-def test_worker_preprocess_is_light_and_picklable() -> None:
-    pre = functools.partial(preprocess_image, size=256, crop_fraction=1.0)
-    light = ing._worker_preprocess(pre)
-    assert isinstance(light, ing._ModelInput) and light == ing._ModelInput(256, 1.0)
-    # Defaults of preprocess_image are picked up when the partial leaves them out.
-    assert ing._worker_preprocess(functools.partial(preprocess_image, size=224)) == (
-        ing._ModelInput(224, 1.0)
-    )
-    # A worker unpickles it (and the module it lives in) without the model code or torch.
+def test_app_preprocess_is_the_model_input_and_light_to_unpickle(fake_app: App) -> None:
+    """Decode workers unpickle the app's preprocess without the model code or torch."""
+    pre = fake_app.preprocess
+    img = _noise(300, 200)
+    assert np.array_equal(pre(img), preprocess_image(img, fake_app.encoders.image.input_size))
     code = (
         "import pickle, sys\n"
         "f = pickle.loads(sys.stdin.buffer.read())\n"
         "from PIL import Image\n"
-        "assert f(Image.new('RGB', (300, 200))).shape == (256, 256, 3)\n"
+        "assert f(Image.new('RGB', (300, 200))).shape[2] == 3\n"
         "heavy = [m for m in ('torch', 'sqlalchemy', 'tastegraph.models', 'tastegraph.store')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        input=pickle.dumps(light),
+        input=pickle.dumps(pre),
         capture_output=True,
         cwd=REPO,
         check=True,
     )
     assert out.stdout.decode().strip() == ""
-
-
-def test_worker_preprocess_keeps_anything_else() -> None:
-    def custom(image: object) -> np.ndarray:
-        return np.zeros((8, 8, 3), np.uint8)
-
-    assert ing._worker_preprocess(custom) is custom
-    odd = functools.partial(preprocess_image, 224)  # positional: not recognised, kept as is
-    assert ing._worker_preprocess(odd) is odd
-
-
-def test_worker_preprocess_falls_back_when_the_two_disagree(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Should preprocess_image ever change, ingest must keep using it rather than the copy.
-    monkeypatch.setattr(
-        ing, "model_input", lambda image, size, crop: preprocess_image(image, size, crop) // 2
-    )
-    pre = functools.partial(preprocess_image, size=256)
-    assert ing._worker_preprocess(pre) is pre
 
 
 @pytest.mark.parametrize(

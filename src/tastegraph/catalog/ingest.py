@@ -18,8 +18,6 @@ every source already committed. Indexes catch up from the store's change log (se
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import os
 import queue
 import signal
@@ -42,7 +40,6 @@ from tastegraph.catalog.images import (
     content_hash,
     decode_image,
     encode_thumbnail,
-    model_input,
     quick_thumbnail_and_phash,
     read_source_bytes,
 )
@@ -209,52 +206,6 @@ def prepare(item: SourceItem, cfg: PrepareConfig, data: bytes | None = None) -> 
 
 # ---------------------------------------------------------------------------------------------
 # Decode workers
-
-
-@dataclass(frozen=True)
-class _ModelInput:
-    """``preprocess_image(image, size, crop_fraction)`` without importing the model code.
-
-    Unpickling the app's own ``preprocess`` in a worker imports ``tastegraph.models`` and torch
-    with it: about 2.5 s of CPU per worker before its first image, on a 2-core machine the
-    time to ingest several hundred images. Only used where it gives identical pixels.
-    """
-
-    size: int
-    crop_fraction: float
-
-    def __call__(self, image: Any) -> NDArray[np.uint8]:
-        return model_input(image, self.size, self.crop_fraction)
-
-
-def _worker_preprocess(
-    preprocess: Callable[[Any], NDArray[np.uint8]],
-) -> Callable[[Any], NDArray[np.uint8]]:
-    """A light stand-in for ``preprocess`` when it is the standard resampling, else itself."""
-    func = getattr(preprocess, "func", None)
-    if not (
-        isinstance(preprocess, functools.partial)
-        and not preprocess.args
-        and getattr(func, "__module__", "") == "tastegraph.models.image"
-        and getattr(func, "__name__", "") == "preprocess_image"
-        and set(preprocess.keywords) <= {"size", "crop_fraction"}
-    ):
-        return preprocess
-    params = inspect.signature(preprocess.func).parameters
-    size = preprocess.keywords.get("size", params["size"].default)
-    crop = preprocess.keywords.get("crop_fraction", params["crop_fraction"].default)
-    light = _ModelInput(int(size), float(crop))
-    # preprocess_image calls model_input, so the two agree by construction; this once-per-run
-    # check (a few ms) keeps it so should preprocess_image ever do more than delegate, since
-    # vectors from ingest and from query-time encoding must come from the same pixels.
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for w, h in ((400, 533), (533, 400), (97, 61), (640, 640), (1000, 301)):
-        probe = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
-        if not np.array_equal(light(probe), preprocess(probe)):
-            return preprocess
-    return light
 
 
 class _PixelSlots:
@@ -446,7 +397,6 @@ def ingest_items(
         if in_process:
             prepared = _prepared_here(todo, cfg, data, clock)
         else:
-            cfg.preprocess = _worker_preprocess(cfg.preprocess)
             ctx = get_context("spawn")
             ahead = max(2 * workers, _BATCHES_AHEAD * -(-batch_size // _CHUNK))
             slots = _make_slots(ctx, cfg.input_size, ahead * _CHUNK + batch_size + _CHUNK)

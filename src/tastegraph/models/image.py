@@ -66,18 +66,6 @@ def draft_size(input_size: int = IMAGE_SIZE, crop_fraction: float = CROP_FRACTIO
     return int(np.ceil(input_size / crop_fraction))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent product cut-outs are shown on white, so encode them on white too.
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return image.convert("RGB")
-
-
 def preprocess_image(
     image: object, size: int = IMAGE_SIZE, crop_fraction: float = CROP_FRACTION
 ) -> NDArray[np.uint8]:
@@ -88,9 +76,9 @@ def preprocess_image(
     """
     if not isinstance(image, Image.Image):
         raise InvalidInput(f"expected a PIL image, got {type(image).__name__}")
-    # The crop-and-resize itself lives with the other torch-free image operations, so that
-    # ingest's decode workers run this very code without importing the model (and torch).
-    return model_input(_to_rgb(image), size, crop_fraction)
+    # The conversion to RGB and the crop-and-resize live with the other torch-free image
+    # operations (``App.preprocess`` hands them to ingest's decode workers).
+    return model_input(image, size, crop_fraction)
 
 
 def imagenet_label_names() -> list[str]:
