@@ -448,3 +448,25 @@ def test_knows_the_pins_of_its_catalog(small: World) -> None:
     first = int(pins.ids[0])
     assert eng.knows([first, 5, first + 1, -1]).tolist() == [True, False, True, False]
     assert eng.knows([]).shape == (0,)
+
+
+def test_pins_without_board_or_label_are_not_linked_by_an_empty_one(small: World) -> None:
+    """A missing board is no board: unboarded pins are not walk neighbours of each other, and
+    a missing label names nothing (no shared diversity cap, no "something different: ")."""
+    pins, _, _ = small
+    bare = PinTable(
+        ids=pins.ids,
+        vectors=pins.vectors,
+        boards=[""] * len(pins.ids),
+        labels=[""] * len(pins.ids),
+        titles=[""] * len(pins.ids),
+        created_at=pins.created_at,
+    )
+    eng = engine_for(bare)
+    for pin in pins.ids[:5].tolist():
+        items = eng.related(pin, 10, NOW)
+        assert len(items) == 10
+        # Nobody engaged with anything: every related pin can only be a visual neighbour.
+        assert {it.source for it in items} == {"visual"}, [it.reason for it in items]
+    feed = eng.feed(7, 20, NOW)
+    assert len(feed) == 20 and all(it.reason and not it.reason.endswith(": ") for it in feed)

@@ -755,7 +755,7 @@ class FeedEngine:
             rows = np.arange(start, n, dtype=np.int64)
             self._pin_board.grow(n, len(self._board_names))
             self._pin_user.grow(n, self._pin_user.n_right)
-            self._pin_board.add_edges(rows, self._board[rows])
+            self._add_board_edges(rows)
             self._assign_coarse(rows)
             if self._cf.shape[0] < n:
                 self._cf.resize((n, n))
@@ -778,6 +778,11 @@ class FeedEngine:
         with self._rw.write():
             rows = self._rows_of(np.fromiter(pin_ids, np.int64))
             self._blocked[rows[rows >= 0]] = blocked
+
+    def _add_board_edges(self, rows: I64) -> None:
+        """Each pin's edge to its own board (pins without one get none)."""
+        has = self._board[rows] >= 0
+        self._pin_board.add_edges(rows[has], self._board[rows[has]])
 
     @staticmethod
     def _code(table: dict[str, int], names: list[str], name: str) -> int:
@@ -816,7 +821,8 @@ class FeedEngine:
         title = self._titles[row]
         if title:
             return title
-        label = self._label_names[int(self._label[row])]
+        code = int(self._label[row])
+        label = self._label_names[code] if code >= 0 else ""
         return label or f"pin {int(self._ids[row])}"
 
     # -- state ----------------------------------------------------------------------------
@@ -836,7 +842,7 @@ class FeedEngine:
         self._pin_board = BipartiteGraph(n, len(self._board_names))
         if n:
             rows = np.arange(n, dtype=np.int64)
-            self._pin_board.add_edges(rows, self._board[rows])
+            self._add_board_edges(rows)
         self._cf = sp.csr_matrix((n, n), dtype=np.float32)
 
     def _user(self, user: int) -> _User:
@@ -1429,11 +1435,13 @@ class FeedEngine:
                 return f"people who liked {self._name(seed)} also liked this"
             return "similar to pins you liked"
         if name == "popular":
-            board = self._board_names[int(self._board[row])]
+            code = int(self._board[row])
+            board = self._board_names[code] if code >= 0 else ""
             return f"popular in {board}" if board else "popular right now"
         if name == "fresh":
             return "new"
-        label = self._label_names[int(self._label[row])]
+        code = int(self._label[row])
+        label = self._label_names[code] if code >= 0 else ""
         return f"something different: {label}" if label else "something different"
 
     def related(self, pin: int, n: int, now: float, *, seed: int | None = None) -> list[FeedItem]:
@@ -1832,10 +1840,17 @@ def _prerank(score: F64, arms: I8, top: int) -> I64:
 
 
 def _codes(table: dict[str, int], names: list[str], values: Sequence[str]) -> list[int]:
-    """Codes of ``values`` in ``table`` (new names get the next codes, appended to ``names``)."""
+    """Codes of ``values`` in ``table`` (new names get the next codes, appended to ``names``).
+
+    An empty name is "none" (code -1), not a board or label that every such pin shares: pins
+    without a board must not be linked to each other for the walks, nor share a diversity cap.
+    """
     out: list[int] = []
     get = table.get
     for name in values:
+        if not name:
+            out.append(-1)
+            continue
         code = get(name)
         if code is None:
             code = table[name] = len(names)
@@ -1859,11 +1874,11 @@ def _bump(counts: F64, rows: I64, weights: F64 | None = None) -> None:
 
 
 def _affinity(cand_codes: I64, hist_codes: I64, weights: F64) -> F64:
-    """Summed history weight on each candidate's code (board or label)."""
+    """Summed history weight on each candidate's code (board or label); none (-1) matches none."""
     uniq, inv = np.unique(hist_codes, return_inverse=True)
     per = np.bincount(inv, weights=weights, minlength=len(uniq))
     pos = np.minimum(np.searchsorted(uniq, cand_codes), len(uniq) - 1)
-    return np.where(uniq[pos] == cand_codes, per[pos], 0.0)
+    return np.where((uniq[pos] == cand_codes) & (cand_codes >= 0), per[pos], 0.0)
 
 
 def _member(values: I64, sorted_set: I64) -> BOOL:
