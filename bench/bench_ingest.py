@@ -4,7 +4,8 @@
 
 Prints (and with --json emits) images/s for:
   D      decode-only: read + JPEG decode (draft mode) + resize/crop to the model input, 2 processes
-  F      the fastest raw forward of the same model (batches of 32 already-decoded pixels)
+  F      the fastest raw forward of the same model (batches of 32 already-decoded pixels; with
+         --max-aspect > 1, full batches of each input shape, weighted by the photos' shape mix)
   ideal  1 / (1/D + 1/F): both cores shared between decoding and the model
   e2e    `tastegraph ingest` work: decode -> encode (image, text, ConSE) -> store -> index
          (e2e_stages_s: seconds per pipeline stage; the stages overlap)
@@ -33,18 +34,20 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
-def _decode_only(path: str, size: int = 224) -> int:
+def _decode_only(path: str, size: int = 224, max_aspect: float = 1.0) -> int:
     from tastegraph.catalog.images import ImageLimits, decode_image
     from tastegraph.models.image import preprocess_image
 
     limits = ImageLimits(max_bytes=40 << 20, max_pixels=60_000_000)
     data = Path(path).read_bytes()
     img = decode_image(data, limits, draft_to=256).image
-    return int(preprocess_image(img, size).shape[0])
+    return int(preprocess_image(img, size, max_aspect=max_aspect).shape[0])
 
 
-def measure_decode(files: list[Path], workers: int, size: int = 224) -> float:
-    decode = functools.partial(_decode_only, size=size)
+def measure_decode(
+    files: list[Path], workers: int, size: int = 224, max_aspect: float = 1.0
+) -> float:
+    decode = functools.partial(_decode_only, size=size, max_aspect=max_aspect)
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(decode, [str(f) for f in files[:16]]))  # warm the workers
         t0 = time.perf_counter()
@@ -52,21 +55,42 @@ def measure_decode(files: list[Path], workers: int, size: int = 224) -> float:
         return len(files) / (time.perf_counter() - t0)
 
 
-def measure_forward(settings: object, n: int, repeats: int = 3) -> tuple[float, str]:
+def measure_forward(
+    settings: object, files: list[Path], n: int, repeats: int = 3
+) -> tuple[float, str, dict[str, float]]:
+    """Images/s of the bare encoder on full batches of real pixels, per input shape, combined
+    by the share of ``files`` that get each shape; also returns that share."""
+    from PIL import Image
+
+    from tastegraph.catalog.images import model_input_shape
     from tastegraph.models.image import LiteImageEncoder
 
     enc = LiteImageEncoder(settings)  # type: ignore[arg-type]
-    rng = np.random.default_rng(0)
-    s = enc.input_size
-    pixels = rng.integers(0, 255, (32, s, s, 3), dtype=np.uint8)
-    enc.encode(pixels)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(max(1, n // 32)):
-            enc.encode(pixels)
-        rates.append(32 * max(1, n // 32) / (time.perf_counter() - t0))
-    return statistics.median(rates), enc.runtime
+    share: dict[tuple[int, int], float] = {}
+    for f in files:
+        with Image.open(f) as im:
+            shape = model_input_shape(*im.size, enc.input_size, enc.max_aspect)
+        share[shape] = share.get(shape, 0.0) + 1.0 / len(files)
+    seconds_per_image = 0.0
+    for shape, frac in share.items():
+        batch = []
+        for f in files:
+            with Image.open(f) as im:
+                if model_input_shape(*im.size, enc.input_size, enc.max_aspect) == shape:
+                    batch.append(enc.preprocess(im.convert("RGB")))
+            if len(batch) == 32:
+                break
+        pixels = np.stack([batch[i % len(batch)] for i in range(32)])
+        enc.encode(pixels)
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(max(1, n // 32)):
+                enc.encode(pixels)
+            rates.append(32 * max(1, n // 32) / (time.perf_counter() - t0))
+        seconds_per_image += frac / statistics.median(rates)
+    shares = {f"{r}x{c}": round(v, 3) for (r, c), v in sorted(share.items())}
+    return 1.0 / seconds_per_image, enc.runtime, shares
 
 
 def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, float]]:
@@ -106,7 +130,12 @@ def measure_naive(files: list[Path], size: int = 224) -> float:
 
 
 def run(
-    images: Path, n: int, naive_n: int, models_dir: Path | None, input_size: int | None = None
+    images: Path,
+    n: int,
+    naive_n: int,
+    models_dir: Path | None,
+    input_size: int | None = None,
+    max_aspect: float | None = None,
 ) -> dict[str, object]:
     from tastegraph.settings import Settings
 
@@ -123,12 +152,14 @@ def run(
         settings = Settings(data_dir=data, whiten_min_pins=10**9)
         if input_size:
             settings = settings.model_copy(update={"image_input_size": input_size})
+        if max_aspect:
+            settings = settings.model_copy(update={"image_max_aspect": max_aspect})
         # D, F, e2e and naive all work at the model's input size (224 before it was a setting).
         size = settings.image_input_size
         console.print("decode-only …")
-        d = measure_decode(files, workers, size)
+        d = measure_decode(files, workers, size, settings.image_max_aspect)
         console.print("raw forward …")
-        f, runtime = measure_forward(settings, n)
+        f, runtime, shapes = measure_forward(settings, files, n)
         console.print("end to end ingest …")
         e2e, stages = measure_e2e(settings, files)
         console.print("naive torch loop …")
@@ -140,6 +171,7 @@ def run(
         "images": len(files),
         "cores": workers,
         "input_size": size,
+        "input_shapes": shapes,
         "runtime": runtime,
         "decode_only_per_s": round(d, 1),
         "forward_per_s": round(f, 1),
@@ -162,8 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--input-size", type=int, default=None, help="model input side (default: the setting's)"
     )
+    ap.add_argument(
+        "--max-aspect",
+        type=float,
+        default=None,
+        help="image_max_aspect (default: the setting's); > 1 gives wide photos a wide input",
+    )
     a = ap.parse_args(argv)
-    res = run(a.images, a.n, a.naive_n, a.models if a.models.is_dir() else None, a.input_size)
+    models = a.models if a.models.is_dir() else None
+    res = run(a.images, a.n, a.naive_n, models, a.input_size, a.max_aspect)
     t = Table("measure", "value")
     for k, v in res.items():
         t.add_row(k, str(v))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from eval_captions_features import CACHE, load_captions
+from eval_captions_features import CACHE, _model_tag, load_captions
 from tastegraph.models.bridge import BridgeConfig, ConSEBridge
 from tastegraph.models.image import draft_size, make_image_encoder
 from tastegraph.models.text import make_text_encoder
@@ -43,7 +43,7 @@ FLOORS = (0.12, 0.14, 0.16, 0.18, 0.2, 0.22)
 
 def clothing_probs(data: Path, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
     """Whole-image and regional probabilities of every clothing photo (cached)."""
-    path = CACHE / "clothing-probs.npz"
+    path = CACHE / f"clothing-probs-{_model_tag(settings)}.npz"
     if not path.is_file():
         enc = make_image_encoder(settings)
         files = sorted((data / "clothing" / "images").iterdir())
@@ -54,7 +54,7 @@ def clothing_probs(data: Path, settings: Settings) -> tuple[np.ndarray, np.ndarr
                 with Image.open(f) as img:
                     img.draft("RGB", (draft_size(enc.input_size),) * 2)
                     pixels.append(enc.preprocess(img.convert("RGB")))
-            out = enc.encode(np.stack(pixels))
+            out = enc.encode(pixels)
             probs.append(out.probs)
             local.append(out.local_probs)
         np.savez(path, probs=np.concatenate(probs), local=np.concatenate(local))
@@ -70,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings(data_dir=CACHE / "data")
     _, _, target = load_captions(args.data)
-    cached = np.load(CACHE / "flickr-captions.npz")
+    cached = np.load(CACHE / f"flickr-captions-{_model_tag(settings)}.npz")
     bridge = ConSEBridge(
         make_text_encoder(settings), BridgeConfig(), cache_dir=settings.data_dir / "models"
     )

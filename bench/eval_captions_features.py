@@ -52,6 +52,11 @@ def load_captions(data: Path) -> tuple[list[str], list[str], NDArray[np.int64]]:
     return images, [r["caption"] for r in rows], np.array([index[r["image"]] for r in rows])
 
 
+def _model_tag(settings: Settings) -> str:
+    """The image model's id, so that cached features never outlive the model that made them."""
+    return make_image_encoder(settings).model_id.replace("@", "v")
+
+
 def half_of(name: str) -> str:
     return "A" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "B"
 
@@ -76,14 +81,14 @@ def extract(data: Path) -> None:
             views["squash"].append(_squash(img, enc.input_size))
     arrays: dict[str, Any] = {}
     for k, v in views.items():
-        out = enc.encode(np.stack(v))
+        out = enc.encode(v)
         arrays[f"probs_{k}"], arrays[f"local_{k}"] = out.probs, out.local_probs
     print(f"images: {len(images)} x 3 views in {time.perf_counter() - t0:.1f}s ({enc.model_id})")
     text = make_text_encoder(settings)
     t0 = time.perf_counter()
     qv = text.encode(captions)
     print(f"captions: {len(captions)} in {time.perf_counter() - t0:.1f}s")
-    np.savez(CACHE / "flickr-captions.npz", captions=qv, **arrays)
+    np.savez(CACHE / f"flickr-captions-{_model_tag(settings)}.npz", captions=qv, **arrays)
 
 
 def recall(scores: F32, target: NDArray[np.int64], ks: tuple[int, ...] = (1, 5, 10)) -> list[float]:
@@ -100,7 +105,7 @@ def ablate(data: Path) -> None:
     """Print R@1/5/10 for each variant: all captions, and captions of image halves A and B."""
     settings = Settings(data_dir=CACHE / "data")
     images, _, target = load_captions(data)
-    cached = np.load(CACHE / "flickr-captions.npz")
+    cached = np.load(CACHE / f"flickr-captions-{_model_tag(settings)}.npz")
     qv = cached["captions"]
     halves = np.array([half_of(images[t]) for t in target])
     text = make_text_encoder(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -27,16 +28,25 @@ class FakeImageEncoder:
     input_size = 32
     label_names: ClassVar[list[str]] = ["red thing", "green thing", "blue thing", "grey thing"]
 
+    max_aspect = 1.0  # > 1: wide inputs as the lite encoder has them (see catalog.images)
+
+    @property
+    def input_shapes(self) -> list[tuple[int, int]]:
+        from tastegraph.catalog.images import wide_side
+
+        s, w = self.input_size, wide_side(self.input_size, self.max_aspect)
+        return [(s, s)] + ([(s, w), (w, s)] if w > s else [])
+
     def preprocess(self, image: object) -> NDArray[np.uint8]:
         from tastegraph.models.image import preprocess_image
 
-        return preprocess_image(image, size=self.input_size)
+        return preprocess_image(image, size=self.input_size, max_aspect=self.max_aspect)
 
-    def encode(self, pixels: NDArray[np.uint8]) -> ImageOutput:
-        x = pixels.astype(np.float64) / 255.0
+    def encode(self, pixels: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> ImageOutput:
         feats = []
         probs = []
-        for img in x:
+        for one in pixels:
+            img = np.asarray(one, np.float64) / 255.0
             n = img.shape[0] * img.shape[1]
             h = [np.histogram(img[..., c], bins=16, range=(0, 1))[0] / n for c in range(3)]
             means = img.reshape(-1, 3).mean(0)

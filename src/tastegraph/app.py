@@ -60,10 +60,12 @@ class App:
         from tastegraph.catalog.images import model_input
 
         image = self.encoders.image
-        crop = getattr(image, "crop_fraction", None)
-        if crop is None:
-            return functools.partial(model_input, size=image.input_size)
-        return functools.partial(model_input, size=image.input_size, crop_fraction=crop)
+        return functools.partial(
+            model_input,
+            size=image.input_size,
+            crop_fraction=getattr(image, "crop_fraction", 1.0),
+            max_aspect=getattr(image, "max_aspect", 1.0),
+        )
 
     def top_labels(self, probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
         from tastegraph.models.image import top_labels

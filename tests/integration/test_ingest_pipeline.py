@@ -70,32 +70,41 @@ def _by_source(app: App) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def _wide(app: App) -> App:
+    """The fake encoder with wide inputs, as the lite one has: 64 x 64, 64 x 96 and 96 x 64."""
+    image = app.encoders.image
+    image.input_size, image.max_aspect = 64, 1.5  # type: ignore[misc]
+    return app
+
+
 def test_worker_pool_gives_what_in_process_ingest_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = _folder(tmp_path / "imgs", 40)
-    pooled = _app(tmp_path, "pooled", batch_size=8, decode_workers=2)
-    inline = _app(tmp_path, "inline", batch_size=8, decode_workers=1)
-    # model inputs come back through shared memory, not the pipe
-    via_slots: list[int] = []
-    real_gather = ing._batch_pixels
+    (src / "square.png").write_bytes(fx.png_bytes(300, 300))
+    pooled = _wide(_app(tmp_path, "pooled", batch_size=8, decode_workers=2))
+    inline = _wide(_app(tmp_path, "inline", batch_size=8, decode_workers=1))
+    # model inputs of every shape come back through shared memory, not the pipe
+    via_slots: list[tuple[int, ...]] = []
+    real_pixels = ing._PixelSlots.pixels
 
-    def gather(ok: list[ing.Prepared], slots: Any) -> np.ndarray:
-        via_slots.extend(p.slot for p in ok if p.slot >= 0)
-        return real_gather(ok, slots)
+    def pixels(self: ing._PixelSlots, p: ing.Prepared) -> np.ndarray:
+        via_slots.append(p.shape)
+        return real_pixels(self, p)
 
-    monkeypatch.setattr(ing, "_batch_pixels", gather)
+    monkeypatch.setattr(ing._PixelSlots, "pixels", pixels)
     try:
         a = ingest(pooled, str(src), progress=False)
-        assert len(via_slots) == 41
+        assert len(via_slots) == 42
+        assert set(via_slots) == {(64, 64, 3), (64, 96, 3), (96, 64, 3)}
         b = ingest(inline, str(src), progress=False)
-        assert a.added == b.added == 40 and a.existing == b.existing == 1
+        assert a.added == b.added == 41 and a.existing == b.existing == 1
         reasons = sorted((Path(q.source).name, q.reason) for q in a.quarantine)
         assert reasons == [("zz-cut.jpg", "truncated"), ("zz-page.jpg", "not_an_image")]
         assert reasons == sorted((Path(q.source).name, q.reason) for q in b.quarantine)
         # same pixels in, same thumbnails, hashes and vectors out, whichever path decoded them
         assert _by_source(pooled) == _by_source(inline)
-        assert len(pooled.indexes.get("image")) == 40
+        assert len(pooled.indexes.get("image")) == 41
         # where the time went is reported for both paths
         for report in (a, b):
             assert {"decode", "image_model", "store", "bridge_tags"} <= set(report.timings)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tastegraph.catalog.images import model_input_shape, wide_side
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import ImageEncoder
 from tastegraph.models.image import (
@@ -117,6 +118,38 @@ def test_transparent_images_are_put_on_white() -> None:
     assert (preprocess_image(img) == 255).all()
 
 
+@pytest.mark.parametrize(
+    ("size", "shape"),
+    [((640, 480), (256, 320)), ((480, 640), (320, 256)), ((500, 375), (256, 320)),
+     ((900, 300), (256, 320)), ((530, 480), (256, 256)), ((300, 300), (256, 256)),
+     ((563, 500), (256, 320)), ((560, 500), (256, 256))],
+)  # fmt: skip
+def test_wide_input_shape(size: tuple[int, int], shape: tuple[int, int]) -> None:
+    """Clearly landscape or portrait photos (at least halfway to 5:4) get the wide input."""
+    img = Image.new("RGB", size, (10, 200, 30))
+    assert preprocess_image(img, 256, 1.0, 1.25).shape == (*shape, 3)
+    assert preprocess_image(img, 256, 1.0, 1.0).shape == (256, 256, 3)
+    assert model_input_shape(*size, 256, 1.25) == shape
+    assert wide_side(256, 1.25) == 320 and wide_side(224, 1.25) == 288 and wide_side(256, 1) == 256
+
+
+def test_wide_input_keeps_the_frame_a_square_crop_drops() -> None:
+    # 5:4 landscape with red bands on the outer 10% of each side: the square crop loses them.
+    img = Image.new("RGB", (500, 400), (0, 255, 0))
+    img.paste((255, 0, 0), (0, 0, 50, 400))
+    img.paste((255, 0, 0), (450, 0, 500, 400))
+    red = np.array([255, 0, 0])
+    wide = preprocess_image(img, 256, 1.0, 1.25).astype(int)
+    assert (np.abs(wide[:, :28] - red).max(axis=2) <= 2).mean() > 0.99
+    assert (np.abs(wide[:, -28:] - red).max(axis=2) <= 2).mean() > 0.99
+    square = preprocess_image(img, 256, 1.0, 1.0).astype(int)
+    assert (np.abs(square - red).max(axis=2) <= 2).mean() < 0.01
+    # Portrait: the same, along the rows.
+    tall = preprocess_image(img.transpose(Image.Transpose.ROTATE_90), 256, 1.0, 1.25).astype(int)
+    assert tall.shape == (320, 256, 3)
+    assert (np.abs(tall[:28] - red).max(axis=2) <= 2).mean() > 0.99
+
+
 def test_draft_size_covers_the_crop() -> None:
     assert draft_size(224, 0.875) == 256
     assert draft_size(224, 1.0) == 224
@@ -164,10 +197,13 @@ def test_resolve_runtime() -> None:
 def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
     enc = LiteImageEncoder(Settings(data_dir=tmp_path))
     assert isinstance(enc, ImageEncoder)
-    assert enc.model_id == "lite0-gem3-s256@3"
+    assert enc.model_id == "lite0-gem3-s256@3" and enc.input_shapes == [(256, 256)]
     assert (enc.dim, enc.input_size) == (1280, 256)
     small = LiteImageEncoder(Settings(data_dir=tmp_path, image_input_size=224))
     assert small.model_id == "lite0-gem3-s224@3" and small.options != enc.options
+    wide = LiteImageEncoder(Settings(data_dir=tmp_path, image_max_aspect=1.25))
+    assert wide.model_id == "lite0-gem3-s256-w320@3"
+    assert wide.input_shapes == [(256, 256), (256, 320), (320, 256)]
     assert len(enc.label_names) == 1000
     assert enc.label_names[MILITARY_UNIFORM] == "military uniform"
     assert not (tmp_path / "models").exists()  # nothing exported before the first encode
@@ -175,6 +211,11 @@ def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
         enc.encode(np.zeros((1, 256, 256, 3), np.float32))  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         enc.encode(np.zeros((1, 224, 224, 3), np.uint8))
+    with pytest.raises(InvalidInput, match="image 1"):
+        wide.encode([np.zeros((256, 320, 3), np.uint8), np.zeros((320, 320, 3), np.uint8)])
+    with pytest.raises(InvalidInput):
+        enc.encode([np.zeros((256, 320, 3), np.uint8)])
+    assert enc.encode([]).features.shape == (0, 1280)
     empty = enc.encode(np.zeros((0, 256, 256, 3), np.uint8))
     assert empty.features.shape == (0, 1280)
     assert empty.probs is not None and empty.probs.shape == (0, 1000)
@@ -302,7 +343,7 @@ def test_real_dog_photos_get_dog_classes(tmp_path: Path) -> None:
         with Image.open(data / "images" / name) as im:
             im.draft("RGB", (size, size))
             pixels.append(enc.preprocess(im.convert("RGB")))
-    out = enc.encode(np.stack(pixels))
+    out = enc.encode(pixels)
     assert out.probs is not None
     top5 = np.argsort(-out.probs, axis=1)[:, :5]
     hit = np.isin(top5, list(DOG_CLASSES)).any(axis=1)
@@ -319,6 +360,43 @@ def test_encoder_batches_consistently(tmp_path: Path, photos: np.ndarray) -> Non
     assert a.probs is not None and b.probs is not None
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
     assert one.runtime.endswith("/f32")
+
+
+@pytest.mark.slow
+def test_wide_inputs_through_the_runtime_match_torch(tmp_path: Path) -> None:
+    """Each input shape is its own exported graph; a mixed batch comes back in input order, and
+    the descriptor of a wide input pools its central square."""
+    import torch
+
+    from tastegraph.models.lite0 import Lite0Descriptor, load_lite0
+
+    enc = LiteImageEncoder(
+        real_settings(tmp_path, precision="f32", runtime="onnxruntime", image_max_aspect=1.25)
+    )
+    with Image.open(_grace_hopper()) as im:
+        photo = im.convert("RGB")  # 512 x 600, portrait
+    wide = photo.crop((0, 56, 512, 456))  # landscape 512 x 400
+    inputs = [
+        enc.preprocess(photo),
+        enc.preprocess(wide),
+        enc.preprocess(photo.crop((0, 0, 512, 512))),
+    ]
+    assert [p.shape[:2] for p in inputs] == [(320, 256), (256, 320), (256, 256)]
+    out = enc.encode(inputs)
+    net = Lite0Descriptor(load_lite0(image_size=256))
+    with torch.inference_mode():
+        for i, px in enumerate(inputs):
+            f, p, local = (t.numpy()[0] for t in net(torch.from_numpy(px[None].copy())))
+            assert float(f @ out.features[i]) > 0.999
+            np.testing.assert_allclose(out.probs[i], p, atol=1e-3)  # type: ignore[index]
+            np.testing.assert_allclose(out.local_probs[i], local, atol=1e-3)  # type: ignore[index]
+        # features of the wide input = GeM of the central 8 x 8 window of its feature map
+        fmap = net.net.forward_map(
+            torch.from_numpy(inputs[1][None]).permute(0, 3, 1, 2) / 127.5 - 1
+        )
+        centre = torch.nn.functional.normalize(gem_pool(fmap[:, :, :, 1:9], 3.0), dim=1)
+        assert float(centre[0].numpy() @ out.features[1]) > 0.999
+    assert "military uniform" in [n for n, _ in top_labels(out.probs[0], enc.label_names, k=5)]  # type: ignore[index]
 
 
 @pytest.mark.slow

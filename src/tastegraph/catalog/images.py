@@ -59,11 +59,13 @@ __all__ = [
     "hamming",
     "make_thumbnail",
     "model_input",
+    "model_input_shape",
     "perceptual_hash",
     "quick_perceptual_hash",
     "quick_thumbnail",
     "quick_thumbnail_and_phash",
     "read_source_bytes",
+    "wide_side",
 ]
 
 # The fixed set of ``ImageRejected.reason`` codes this module raises.
@@ -665,27 +667,63 @@ def quick_perceptual_hash(image: Image.Image) -> str:
     return np.packbits(bits).tobytes().hex()
 
 
-def model_input(image: Image.Image, size: int, crop_fraction: float = 1.0) -> NDArray[np.uint8]:
-    """Central square crop resized to ``size`` (bicubic), as uint8 (size, size, 3).
+def wide_side(size: int, max_aspect: float) -> int:
+    """Longer side of the wide model input: ``size * max_aspect`` rounded to a multiple of 32.
+
+    Multiples of 32 keep every stride-2 layer of the network on even sizes, so the same padding
+    (and the same exported weights) serve the square and the wide inputs.
+    """
+    return max(size, round(size * max_aspect / 32.0) * 32)
+
+
+def model_input_shape(
+    width: int, height: int, size: int, max_aspect: float = 1.0
+) -> tuple[int, int]:
+    """(rows, columns) of the model input for a ``width`` x ``height`` picture.
+
+    A square ``size`` x ``size``, unless ``max_aspect`` allows a wider input and the picture is
+    at least halfway between square and that aspect: then ``size`` by :func:`wide_side`, in the
+    picture's orientation. Only these three shapes exist, so encoder batches stay large.
+    """
+    long = wide_side(size, max_aspect)
+    if long == size or width < 1 or height < 1:
+        return size, size
+    ratio = max(width, height) / min(width, height)
+    if ratio < (1.0 + long / size) / 2.0:
+        return size, size
+    return (size, long) if width >= height else (long, size)
+
+
+def model_input(
+    image: Image.Image, size: int, crop_fraction: float = 1.0, max_aspect: float = 1.0
+) -> NDArray[np.uint8]:
+    """Central crop resized to the model input (bicubic), as uint8 (rows, columns, 3).
+
+    The crop has the aspect of :func:`model_input_shape`: a square of ``size`` by default; with
+    ``max_aspect`` > 1, photos that are clearly landscape or portrait keep more of their frame
+    (``size`` x ``wide_side``), because captions and word queries describe the whole scene.
 
     The image model's input: ``tastegraph.models.image.preprocess_image`` checks its argument and
     calls this. It lives here, free of the model code (and torch), so that decode worker
     processes start in a fraction of the time. ``image`` is expected in RGB, as
     :func:`decode_image` returns it; other modes are converted as :func:`decode_image` would.
-    Equivalent to "resize the shorter side to ``size / crop_fraction``, then centre-crop
-    ``size``", done as one resampling of the crop box so large photos are never resized whole;
+    Equivalent to "resize the shorter side to ``size / crop_fraction``, then centre-crop", done
+    as one resampling of the crop box so large photos are never resized whole;
     ``reducing_gap`` is a cheap box pre-shrink whose error stays below 1 grey level.
     """
     img = image if image.mode == "RGB" else _to_rgb(image)
     w, h = img.size
     if w < 1 or h < 1:
         raise InvalidInput("image has no pixels")
-    side = min(w, h) * crop_fraction
-    left, top = (w - side) / 2.0, (h - side) / 2.0
+    rows, cols = model_input_shape(w, h, size, max_aspect)
+    # The largest box of the output's aspect that fits, shrunk by crop_fraction.
+    scale = min(w / cols, h / rows) * crop_fraction
+    bw, bh = cols * scale, rows * scale
+    left, top = (w - bw) / 2.0, (h - bh) / 2.0
     out = img.resize(
-        (size, size),
+        (cols, rows),
         Image.Resampling.BICUBIC,
-        box=(left, top, left + side, top + side),
+        box=(left, top, left + bw, top + bh),
         reducing_gap=3.0,
     )
     return np.asarray(out, dtype=np.uint8)

@@ -89,6 +89,7 @@ class Prepared:
     height: int
     format: str
     slot: int = -1  # the _PixelSlots slot holding the model input, or -1
+    shape: tuple[int, ...] = ()  # the model input's shape while it waits in ``slot``
 
 
 @dataclass
@@ -221,11 +222,11 @@ class _PixelSlots:
     simply pickles the array as before.
     """
 
-    def __init__(self, ctx: Any, count: int, shape: tuple[int, ...]) -> None:
+    def __init__(self, ctx: Any, count: int, slot_bytes: int) -> None:
         self.count = count
-        self.shape = shape
-        self.buffer = ctx.RawArray("B", count * int(np.prod(shape)))
-        self.view = _slot_view(self.buffer, count, shape)
+        self.slot_bytes = slot_bytes  # the largest model input (the encoder has a few shapes)
+        self.buffer = ctx.RawArray("B", count * slot_bytes)
+        self.view = _slot_view(self.buffer, count, slot_bytes)
         self._free: deque[int] = deque(range(count))
 
     def take(self) -> int:
@@ -235,16 +236,20 @@ class _PixelSlots:
         if slot >= 0:
             self._free.append(slot)
 
+    def pixels(self, p: Prepared) -> NDArray[np.uint8]:
+        """The model input waiting in ``p``'s slot (a view: copy it before giving it back)."""
+        return self.view[p.slot, : int(np.prod(p.shape))].reshape(p.shape)
 
-def _slot_view(buffer: Any, count: int, shape: tuple[int, ...]) -> NDArray[np.uint8]:
-    return np.frombuffer(buffer, dtype=np.uint8).reshape(count, *shape)
+
+def _slot_view(buffer: Any, count: int, slot_bytes: int) -> NDArray[np.uint8]:
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(count, slot_bytes)
 
 
 _WORKER_CFG: PrepareConfig | None = None
 _WORKER_SLOTS: NDArray[np.uint8] | None = None
 
 
-def _init_worker(cfg: PrepareConfig, slots: tuple[Any, int, tuple[int, ...]] | None) -> None:
+def _init_worker(cfg: PrepareConfig, slots: tuple[Any, int, int] | None) -> None:
     global _WORKER_CFG, _WORKER_SLOTS
     _WORKER_CFG = cfg
     _WORKER_SLOTS = _slot_view(*slots) if slots is not None else None
@@ -262,8 +267,8 @@ def _prepare_chunk(
 ) -> tuple[list[Prepared | Rejected], float]:
     """Prepare a few items in a worker; also returns the CPU seconds it took.
 
-    The model input of item i goes to shared slot ``slots[i]`` when there is one (and it has
-    the slot's shape), else it travels back with the result.
+    The model input of item i goes to shared slot ``slots[i]`` when there is one (and it fits
+    the slot), else it travels back with the result.
     """
     assert _WORKER_CFG is not None
     t0 = time.process_time()
@@ -275,9 +280,10 @@ def _prepare_chunk(
                 isinstance(p, Prepared)
                 and slot >= 0
                 and p.pixels.dtype == view.dtype
-                and p.pixels.shape == view.shape[1:]
+                and p.pixels.size <= view.shape[1]
             ):
-                view[slot] = p.pixels
+                view[slot, : p.pixels.size] = p.pixels.reshape(-1)
+                p.shape = p.pixels.shape
                 p.pixels, p.slot = _NO_PIXELS, slot
     return out, time.process_time() - t0
 
@@ -399,12 +405,14 @@ def ingest_items(
         else:
             ctx = get_context("spawn")
             ahead = max(2 * workers, _BATCHES_AHEAD * -(-batch_size // _CHUNK))
-            slots = _make_slots(ctx, cfg.input_size, ahead * _CHUNK + batch_size + _CHUNK)
+            slots = _make_slots(
+                ctx, _largest_input(enc.image), ahead * _CHUNK + batch_size + _CHUNK
+            )
             pool = ProcessPoolExecutor(
                 min(workers, -(-len(todo) // _CHUNK)),
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(cfg, (slots.buffer, slots.count, slots.shape) if slots else None),
+                initargs=(cfg, (slots.buffer, slots.count, slots.slot_bytes) if slots else None),
             )
             prepared = _prepared_in_pool(pool, todo, ahead, clock, slots)
         clock.since("setup", t0)
@@ -432,14 +440,19 @@ def ingest_items(
     return report
 
 
-def _make_slots(ctx: Any, input_size: int, count: int) -> _PixelSlots | None:
+def _largest_input(image: Any) -> int:
+    """Bytes of the image encoder's largest model input (uint8, 3 channels)."""
+    shapes = getattr(image, "input_shapes", None) or [(image.input_size, image.input_size)]
+    return max(rows * cols * 3 for rows, cols in shapes)
+
+
+def _make_slots(ctx: Any, slot_bytes: int, count: int) -> _PixelSlots | None:
     """Shared slots for ``count`` model inputs, at most ``_SLOTS_MAX_BYTES`` (None: pickle)."""
-    shape = (input_size, input_size, 3)
-    count = min(count, _SLOTS_MAX_BYTES // int(np.prod(shape)))
+    count = min(count, _SLOTS_MAX_BYTES // slot_bytes)
     if count < _CHUNK:
         return None
     try:
-        return _PixelSlots(ctx, count, shape)
+        return _PixelSlots(ctx, count, slot_bytes)
     except OSError:  # no room for the shared file: the arrays travel through the pipe instead
         return None
 
@@ -586,27 +599,20 @@ def _run_models(
         return _Encoded(ok)
     enc = app.encoders
     t = time.perf_counter()
-    out = enc.image.encode(_batch_pixels(ok, slots))
+    try:
+        # Views into the shared slots: the encoder copies each shape's inputs into one batch.
+        out = enc.image.encode([slots.pixels(p) if slots and p.slot >= 0 else p.pixels for p in ok])
+    finally:
+        if slots is not None:
+            for p in ok:
+                slots.give_back(p.slot)
+                p.slot = -1
     t = clock.since("image_model", t)
     texts = [_pin_text(p.item) for p in ok]
     with_text = [i for i, s in enumerate(texts) if s]
     text_vecs = enc.text.encode([texts[i] for i in with_text]) if with_text else None
     clock.since("text_model", t)
     return _Encoded(ok, out, text_vecs, {i: r for r, i in enumerate(with_text)})
-
-
-def _batch_pixels(ok: list[Prepared], slots: _PixelSlots | None) -> NDArray[np.uint8]:
-    """The batch's model inputs as one array; shared slots are given back once copied."""
-    if slots is None or all(p.slot < 0 for p in ok):
-        return np.stack([p.pixels for p in ok])
-    if all(p.slot >= 0 for p in ok):
-        pixels = slots.view[[p.slot for p in ok]]  # one gather, one copy
-    else:
-        pixels = np.stack([slots.view[p.slot] if p.slot >= 0 else p.pixels for p in ok])
-    for p in ok:
-        slots.give_back(p.slot)
-        p.slot = -1
-    return pixels
 
 
 def _pin_rows(app: App, batch: _Encoded, clock: _Clock) -> list[NewPin]:

@@ -10,6 +10,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -36,15 +37,20 @@ class ImageOutput:
 class ImageEncoder(Protocol):
     model_id: str  # stable id recorded on every vector, e.g. "lite0-gem@1"
     dim: int
-    input_size: int  # square side the pixels must have
+    input_size: int  # shorter side of the model input (the square's side)
     label_names: list[str]  # human-readable label for each probs column ([] if none)
 
     def preprocess(self, image: object) -> NDArray[np.uint8]:
-        """A decoded RGB ``PIL.Image`` -> (input_size, input_size, 3) uint8 model input."""
+        """A decoded RGB ``PIL.Image`` -> (rows, cols, 3) uint8 model input.
+
+        A (input_size, input_size) square, or for an encoder that sees wider frames (``lite``
+        with ``image_max_aspect`` > 1) one of a few landscape or portrait shapes.
+        """
         ...
 
-    def encode(self, pixels: NDArray[np.uint8]) -> ImageOutput:
-        """(N, input_size, input_size, 3) uint8 -> features and label probabilities."""
+    def encode(self, pixels: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> ImageOutput:
+        """Model inputs (one (N, rows, cols, 3) uint8 array, or a sequence of ``preprocess``
+        outputs of possibly different shapes) -> features and label probabilities, in order."""
         ...
 
 

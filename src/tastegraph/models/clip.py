@@ -18,6 +18,7 @@ import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,9 +176,10 @@ class ClipImageEncoder:
 
         return preprocess_image(image, self.input_size, CLIP_CROP_FRACTION)
 
-    def encode(self, pixels: NDArray[np.uint8]) -> ImageOutput:
+    def encode(self, pixels: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> ImageOutput:
         s = self.input_size
-        pixels = np.asarray(pixels)
+        if not isinstance(pixels, np.ndarray):  # a sequence of (s, s, 3) inputs
+            pixels = np.stack(pixels) if len(pixels) else np.zeros((0, s, s, 3), np.uint8)
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
             raise InvalidInput(
                 f"pixels must be uint8 of shape (N, {s}, {s}, 3), got {pixels.dtype} {pixels.shape}"

@@ -3,7 +3,7 @@
 Example
 -------
 >>> enc = make_image_encoder(get_settings())                        # doctest: +SKIP
->>> pixels = np.stack([enc.preprocess(img) for img in images])      # doctest: +SKIP
+>>> pixels = [enc.preprocess(img) for img in images]  # shapes may differ # doctest: +SKIP
 >>> out = enc.encode(pixels)                                        # doctest: +SKIP
 >>> top_labels(out.probs[0], enc.label_names, k=5, min_prob=0.05)   # doctest: +SKIP
 [('Labrador Retriever', 0.71), ('Golden Retriever', 0.12)]
@@ -12,6 +12,7 @@ Example
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tastegraph.catalog.images import model_input
+from tastegraph.catalog.images import model_input, wide_side
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import ImageEncoder, ImageOutput
 from tastegraph.models.lite0 import IMAGE_SIZE, ExportOptions, Pooling, export_onnx
@@ -54,6 +55,8 @@ CROP_FRACTION = 1.0
 # 224 -> 256 -> 288 gives mAP@10 0.636 -> 0.645 -> 0.648 over all real classes, and the same
 # on each contributor half; 320 falls back (0.586 without re-ranking, vs 0.600 at 288). Flickr
 # caption R@10 does not move (0.288 / 0.290 / 0.287). 256 buys most of the gain for 1.3x compute.
+# With ``image_max_aspect`` > 1 the id also names the wide side (``-w320``): photos that are
+# clearly landscape or portrait are then seen whole up to that aspect, which moves their vectors.
 LITE_VERSION = 3
 
 
@@ -67,9 +70,15 @@ def draft_size(input_size: int = IMAGE_SIZE, crop_fraction: float = CROP_FRACTIO
 
 
 def preprocess_image(
-    image: object, size: int = IMAGE_SIZE, crop_fraction: float = CROP_FRACTION
+    image: object,
+    size: int = IMAGE_SIZE,
+    crop_fraction: float = CROP_FRACTION,
+    max_aspect: float = 1.0,
 ) -> NDArray[np.uint8]:
-    """Central square crop resized to ``size`` with bicubic filtering, as uint8 (size, size, 3).
+    """Central crop resized to the model input with bicubic filtering, as uint8 (rows, cols, 3).
+
+    A ``size`` square by default; ``max_aspect`` > 1 lets landscape and portrait photos keep more
+    of their frame (see :func:`tastegraph.catalog.images.model_input_shape`).
 
     Equivalent to "resize the shorter side to ``size / crop_fraction``, then centre-crop ``size``"
     but done as one resampling of the crop box, so large photos are never resized whole.
@@ -78,7 +87,7 @@ def preprocess_image(
         raise InvalidInput(f"expected a PIL image, got {type(image).__name__}")
     # The conversion to RGB and the crop-and-resize live with the other torch-free image
     # operations (``App.preprocess`` hands them to ingest's decode workers).
-    return model_input(image, size, crop_fraction)
+    return model_input(image, size, crop_fraction, max_aspect)
 
 
 def imagenet_label_names() -> list[str]:
@@ -132,12 +141,19 @@ class LiteImageEncoder:
     ) -> None:
         self.settings = settings
         self.input_size = int(settings.image_input_size)
+        self.max_aspect = float(settings.image_max_aspect)
         self.options = ExportOptions(pooling=pooling, gem_p=gem_p, image_size=self.input_size)
         variant = f"gem{gem_p:g}" if pooling == "gem" else "avg"
-        self.model_id = f"lite0-{variant}-s{self.input_size}@{LITE_VERSION}"
+        s, wide = self.input_size, wide_side(self.input_size, self.max_aspect)
+        # Every (rows, cols) the model accepts: the square, then the landscape and portrait ones.
+        self.input_shapes: list[tuple[int, int]] = [(s, s)]
+        if wide > s:
+            self.input_shapes += [(s, wide), (wide, s)]
+        shapes = f"-w{wide}" if wide > s else ""
+        self.model_id = f"lite0-{variant}-s{s}{shapes}@{LITE_VERSION}"
         self.label_names = imagenet_label_names()
         self.batch_size = settings.batch_size
-        self._model: CompiledModel | None = None
+        self._models: dict[tuple[int, int], CompiledModel] = {}
         # The compiled requests are reused call after call: concurrent encode() calls take turns.
         self._lock = threading.Lock()
 
@@ -145,14 +161,20 @@ class LiteImageEncoder:
     def models_dir(self) -> Path:
         return self.settings.data_dir / "models"
 
-    def load(self) -> CompiledModel:
-        """Export (once) and compile the model now instead of on the first :meth:`encode`."""
+    def load(self, shape: tuple[int, int] | None = None) -> CompiledModel:
+        """Export (once) and compile the model for ``shape`` (default: the square) now instead of
+        on the first :meth:`encode` that needs it."""
         with self._lock:
-            if self._model is None:
-                path = export_onnx(self.models_dir, self.options)
-                choice = resolve_runtime(self.settings.runtime, self.settings.precision)
-                self._model = load_compiled(path, choice, cache_dir=self.models_dir / "ov-cache")
-            return self._model
+            return self._load(shape or self.input_shapes[0])
+
+    def _load(self, shape: tuple[int, int]) -> CompiledModel:
+        model = self._models.get(shape)
+        if model is None:
+            path = export_onnx(self.models_dir, self.options, shape=shape)
+            choice = resolve_runtime(self.settings.runtime, self.settings.precision)
+            model = load_compiled(path, choice, cache_dir=self.models_dir / "ov-cache")
+            self._models[shape] = model
+        return model
 
     @property
     def runtime(self) -> str:
@@ -161,39 +183,66 @@ class LiteImageEncoder:
         return f"{model.runtime}/{model.precision}"
 
     def preprocess(self, image: object) -> NDArray[np.uint8]:
-        return preprocess_image(image, self.input_size, self.crop_fraction)
+        return preprocess_image(image, self.input_size, self.crop_fraction, self.max_aspect)
 
-    def encode(self, pixels: NDArray[np.uint8]) -> ImageOutput:
-        pixels = np.asarray(pixels)
-        s = self.input_size
-        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (s, s, 3):
-            raise InvalidInput(
-                f"pixels must be uint8 of shape (N, {s}, {s}, 3), got {pixels.dtype} {pixels.shape}"
-            )
-        n = pixels.shape[0]
-        if n == 0:
-            return ImageOutput(
-                features=np.zeros((0, self.dim), np.float32),
-                probs=np.zeros((0, len(self.label_names)), np.float32),
-                local_probs=np.zeros((0, len(self.label_names)), np.float32),
-            )
-        model = self.load()
-        feats, probs, local = [], [], []
+    def encode(self, pixels: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> ImageOutput:
+        """Model inputs -> outputs, in order.
+
+        ``pixels`` is one uint8 (N, rows, cols, 3) array or a sequence of (rows, cols, 3) arrays,
+        each of a shape in :attr:`input_shapes`; inputs of each shape run as their own batches.
+        """
+        groups = _group_by_shape(pixels, self.input_shapes)
+        n = sum(len(idx) for idx, _ in groups.values())
+        k = len(self.label_names)
+        feats = np.zeros((n, self.dim), np.float32)
+        probs = np.zeros((n, k), np.float32)
+        local = np.zeros((n, k), np.float32)
         with self._lock:
-            for start in range(0, n, self.batch_size):
-                chunk = np.ascontiguousarray(pixels[start : start + self.batch_size])
-                out = model.run({"pixels": chunk})
-                feats.append(out["features"])
-                probs.append(out["probs"])
-                local.append(out["local_probs"])
-        features = np.concatenate(feats).astype(np.float32, copy=False)
+            for shape, (idx, batch) in groups.items():
+                model = self._load(shape)
+                for start in range(0, len(idx), self.batch_size):
+                    rows = idx[start : start + self.batch_size]
+                    chunk = np.ascontiguousarray(batch[start : start + self.batch_size])
+                    out = model.run({"pixels": chunk})
+                    feats[rows], probs[rows] = out["features"], out["probs"]
+                    local[rows] = out["local_probs"]
         # Re-normalise: bf16 inference leaves norms a little off 1.
-        features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        return ImageOutput(
-            features=features,
-            probs=np.concatenate(probs).astype(np.float32, copy=False),
-            local_probs=np.concatenate(local).astype(np.float32, copy=False),
-        )
+        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        return ImageOutput(features=feats, probs=probs, local_probs=local)
+
+
+def _group_by_shape(
+    pixels: NDArray[np.uint8] | Sequence[NDArray[np.uint8]], shapes: list[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[NDArray[np.intp], NDArray[np.uint8]]]:
+    """{(rows, cols): (positions in the input, stacked pixels)}; checks dtype and shapes."""
+    allowed = " or ".join(f"(N, {r}, {c}, 3)" for r, c in shapes)
+    if isinstance(pixels, np.ndarray):
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:3]) not in shapes:
+            raise InvalidInput(
+                f"pixels must be uint8 of shape {allowed}, got {pixels.dtype} {pixels.shape}"
+            )
+        if pixels.shape[3] != 3:
+            raise InvalidInput(f"pixels must have 3 channels, got shape {pixels.shape}")
+        shape = (int(pixels.shape[1]), int(pixels.shape[2]))
+        return {shape: (np.arange(len(pixels)), pixels)} if len(pixels) else {}
+    where: dict[tuple[int, int], list[int]] = {}
+    for i, p in enumerate(pixels):
+        a = np.asarray(p)
+        if (
+            a.dtype != np.uint8
+            or a.ndim != 3
+            or a.shape[2] != 3
+            or tuple(a.shape[:2]) not in shapes
+        ):
+            raise InvalidInput(
+                f"image {i}: pixels must be uint8 of shape {allowed} without N, "
+                f"got {a.dtype} {a.shape}"
+            )
+        where.setdefault((int(a.shape[0]), int(a.shape[1])), []).append(i)
+    return {
+        shape: (np.array(idx), np.stack([np.asarray(pixels[i]) for i in idx]))
+        for shape, idx in where.items()
+    }
 
 
 def make_image_encoder(settings: Settings) -> ImageEncoder:

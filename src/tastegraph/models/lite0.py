@@ -67,7 +67,7 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 )
 
 # Bump when the exported graph changes; it is part of the file name.
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4  # 4: the descriptor pools the central square of a wide input
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -227,6 +227,12 @@ class Lite0Descriptor(nn.Module):
     Scaling, layout change, pooling and normalisation live inside the graph so that the runtime
     receives the decoded bytes directly and no float copy of the batch is made in Python.
 
+    The input may be wider than tall or taller than wide (``catalog.images.model_input`` keeps
+    more of a landscape or portrait frame, sides in multiples of 32). ``probs`` and
+    ``local_probs`` then see the whole input, while ``features`` pools only its central square
+    (``square`` x ``square`` feature-map positions), which is what the square input would give:
+    product photos are matched on the object, not on the wider background.
+
     ``local_probs`` is the classifier applied to each ``local_cell`` x ``local_cell`` cell of the
     final feature map (64 x 64 input pixels at the default cell of 2) and averaged over the cells.
     The whole-image prediction names the dominant object; the local ones also name what is beside
@@ -241,6 +247,7 @@ class Lite0Descriptor(nn.Module):
         pooling: Pooling = "gem",
         gem_p: float = 3.0,
         local_cell: int = 2,
+        square: int | None = None,
     ):
         super().__init__()
         if pooling not in ("avg", "gem"):
@@ -251,6 +258,8 @@ class Lite0Descriptor(nn.Module):
         self.pooling = pooling
         self.gem_p = float(gem_p)
         self.local_cell = int(local_cell)
+        # Side of the central window the descriptor pools, in feature-map positions.
+        self.square = int(square) if square is not None else net.feature_size
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # The weights were trained on inputs scaled with mean = std = 0.5 (range [-1, 1]).
@@ -260,7 +269,10 @@ class Lite0Descriptor(nn.Module):
         cell = min(self.local_cell, fmap.shape[2], fmap.shape[3])
         cells = F.avg_pool2d(fmap, cell, cell).permute(0, 2, 3, 1)  # (N, h, w, 1280)
         local = torch.softmax(self.net._fc(cells), dim=3).mean(dim=(1, 2))
-        pooled = gem_pool(fmap, self.gem_p) if self.pooling == "gem" else fmap.mean(dim=(2, 3))
+        h, w = int(fmap.shape[2]), int(fmap.shape[3])
+        top, left = max(0, (h - self.square) // 2), max(0, (w - self.square) // 2)
+        centre = fmap[:, :, top : top + self.square, left : left + self.square]
+        pooled = gem_pool(centre, self.gem_p) if self.pooling == "gem" else centre.mean(dim=(2, 3))
         return F.normalize(pooled, dim=1), probs, local
 
 
@@ -338,6 +350,7 @@ def export_onnx(
     models_dir: Path,
     options: ExportOptions | None = None,
     weights: Path | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> Path:
     """Export :class:`Lite0Descriptor` to ONNX once and return the file's path.
 
@@ -345,12 +358,21 @@ def export_onnx(
     never reuses a stale file. The file is written to a temporary name in the same folder and
     renamed into place, so concurrent processes and crashes never leave a half-written model.
 
-    The graph has one input ``pixels`` (N, S, S, 3) uint8 with a dynamic batch axis and two
-    outputs, ``features`` (N, 1280), ``probs`` (N, 1000) and ``local_probs`` (N, 1000).
+    The graph has one input ``pixels`` (N, H, W, 3) uint8 with a dynamic batch axis and three
+    outputs, ``features`` (N, 1280), ``probs`` (N, 1000) and ``local_probs`` (N, 1000). ``shape``
+    is (H, W), multiples of 32 no smaller than ``options.image_size`` (default: the square);
+    each shape is its own static graph, so runtimes plan it fully.
     """
     options = options or ExportOptions()
     weights = weights or weights_path()
-    name = f"lite0-{options.pooling}-{weights_digest(weights)}-{options.digest()}.onnx"
+    rows, cols = shape or (options.image_size, options.image_size)
+    if min(rows, cols) < options.image_size or rows % 32 or cols % 32:
+        raise ValueError(
+            f"input shape {rows}x{cols} must be multiples of 32, at least {options.image_size}"
+        )
+    name = (
+        f"lite0-{options.pooling}-{weights_digest(weights)}-{options.digest()}-{rows}x{cols}.onnx"
+    )
     target = models_dir / name
     if target.is_file():
         return target
@@ -358,7 +380,7 @@ def export_onnx(
     model = Lite0Descriptor(
         load_lite0(weights, options.image_size), options.pooling, options.gem_p, options.local_cell
     )
-    dummy = torch.zeros((2, options.image_size, options.image_size, 3), dtype=torch.uint8)
+    dummy = torch.zeros((2, rows, cols, 3), dtype=torch.uint8)
     fd, tmp_name = tempfile.mkstemp(prefix=".lite0-", suffix=".onnx.tmp", dir=models_dir)
     os.close(fd)
     tmp = Path(tmp_name)
