@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +362,28 @@ def test_encoder_batches_consistently(tmp_path: Path, photos: np.ndarray) -> Non
     assert a.probs is not None and b.probs is not None
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
     assert one.runtime.endswith("/f32")
+
+
+@pytest.mark.slow
+def test_encoding_with_an_existing_export_does_not_import_torch(tmp_path: Path) -> None:
+    """Torch is needed to write the export only: a server or a search that finds the file does
+    without it (about 2 s and 170 MB per process)."""
+    settings = real_settings(tmp_path)
+    LiteImageEncoder(settings).load()  # the export exists from here on
+    code = (
+        "import sys, numpy as np\n"
+        "from tastegraph.settings import Settings\n"
+        "from tastegraph.models.image import LiteImageEncoder\n"
+        f"enc = LiteImageEncoder(Settings(data_dir={str(settings.data_dir)!r}))\n"
+        "out = enc.encode(np.zeros((2, 256, 256, 3), np.uint8))\n"
+        "assert out.features.shape == (2, 1280) and out.probs.shape == (2, 1000)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.slow

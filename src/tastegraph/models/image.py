@@ -23,7 +23,7 @@ from PIL import Image
 from tastegraph.catalog.images import model_input, wide_side
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import ImageEncoder, ImageOutput
-from tastegraph.models.lite0 import IMAGE_SIZE, ExportOptions, Pooling, export_onnx
+from tastegraph.models.lite0_files import IMAGE_SIZE, ExportOptions, Pooling, export_file
 from tastegraph.models.runtime import CompiledModel, load_compiled, resolve_runtime
 
 if TYPE_CHECKING:
@@ -170,7 +170,11 @@ class LiteImageEncoder:
     def _load(self, shape: tuple[int, int]) -> CompiledModel:
         model = self._models.get(shape)
         if model is None:
-            path = export_onnx(self.models_dir, self.options, shape=shape)
+            path = export_file(self.models_dir, self.options, shape=shape)
+            if not path.is_file():  # first use: torch is needed only to write the export
+                from tastegraph.models.lite0 import export_onnx
+
+                path = export_onnx(self.models_dir, self.options, shape=shape)
             choice = resolve_runtime(self.settings.runtime, self.settings.precision)
             model = load_compiled(path, choice, cache_dir=self.models_dir / "ov-cache")
             self._models[shape] = model

