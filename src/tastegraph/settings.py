@@ -77,8 +77,9 @@ class Settings(BaseSettings):
             "How much of a landscape or portrait photo the 'lite' image model sees: up to this "
             "aspect instead of the central square (1.25 = 5:4, a 256 x 320 input). Words "
             "describe the whole scene: on Flickr8k, 1.25 lifts caption R@10 by 0.002-0.007 and "
-            "halves the hits of unrelated queries at the same floor, for 25% more compute on "
-            "such photos; the image descriptor still pools the central square. 1 = squares only."
+            "cuts the hits of unrelated queries at the same floor by about 40%, for 25% more "
+            "compute on such photos; the image descriptor still pools the central square. "
+            "1 = squares only."
         ),
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Images per encoder batch.")

@@ -152,6 +152,17 @@ def test_wide_input_keeps_the_frame_a_square_crop_drops() -> None:
     assert (np.abs(tall[:28] - red).max(axis=2) <= 2).mean() > 0.99
 
 
+def test_export_file_names_each_shape_and_refuses_others(tmp_path: Path) -> None:
+    from tastegraph.models.lite0_files import ExportOptions, export_file
+
+    opts = ExportOptions(image_size=256)
+    square, wide = export_file(tmp_path, opts), export_file(tmp_path, opts, shape=(256, 320))
+    assert square.name.endswith("-256x256.onnx") and wide.name.endswith("-256x320.onnx")
+    for bad in ((250, 320), (224, 256), (256, 330)):
+        with pytest.raises(ValueError, match="multiples of 32"):
+            export_file(tmp_path, opts, shape=bad)
+
+
 def test_draft_size_covers_the_crop() -> None:
     assert draft_size(224, 0.875) == 256
     assert draft_size(224, 1.0) == 224

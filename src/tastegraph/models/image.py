@@ -220,24 +220,18 @@ def _group_by_shape(
 ) -> dict[tuple[int, int], tuple[NDArray[np.intp], NDArray[np.uint8]]]:
     """{(rows, cols): (positions in the input, stacked pixels)}; checks dtype and shapes."""
     allowed = " or ".join(f"(N, {r}, {c}, 3)" for r, c in shapes)
+    ok = {(r, c, 3) for r, c in shapes}
     if isinstance(pixels, np.ndarray):
-        if pixels.dtype != np.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:3]) not in shapes:
+        if pixels.dtype != np.uint8 or tuple(pixels.shape[1:]) not in ok or pixels.ndim != 4:
             raise InvalidInput(
                 f"pixels must be uint8 of shape {allowed}, got {pixels.dtype} {pixels.shape}"
             )
-        if pixels.shape[3] != 3:
-            raise InvalidInput(f"pixels must have 3 channels, got shape {pixels.shape}")
         shape = (int(pixels.shape[1]), int(pixels.shape[2]))
         return {shape: (np.arange(len(pixels)), pixels)} if len(pixels) else {}
     where: dict[tuple[int, int], list[int]] = {}
     for i, p in enumerate(pixels):
         a = np.asarray(p)
-        if (
-            a.dtype != np.uint8
-            or a.ndim != 3
-            or a.shape[2] != 3
-            or tuple(a.shape[:2]) not in shapes
-        ):
+        if a.dtype != np.uint8 or a.shape not in ok:
             raise InvalidInput(
                 f"image {i}: pixels must be uint8 of shape {allowed} without N, "
                 f"got {a.dtype} {a.shape}"

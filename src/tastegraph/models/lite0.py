@@ -53,7 +53,6 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
 
-
 # (repeats, kernel, first stride, expansion, in channels, out channels) per stage; the B0 block
 # arguments, which Lite0 keeps unchanged (width and depth multipliers are both 1.0).
 LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
@@ -228,7 +227,6 @@ class Lite0Descriptor(nn.Module):
         pooling: Pooling = "gem",
         gem_p: float = 3.0,
         local_cell: int = 2,
-        square: int | None = None,
     ):
         super().__init__()
         if pooling not in ("avg", "gem"):
@@ -239,8 +237,8 @@ class Lite0Descriptor(nn.Module):
         self.pooling = pooling
         self.gem_p = float(gem_p)
         self.local_cell = int(local_cell)
-        # Side of the central window the descriptor pools, in feature-map positions.
-        self.square = int(square) if square is not None else net.feature_size
+        # Side of the central window the descriptor pools: the square input's feature map.
+        self.square = net.feature_size
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # The weights were trained on inputs scaled with mean = std = 0.5 (range [-1, 1]).
