@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from tastegraph.models.image import preprocess_image
-from tastegraph.models.lite0 import ExportOptions, export_onnx, load_lite0
+from tastegraph.models.lite import ExportOptions, export_onnx, load_lite
 from tastegraph.models.runtime import (
     OnnxRuntimeModel,
     OpenVinoModel,
@@ -55,9 +55,9 @@ def torch_runner(channels_last: bool) -> Run:
     import torch
     import torch.nn.functional as F
 
-    from tastegraph.models.lite0 import gem_pool
+    from tastegraph.models.lite import gem_pool
 
-    net = load_lite0()
+    net = load_lite()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

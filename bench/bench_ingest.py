@@ -40,7 +40,7 @@ def _decode_only(path: str, size: int = 224, max_aspect: float = 1.0) -> int:
 
     limits = ImageLimits(max_bytes=40 << 20, max_pixels=60_000_000)
     data = Path(path).read_bytes()
-    img = decode_image(data, limits, draft_to=256).image
+    img = decode_image(data, limits, draft_to=max(256, size)).image  # as ingest drafts
     return int(preprocess_image(img, size, max_aspect=max_aspect).shape[0])
 
 
@@ -112,14 +112,14 @@ def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, f
     return report.images_per_s, stages
 
 
-def measure_naive(files: list[Path], size: int = 224) -> float:
+def measure_naive(files: list[Path], size: int = 224, variant: str = "lite0") -> float:
     import torch
     from PIL import Image
 
     from tastegraph.models.image import preprocess_image
-    from tastegraph.models.lite0 import load_lite0
+    from tastegraph.models.lite import load_lite
 
-    model = load_lite0().eval()
+    model = load_lite(image_size=size, variant=variant).eval()  # type: ignore[arg-type]
     t0 = time.perf_counter()
     with torch.inference_mode():
         for f in files:
@@ -136,7 +136,9 @@ def run(
     models_dir: Path | None,
     input_size: int | None = None,
     max_aspect: float | None = None,
+    model: str | None = None,
 ) -> dict[str, object]:
+    from tastegraph.models.image import LiteImageEncoder
     from tastegraph.settings import Settings
 
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
@@ -154,8 +156,10 @@ def run(
             settings = settings.model_copy(update={"image_input_size": input_size})
         if max_aspect:
             settings = settings.model_copy(update={"image_max_aspect": max_aspect})
-        # D, F, e2e and naive all work at the model's input size (224 before it was a setting).
-        size = settings.image_input_size
+        if model:
+            settings = settings.model_copy(update={"image_model": model})
+        # D, F, e2e and naive all run the same network at its input size.
+        variant, size = settings.image_model, LiteImageEncoder(settings).input_size
         console.print("decode-only …")
         d = measure_decode(files, workers, size, settings.image_max_aspect)
         console.print("raw forward …")
@@ -163,13 +167,14 @@ def run(
         console.print("end to end ingest …")
         e2e, stages = measure_e2e(settings, files)
         console.print("naive torch loop …")
-        naive = measure_naive(files[:naive_n], size)
+        naive = measure_naive(files[:naive_n], size, variant)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ideal = 1.0 / (1.0 / d + 1.0 / f)
     return {
         "images": len(files),
         "cores": workers,
+        "model": variant,
         "input_size": size,
         "input_shapes": shapes,
         "runtime": runtime,
@@ -200,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="image_max_aspect (default: the setting's); > 1 gives wide photos a wide input",
     )
+    ap.add_argument(
+        "--model", choices=["lite0", "lite1", "lite2"], default=None, help="default: the setting's"
+    )
     a = ap.parse_args(argv)
     models = a.models if a.models.is_dir() else None
-    res = run(a.images, a.n, a.naive_n, models, a.input_size, a.max_aspect)
+    res = run(a.images, a.n, a.naive_n, models, a.input_size, a.max_aspect, a.model)
     t = Table("measure", "value")
     for k, v in res.items():
         t.add_row(k, str(v))

