@@ -350,6 +350,25 @@ def test_exported_model_agrees_with_torch(onnx_path: Path, photos: np.ndarray, c
 
 
 @pytest.mark.slow
+def test_openvino_pieces_keep_the_batch_order(onnx_path: Path, photos: np.ndarray) -> None:
+    """A batch is split into pieces that the streams take from a queue; the pieces come back
+    in input order and give what the images give one by one."""
+    pytest.importorskip("openvino")
+    from tastegraph.models.runtime import OpenVinoModel
+
+    batch = np.concatenate([photos, photos[::-1]])  # distinct neighbours in every piece
+    outs = [
+        OpenVinoModel(onnx_path, "f32", chunks_per_stream=c).run({"pixels": batch}) for c in (1, 2)
+    ]
+    for name in ("features", "probs", "local_probs"):
+        np.testing.assert_array_equal(outs[0][name], outs[1][name])
+    model = OpenVinoModel(onnx_path, "f32")
+    single = np.stack([model.run({"pixels": px[None]})["features"][0] for px in batch])
+    unit = [f / np.linalg.norm(f, axis=1, keepdims=True) for f in (single, outs[1]["features"])]
+    assert (unit[0] * unit[1]).sum(axis=1).min() > 0.999
+
+
+@pytest.mark.slow
 def test_real_photo_from_matplotlib_is_classified(tmp_path: Path) -> None:
     """Grace Hopper in US Navy uniform (matplotlib's sample photo): uniform in the top 5."""
     enc = LiteImageEncoder(real_settings(tmp_path))
