@@ -26,10 +26,13 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from tastegraph.models.lite_files import Variant
 
 console = Console(stderr=True)
 
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         help="image_max_aspect (default: the setting's); > 1 gives wide photos a wide input",
     )
     ap.add_argument(
-        "--model", choices=["lite0", "lite1", "lite2"], default=None, help="default: the setting's"
+        "--model", choices=get_args(Variant), default=None, help="default: the setting's"
     )
     a = ap.parse_args(argv)
     models = a.models if a.models.is_dir() else None

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     precision: Literal["auto", "f32", "bf16"] = Field(
         "auto", description="Inference precision hint; 'auto' uses bf16 where the CPU has it."
     )
+    # The same names as models.lite_files.Variant (kept apart so settings import no model code).
     image_model: Literal["lite0", "lite1", "lite2"] = Field(
         "lite2",
         description=(

@@ -184,3 +184,31 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
     assert found[:, 0].tolist() == ids[:5].tolist()
     app.close()
     assert np.isfinite(mat).all()
+
+
+def test_a_query_photo_is_decoded_at_least_at_the_model_side(
+    fake_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Search by photo draft-decodes a large JPEG (fast) as ingest does, never below the model's
+    input side, which can exceed the thumbnail size (Lite2 sees 288 px, thumbnails are 256)."""
+    import io
+
+    from PIL import Image
+
+    import tastegraph.search.service as service
+
+    monkeypatch.setattr(fake_app.encoders.image, "input_size", 288)
+    decoded: list[tuple[int, int]] = []
+    real = service.decode_image
+
+    def spy(*args: object, **kwargs: object) -> object:
+        dec = real(*args, **kwargs)  # type: ignore[arg-type]
+        decoded.append(dec.image.size)
+        return dec
+
+    monkeypatch.setattr(service, "decode_image", spy)
+    buf = io.BytesIO()
+    Image.new("RGB", (1100, 1100), (200, 40, 40)).save(buf, "JPEG")
+    fake_app.search.encode_query_image(buf.getvalue())
+    # JPEG draft scales by 1/2, 1/4 or 1/8: 1/4 (275 px) would be below 288, so 1/2 it is.
+    assert decoded == [(550, 550)]

@@ -283,6 +283,16 @@ def test_weights_load_strictly(variant: str, tensors: int, blocks: int) -> None:
     assert not net.training
 
 
+def test_settings_offer_exactly_the_variants_the_model_code_builds() -> None:
+    from typing import get_args
+
+    from tastegraph.models.lite_files import DEFAULT_INPUT_SIZE, Variant
+
+    offered = get_args(Settings.model_fields["image_model"].annotation)
+    assert offered == get_args(Variant)
+    assert set(offered) == set(LITE_STAGES) == set(DEFAULT_INPUT_SIZE)
+
+
 def test_missing_variant_weights_say_what_to_install() -> None:
     from tastegraph.models.lite_files import weights_path
 

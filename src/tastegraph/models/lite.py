@@ -91,8 +91,8 @@ def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class _SameConv(nn.Conv2d):
     """Conv2d with TF "SAME" padding computed for a fixed input size.
 
-    The size is fixed at construction (the model always sees ``image_size`` squares), which keeps
-    the exported graph free of shape arithmetic.
+    The size is fixed at construction (the square's side), which keeps the exported graph free
+    of shape arithmetic; wider inputs in multiples of 32 need the same padding at every layer.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""What names and locates an EfficientNet-Lite0 export, without torch.
+"""What names and locates an EfficientNet-Lite export, without torch.
 
 :mod:`tastegraph.models.lite` builds the network and writes the ONNX file; everything needed to
 find that file again (the export options, the weights' digest, the file name) lives here, so that
@@ -22,7 +22,6 @@ __all__ = [
     "DEFAULT_INPUT_SIZE",
     "EXPORT_VERSION",
     "IMAGE_SIZE",
-    "NATIVE_SIZE",
     "ExportOptions",
     "Pooling",
     "Variant",
@@ -36,10 +35,8 @@ Variant = Literal["lite0", "lite1", "lite2"]
 
 IMAGE_SIZE = 224
 
-# Each variant's training resolution (Google's EfficientNet-Lite release).
-NATIVE_SIZE: dict[str, int] = {"lite0": 224, "lite1": 240, "lite2": 260}
-
-# The square input side each variant sees by default: a little above its training size, which
+# The square input side each variant sees by default: a little above its training size (224,
+# 240 and 260 px in Google's EfficientNet-Lite release), which
 # undoes the train/test object-size gap of random-crop training (FixRes); multiples of 32 keep
 # every stride-2 layer's padding the same for wide inputs.
 DEFAULT_INPUT_SIZE: dict[str, int] = {"lite0": 256, "lite1": 288, "lite2": 288}
