@@ -260,13 +260,12 @@ class EngagementMixin:
 
         ev = t.events
         with self.read() as conn:
-            kinds: dict[str, int] = dict(
-                conn.execute(sa.select(ev.c.kind, sa.func.count()).group_by(ev.c.kind))
-            )
+            q = sa.select(ev.c.kind, sa.func.count()).group_by(ev.c.kind)
+            kinds = {str(k): int(n) for k, n in conn.execute(q)}
             lo, hi = conn.execute(sa.select(sa.func.min(ev.c.ts), sa.func.max(ev.c.ts))).one()
         return {
             "events": sum(kinds.values()),
-            "by_kind": {str(k): int(n) for k, n in kinds.items()},
+            "by_kind": kinds,
             "min_ts": lo,
             "max_ts": hi,
             "future": self.count_events(EventFilter(future=True), window),
