@@ -314,6 +314,7 @@ def _event_clauses(f: EventFilter, window: TimeWindow | None) -> list[Any]:
                     ev.c.position > MAX_POSITION,
                     ev.c.dwell_ms < 0,
                     ev.c.dwell_ms > MAX_DWELL_MS,
+                    sa.and_(ev.c.kind == "dwell", ev.c.dwell_ms <= 0),
                     ev.c.user_id < 1,
                     ev.c.pin_id < 1,
                 )
