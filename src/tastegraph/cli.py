@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tastegraph.errors import InvalidInput, TastegraphError
@@ -567,8 +568,8 @@ def events_import(
             f"{res['accepted']} accepted, {res['duplicates']} duplicates ignored, "
             f"{res['rejected']} rejected ({res['events_per_s']} events/s)"
         )
-        for row in res["errors"][:20]:
-            err.print(f"  [red]row {row['row']}[/]: {row['message']}")
+        for row in res["errors"][:20]:  # messages quote the data: no markup in them
+            err.print(f"  [red]row {row['row']}[/]: {escape(row['message'])}")
     if res["rejected"]:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -659,7 +660,9 @@ def events_list(
         return
     table = Table("id", "user", "pin", "kind", "ts", "key")
     for ev in res["events"]:
-        table.add_row(*(str(ev[c]) for c in ("id", "user_id", "pin_id", "kind", "ts", "key")))
+        table.add_row(
+            *(escape(str(ev[c])) for c in ("id", "user_id", "pin_id", "kind", "ts", "key"))
+        )
     out.print(table)
     out.print(f"{res['matched']} matching events (window {res['window']})")
 
@@ -699,9 +702,9 @@ def events_delete(
         err.print(f"{res['deleted']} events deleted")
         if res["saved_to"]:
             err.print(
-                f"  copy kept in {res['saved_to']} (`tastegraph events import` restores it); "
-                "a running server rebuilds its feeds within seconds; `tastegraph train` "
-                "refits the ranker without them"
+                f"  copy kept in {escape(res['saved_to'])} (`tastegraph events import` "
+                "restores it); a running server rebuilds its feeds within seconds; "
+                "`tastegraph train` refits the ranker without them"
             )
 
 

@@ -163,7 +163,9 @@ def test_admin_finds_and_deletes_events_stored_before_the_window_existed(
     assert "no event filter" in r.json()["error"]["message"]
     assert c.post("/events/delete", json={"all": True, "user_id": 1}, headers=admin).status_code
     assert c.post("/events/delete", json={"future": True}, headers=editor).status_code == 403
-    assert c.post("/events/delete", json={"user_id": 2**64}, headers=admin).status_code == 422
+    # Strictly typed: on a deletion `true` is not user 1, nor is 1 or "yes" "all".
+    for body in ({"user_id": 2**64}, {"user_id": True}, {"all": 1}, {"future": "yes"}):
+        assert c.post("/events/delete", json=body, headers=admin).status_code == 422, body
     dry = c.post("/events/delete", json={"invalid": True, "dry_run": True}, headers=admin).json()
     assert (dry["matched"], dry["deleted"], dry["dry_run"]) == (3, 0, True)
     assert world.store.count_events() == 4
@@ -256,6 +258,11 @@ def test_cli_lists_and_deletes_events(world: App) -> None:
     assert back.exit_code == 3 and json.loads(back.stdout)["rejected"] == 2
     r = _invoke("events", "delete", "--data", data, "--all")
     assert r.exit_code == 0 and world.store.count_events() == 0
+    # Messages quote what was sent, markup-like text included, and print it as it is.
+    f = Path(data) / "odd.csv"
+    f.write_text(f"user_id,pin_id,type,ts\n1,{pins[0]},[/],{int(now)}\n")
+    r = _invoke("events", "import", str(f), "--data", data, "--no-progress")
+    assert r.exit_code == 3 and "unknown event type '[/]'" in r.output
 
 
 def test_the_last_admin_token_cannot_be_revoked(world: App) -> None:

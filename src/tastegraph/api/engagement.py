@@ -101,7 +101,8 @@ _Time = Annotated[
 class EventQuery(BaseModel):
     """Which logged events to count, list or delete; every criterion given must hold."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: on a deletion, `true` must not mean user 1 nor "yes" mean everything.
+    model_config = ConfigDict(extra="forbid", strict=True)
     user_id: _Id | None = None
     pin_id: _Id | None = None
     kind: Literal["impression", "closeup", "click", "save", "hide", "dwell"] | None = None
