@@ -703,7 +703,7 @@ def events_delete(
         if res["saved_to"]:
             err.print(
                 f"  copy kept in {escape(res['saved_to'])} (`tastegraph events import` "
-                "restores it); a running server rebuilds its feeds within seconds; "
+                "restores it); a running server forgets them within seconds; "
                 "`tastegraph train` refits the ranker without them"
             )
 

@@ -126,7 +126,7 @@ def parse_time(value: Any, window: TimeWindow) -> float:
     """
     if isinstance(value, bool) or value is None or value == "":
         raise ValueError("missing time: send ts as ISO 8601 (e.g. 2024-05-01T10:00:00Z) or epoch")
-    shown = _show(value)  # what was received, before any conversion
+    received = value  # quoted in messages as it was sent, before any conversion
     if isinstance(value, str) and len(value) <= 64:
         number = _number(value)
         if number is not None:
@@ -134,18 +134,20 @@ def parse_time(value: Any, window: TimeWindow) -> float:
     if isinstance(value, int | float):
         ts, unit = _epoch(value)
         if ts is None:
-            raise ValueError(f"bad epoch time {shown}: {unit}; accepted: {window.describe()}")
-        what = f"{shown} (epoch {unit}) is {_iso(ts)}"
+            raise ValueError(
+                f"bad epoch time {_show(received)}: {unit}; accepted: {window.describe()}"
+            )
     elif isinstance(value, str):
-        ts = _iso_time(value)
-        what = f"{shown} is {_iso(ts)}"
+        ts, unit = _iso_time(value), ""
     else:
-        raise ValueError(f"bad time {shown}: use ISO 8601 or epoch seconds")
+        raise ValueError(f"bad time {_show(received)}: use ISO 8601 or epoch seconds")
     if not window.min_ts <= ts <= window.max_ts:
         side = "before the earliest" if ts < window.min_ts else "after the latest"
+        read_as = f" (epoch {unit})" if unit else ""
         raise ValueError(
-            f"time {what}, {side} accepted: the window is {window.describe()} "
-            "(TASTEGRAPH_EVENTS_MIN_TIME to TASTEGRAPH_EVENTS_MAX_FUTURE_S past the server clock)"
+            f"time {_show(received)}{read_as} is {_iso(ts)}, {side} accepted: the window is "
+            f"{window.describe()} (TASTEGRAPH_EVENTS_MIN_TIME to TASTEGRAPH_EVENTS_MAX_FUTURE_S "
+            "past the server clock)"
         )
     return ts
 
