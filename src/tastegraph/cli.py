@@ -586,7 +586,9 @@ KindOpt = Annotated[str | None, typer.Option("--kind", help="click, save, hide, 
 AfterOpt = Annotated[str | None, typer.Option("--after", help="ts >= TIME (ISO 8601 or epoch).")]
 BeforeOpt = Annotated[str | None, typer.Option("--before", help="ts < TIME.")]
 KeyOpt = Annotated[str | None, typer.Option("--key", help="The event with this key.")]
-IdsOpt = Annotated[str | None, typer.Option("--id-range", help="Event ids A-B (inclusive).")]
+IdsOpt = Annotated[
+    str | None, typer.Option("--id-range", help="Event ids A-B, A- or -B (ends included).")
+]
 FutureOpt = Annotated[
     bool, typer.Option("--future", help="Times past the accepted window (far future).")
 ]
@@ -607,10 +609,11 @@ def _where(
     invalid: bool,
     every: bool = False,
 ) -> Any:
-    lo, _, hi = (id_range or "").partition("-")
-    if id_range and not (lo.strip().isdigit() and hi.strip().isdigit()):
+    lo, dash, hi = (id_range or "").strip().partition("-")
+    if id_range and not (dash and (lo + hi).isdigit() and (lo + hi).isascii()):
         raise InvalidInput(
-            f"bad --id-range {id_range!r}", hint="write it as FIRST-LAST, e.g. 10-20"
+            f"bad --id-range {id_range!r}",
+            hint="write it as FIRST-LAST (10-20), FIRST- or -LAST, both ends included",
         )
     return _event_filter(
         user_id=user,
@@ -619,8 +622,8 @@ def _where(
         after=after,
         before=before,
         key=key,
-        min_id=lo.strip() or None,
-        max_id=hi.strip() or None,
+        min_id=lo or None,
+        max_id=hi or None,
         future=future,
         invalid=invalid,
         all=every,

@@ -241,8 +241,12 @@ def test_cli_lists_and_deletes_events(world: App) -> None:
     assert table.exit_code == 0 and "good-1" in table.stdout and "far-1" not in table.stdout
     r = _invoke("events", "delete", "--data", data)
     assert r.exit_code == 1 and "no event filter" in r.output
-    r = _invoke("events", "delete", "--data", data, "--id-range", "x")
-    assert r.exit_code == 1 and "--id-range" in r.output
+    for bad in ("x", "3", "-", "1-2-3", "a-5", "\u00b2-5"):
+        r = _invoke("events", "delete", "--data", data, "--id-range", bad)
+        assert r.exit_code == 1 and "--id-range" in r.output, bad
+    for ids, keys in (("2-", {"far-1", "far-2"}), ("-1", {"good-1"}), ("2-2", {"far-1"})):
+        r = _invoke("events", "list", "--data", data, "--id-range", ids, "--json")
+        assert {e["key"] for e in json.loads(r.stdout)["events"]} == keys, ids
     r = _invoke("events", "delete", "--data", data, "--all", "--user", "1")
     assert r.exit_code == 1 and "alone" in r.output
     r = _invoke("events", "delete", "--data", data, "--future", "--dry-run")
