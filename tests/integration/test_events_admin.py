@@ -293,3 +293,35 @@ def test_the_last_admin_token_cannot_be_revoked(world: App) -> None:
     r = _invoke("token", "revoke", str(second.id), "--data", data, "--force")
     assert r.exit_code == 0, r.output
     assert world.store.verify_token(secret2) is None
+
+
+def test_any_event_batch_is_answered_row_by_row_never_with_a_server_error(world: App) -> None:
+    """Fuzz ``POST /events`` with JSON-ish values in every field (as raw JSON text, so lone
+    surrogates, NaN and Infinity arrive as a hostile client sends them)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tastegraph.api import create_api
+    from tests.unit.test_events import FIELDS, JSONISH
+
+    _, secret = world.store.create_token("ed", "editor")
+    h = {"Authorization": f"Bearer {secret}", "content-type": "application/json"}
+    pin = _pins(world)[0]
+    base = {"user_id": 1, "pin_id": pin, "type": "click", "ts": time.time()}
+    row = st.builds(lambda f, v: {**base, f: v}, st.sampled_from(FIELDS), JSONISH)
+
+    with TestClient(create_api(world), raise_server_exceptions=False) as c:
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(rows=st.lists(row | st.dictionaries(st.sampled_from(FIELDS), JSONISH), max_size=6))
+        def check(rows: list[dict[str, Any]]) -> None:
+            r = c.post("/events", content=json.dumps({"events": rows}), headers=h)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["accepted"] + body["duplicates"] + body["rejected"] == len(rows)
+            assert {e["row"] for e in body["errors"]} <= set(range(len(rows)))
+
+        check()
+        window = world.engagement.window()
+        assert all(window.min_ts <= e["ts"] <= window.max_ts for e in world.store.events_since(0))
+        assert c.get("/users/1/feed").status_code == 200
