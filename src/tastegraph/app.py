@@ -35,6 +35,8 @@ class App:
     _feeds: Any = None
     # Digest of the whitening projection record this process last read or wrote (see catch_up).
     _projection_seen: str | None = None
+    # The store's event generation when the feed service was made (see catch_up_events).
+    _events_seen: str | None = None
     _label_names: list[str] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -159,8 +161,19 @@ class App:
             if self._feeds is None:
                 from tastegraph.recs.feed_service import FeedService
 
+                self._events_seen = self.store.events_generation()
                 self._feeds = FeedService(self)
             return self._feeds
+
+    def catch_up_events(self) -> bool:
+        """Drop the feed engine if logged events were deleted since it was made (by this process
+        or another): it follows the log by id and cannot un-learn them, so it is rebuilt from
+        the log as it now is on its next use. True when it was dropped."""
+        with self._lock:
+            if self._feeds is None or self.store.events_generation() == self._events_seen:
+                return False
+            self._feeds = None
+            return True
 
     def after_ingest(self, new_ids: list[int]) -> None:
         """Keep derived state in step after pins were added: duplicates, whitening, indexes."""
@@ -197,9 +210,10 @@ class App:
         (``{"reopened": 1}`` after a projection change).
         """
         with self._lock:
+            dropped = self.catch_up_events()
             idx = self._indexes
             if idx is None:
-                return {}
+                return {"events_deleted": 1} if dropped else {}
             rec = self.store.get_kv(PROJECTION_KEY)
             want = rec.get("digest") if rec else None
             if want is not None and want != self._projection_seen:
@@ -207,6 +221,8 @@ class App:
                 self._feeds = None
                 return {"reopened": 1}
         applied: dict[str, int] = idx.sync(save=False)
+        if dropped:
+            applied["events_deleted"] = 1
         feeds = self._feeds
         if feeds is not None:
             applied["feeds"] = feeds.catch_up_catalog()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -157,6 +158,23 @@ class Settings(BaseSettings):
     allow_private_url_hosts: bool = Field(
         False,
         description="Let the API fetch URLs on loopback/private addresses (off: guards SSRF).",
+    )
+    events_min_time: AwareDatetime = Field(
+        datetime(2000, 1, 1, tzinfo=timezone.utc),
+        description=(
+            "Earliest engagement event time accepted (ISO 8601 with a zone, e.g. "
+            "2000-01-01T00:00:00Z); older rows are rejected one by one with a message."
+        ),
+    )
+    events_max_future_s: float = Field(
+        300.0,
+        ge=0,
+        le=366 * 86400,
+        description=(
+            "How far ahead of the server's clock an event time may be, in seconds (client "
+            "clock skew); later rows are rejected one by one: a far-future time would dominate "
+            "every feed's popularity and recency."
+        ),
     )
     eval_data: Path = Field(
         Path("../shared/data"), description="Folder with the evaluation data sets."

@@ -176,13 +176,14 @@ def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: A
     uid = store.create_user("bo", "")["id"]
     board = store.create_board(uid, "picks")["id"]
     pins = [p.id for p in store.list_pins(limit=5)]
-    world.engagement.save(uid, board, pins[0], ts=1000.0)  # surface "board:<id>": a board edge
+    # surface "board:<id>": a board edge
+    world.engagement.save(uid, board, pins[0], ts=1_700_000_000.0)
     rows = [
         {
             "user_id": uid,
             "pin_id": pins[1],
             "type": "impression",
-            "ts": 1001,
+            "ts": 1_700_000_001,
             "position": 3,
             "request_id": "r1",
             "surface": "home",
@@ -191,12 +192,12 @@ def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: A
             "user_id": uid,
             "pin_id": pins[2],
             "type": "dwell",
-            "ts": 1002,
+            "ts": 1_700_000_002,
             "dwell_ms": 4000,
             "request_id": "r1",
             "surface": "elsewhere",
         },
-        {"user_id": uid, "pin_id": pins[3], "type": "hide", "ts": 1003},
+        {"user_id": uid, "pin_id": pins[3], "type": "hide", "ts": 1_700_000_003},
     ]
     assert world.engagement.record(list(enumerate(rows)))["accepted"] == 3
     logged = store.events_since(0)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tastegraph.api.auth import require
+from tastegraph.recs.events import EventFilter
 
 __all__ = ["router"]
 
@@ -78,10 +79,78 @@ def save_pin(request: Request, board_id: int, body: SaveRequest) -> dict[str, An
 
 @router.post("/events", tags=["events"])
 def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
-    """Record a batch of engagement events; bad rows are reported, the rest kept (idempotent)."""
+    """Record a batch of engagement events; bad rows are reported, the rest kept.
+
+    Times must lie between ``TASTEGRAPH_EVENTS_MIN_TIME`` and a few minutes past the server's
+    clock. Idempotent: a row's ``idempotency_key`` identifies it; without one, its content and
+    its occurrence among identical rows of the batch do (a re-sent batch adds nothing, two
+    identical clicks in one batch are two events).
+    """
     require(request, "editor")
     rows = list(enumerate(body.events))
     return request.app.state.tg.engagement.record(rows)
+
+
+_Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+_Time = Annotated[
+    str | int | float | None,
+    Field(description="ISO 8601, or epoch seconds/milliseconds/microseconds/nanoseconds"),
+]
+
+
+class EventQuery(BaseModel):
+    """Which logged events to count, list or delete; every criterion given must hold."""
+
+    # Strict: on a deletion, `true` must not mean user 1 nor "yes" mean everything.
+    model_config = ConfigDict(extra="forbid", strict=True)
+    user_id: _Id | None = None
+    pin_id: _Id | None = None
+    kind: Literal["impression", "closeup", "click", "save", "hide", "dwell"] | None = None
+    after: _Time = Field(None, description="ts >= this")
+    before: _Time = Field(None, description="ts < this")
+    key: str | None = Field(None, min_length=1, max_length=64)
+    min_id: _Id | None = None
+    max_id: _Id | None = None
+    future: bool = Field(False, description="times past the accepted window (far future)")
+    invalid: bool = Field(False, description="rows the event parser would reject today")
+    all: bool = Field(False, description="every event; must be given alone")
+
+
+class EventDelete(EventQuery):
+    dry_run: bool = Field(False, description="only count and show what would be deleted")
+
+
+def _filter(body: EventQuery) -> EventFilter:
+    return EventFilter.parse(**body.model_dump(exclude={"dry_run"}))
+
+
+@router.post("/events/query", tags=["events"])
+def query_events(
+    request: Request, body: EventQuery, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    """Count and list logged events (admins): e.g. ``{"future": true}`` finds far-future times."""
+    who = require(request, "admin")
+    tg = request.app.state.tg
+    where = _filter(body)
+    tg.store.audit(who.token_id, who.role, "read", "events")
+    return tg.engagement.find(where, limit)
+
+
+@router.post("/events/delete", tags=["events"])
+def delete_events(request: Request, body: EventDelete) -> dict[str, Any]:
+    """Delete logged events (admins), audited; an empty filter is refused unless ``all``.
+
+    The deleted rows are kept in the data dir's ``deleted-events`` folder (importable again);
+    feeds forget them at once.
+    """
+    who = require(request, "admin")
+    tg = request.app.state.tg
+    return tg.engagement.delete(
+        _filter(body),
+        actor=(who.token_id, who.role),
+        by=f"token {who.token_id} ({who.name})",
+        dry_run=body.dry_run,
+    )
 
 
 # Columns of ``pins`` in the order of ``Pin.to_dict`` (tests/integration/test_feed_api.py checks

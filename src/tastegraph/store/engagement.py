@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,12 +12,17 @@ import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tastegraph.errors import Conflict, InvalidInput, NotFound
+from tastegraph.recs.events import EVENT_KINDS, MAX_DWELL_MS, MAX_POSITION
 from tastegraph.store import schema as t
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-__all__ = ["EngagementMixin"]
+    from tastegraph.recs.events import EventFilter, TimeWindow
+
+__all__ = ["EVENTS_GENERATION_KEY", "EngagementMixin"]
+
+EVENTS_GENERATION_KEY = "events_generation"
 
 
 class EngagementMixin:
@@ -25,6 +32,7 @@ class EngagementMixin:
 
         def write(self) -> AbstractContextManager[sa.Connection]: ...
         def read(self) -> AbstractContextManager[sa.Connection]: ...
+        def get_kv(self, key: str, default: Any = None) -> Any: ...
 
     # ------------------------------------------------------------------ users
     def create_user(self, handle: str, name: str = "") -> dict[str, Any]:
@@ -171,6 +179,144 @@ class EngagementMixin:
         with self.read() as conn:
             return int(conn.execute(sa.select(sa.func.max(t.events.c.id))).scalar_one() or 0)
 
-    def count_events(self) -> int:
+    def count_events(
+        self, where: EventFilter | None = None, window: TimeWindow | None = None
+    ) -> int:
+        """All logged events, or those ``where`` selects (``window`` gives its "future")."""
+        q = sa.select(sa.func.count()).select_from(t.events)
+        if where is not None:
+            q = q.where(*_event_clauses(where, window))
         with self.read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t.events)).scalar_one())
+            return int(conn.execute(q).scalar_one())
+
+    def find_events(
+        self, where: EventFilter, window: TimeWindow, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The first ``limit`` events ``where`` selects, in id order."""
+        q = sa.select(t.events).where(*_event_clauses(where, window))
+        with self.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.order_by(t.events.c.id).limit(limit))]
+
+    def delete_events(
+        self,
+        where: EventFilter,
+        window: TimeWindow,
+        *,
+        actor: tuple[int | None, str],
+        note: dict[str, Any] | None = None,
+        keep: Callable[[Iterator[dict[str, Any]]], None] | None = None,
+    ) -> int:
+        """Delete the events ``where`` selects, audited as ``actor`` (token id, role); returns
+        how many.
+
+        ``keep`` is handed every doomed row first, inside the same write transaction, so a copy
+        is written before anything is gone and nothing is deleted that was not copied. The audit
+        row and the new log generation (see :meth:`events_generation`) commit with the deletion.
+        """
+        from tastegraph.store.sql import now_iso
+
+        clauses = _event_clauses(where, window)
+        at = now_iso()
+        with self.write() as conn:
+            if keep is not None:
+                rows = conn.execute(sa.select(t.events).where(*clauses).order_by(t.events.c.id))
+                keep(dict(r._mapping) for r in rows)
+            n = int(conn.execute(t.events.delete().where(*clauses)).rowcount)
+            if n:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO kv(key, value) VALUES (:k, :v) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+                    ),
+                    {
+                        "k": EVENTS_GENERATION_KEY,
+                        "v": json.dumps({"id": secrets.token_hex(8), "deleted": n, "at": at}),
+                    },
+                )
+            target = {"filter": where.to_dict(), "deleted": n, **(note or {})}
+            conn.execute(
+                t.audit_log.insert().values(
+                    at=at,
+                    token_id=actor[0],
+                    role=actor[1],
+                    action="delete_events",
+                    target=json.dumps(target, sort_keys=True),
+                )
+            )
+        return n
+
+    def events_generation(self) -> str | None:
+        """Changes whenever logged events are deleted.
+
+        Readers that follow the log by id (the feed engine) cannot see a row disappear; when
+        this differs from what they last saw, they rebuild from the log as it is now.
+        """
+        rec = self.get_kv(EVENTS_GENERATION_KEY)
+        return str(rec["id"]) if rec else None
+
+    def event_stats(self, window: TimeWindow) -> dict[str, Any]:
+        """Counts per kind, the time range, and how many rows lie past or outside ``window``."""
+        from tastegraph.recs.events import EventFilter
+
+        ev = t.events
+        with self.read() as conn:
+            q = sa.select(ev.c.kind, sa.func.count()).group_by(ev.c.kind)
+            kinds = {str(k): int(n) for k, n in conn.execute(q)}
+            lo, hi = conn.execute(sa.select(sa.func.min(ev.c.ts), sa.func.max(ev.c.ts))).one()
+        return {
+            "events": sum(kinds.values()),
+            "by_kind": kinds,
+            "min_ts": lo,
+            "max_ts": hi,
+            "future": self.count_events(EventFilter(future=True), window),
+            "invalid": self.count_events(EventFilter(invalid=True), window),
+        }
+
+
+def _event_clauses(f: EventFilter, window: TimeWindow | None) -> list[Any]:
+    """SQL conditions for ``f``; an empty filter is refused unless it says ``all``."""
+    if f.is_empty() and not f.all:
+        raise InvalidInput(
+            "no event filter given",
+            hint="name users, pins, kinds, times, keys or ids, or say 'all' to mean every event",
+        )
+    ev = t.events
+    c: list[Any] = []
+    for col, value in ((ev.c.user_id, f.user_id), (ev.c.pin_id, f.pin_id)):
+        if value is not None:
+            c.append(col == value)
+    if f.kind is not None:
+        c.append(ev.c.kind == f.kind)
+    if f.key is not None:
+        c.append(ev.c.key == f.key)
+    if f.after is not None:
+        c.append(ev.c.ts >= f.after)
+    if f.before is not None:
+        c.append(ev.c.ts < f.before)
+    if f.min_id is not None:
+        c.append(ev.c.id >= f.min_id)
+    if f.max_id is not None:
+        c.append(ev.c.id <= f.max_id)
+    if f.future or f.invalid:
+        if window is None:
+            raise InvalidInput("'future' and 'invalid' need the accepted time window")
+        if f.future:
+            c.append(ev.c.ts > window.max_ts)
+        if f.invalid:
+            # What parse_event rejects today, for rows logged before it did (or by other tools).
+            c.append(
+                sa.or_(
+                    ev.c.ts.is_(None),
+                    ev.c.ts < window.min_ts,
+                    ev.c.ts > window.max_ts,
+                    ev.c.kind.not_in(EVENT_KINDS),
+                    ev.c.position < 0,
+                    ev.c.position > MAX_POSITION,
+                    ev.c.dwell_ms < 0,
+                    ev.c.dwell_ms > MAX_DWELL_MS,
+                    sa.and_(ev.c.kind == "dwell", ev.c.dwell_ms <= 0),
+                    ev.c.user_id < 1,
+                    ev.c.pin_id < 1,
+                )
+            )
+    return c

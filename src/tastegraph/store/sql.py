@@ -612,15 +612,34 @@ class SQLStore(EngagementMixin):
                 for r in conn.execute(sa.select(t.tokens).order_by(t.tokens.c.id))
             ]
 
-    def revoke_token(self, token_id: int) -> None:
+    def revoke_token(self, token_id: int, *, allow_last_admin: bool = False) -> None:
+        """Revoke a token. The last active admin token is kept (``Conflict``) unless
+        ``allow_last_admin``: without one, nobody can administer the API any more (only the
+        CLI on this machine can make a new one)."""
+        tok = t.tokens
+        active = tok.c.revoked_at.is_(None)
         with self.write() as conn:
-            n = conn.execute(
-                t.tokens.update()
-                .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now_iso())
-            ).rowcount
-        if not n:
-            raise Conflict(f"token {token_id} does not exist or is already revoked")
+            role = conn.execute(
+                sa.select(tok.c.role).where(tok.c.id == token_id, active)
+            ).scalar_one_or_none()
+            if role is None:
+                raise Conflict(f"token {token_id} does not exist or is already revoked")
+            if role == "admin" and not allow_last_admin:
+                others = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        tok.c.role == "admin", active, tok.c.id != token_id
+                    )
+                ).scalar_one()
+                if not others:
+                    raise Conflict(
+                        f"token {token_id} is the last active admin token; revoking it would "
+                        "lock everyone out of API administration",
+                        hint="create another admin token first (`tastegraph token create "
+                        f"--role admin`), or run `tastegraph token revoke {token_id} --force` "
+                        "on the server's machine",
+                        token_id=token_id,
+                    )
+            conn.execute(tok.update().where(tok.c.id == token_id).values(revoked_at=now_iso()))
 
     def audit(self, token_id: int | None, role: str, action: str, target: str) -> None:
         with self.write() as conn:
