@@ -260,7 +260,7 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 ALL_BLOCKED = [ipaddress.ip_network(n) for n in BLOCKED_V4 + BLOCKED_V6]
 
 
-def blocked_v4() -> st.SearchStrategy[ipaddress.IPv4Address]:
+def blocked_v4() -> st.SearchStrategy[Any]:
     return st.sampled_from(BLOCKED_V4).flatmap(lambda n: st.ip_addresses(network=n))
 
 
