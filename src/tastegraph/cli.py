@@ -268,9 +268,17 @@ def quarantine(
 def reindex(
     data: DataOpt = None,
     refit: Annotated[bool, typer.Option(help="Refit the image whitening first.")] = False,
+    reencode: Annotated[
+        bool,
+        typer.Option(
+            help="First re-encode pins whose vectors another model made (after changing "
+            "TASTEGRAPH_IMAGE_MODEL), from their original files."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rebuild the vector indexes from the vectors kept in the store."""
+    """Rebuild the vector indexes from the vectors kept in the store. Exit 3 when some pins
+    could not be re-encoded (the indexes are then left as they were)."""
     import shutil
 
     from tastegraph.cli_render import index_table
@@ -278,6 +286,11 @@ def reindex(
     try:
         s = _settings(data)
         tg = _build(s)
+        done = _reencode(tg, as_json) if reencode else None
+        if done is not None and done.failed:
+            if as_json:
+                _print_json({"reencode": done.to_dict()})
+            raise typer.Exit(EXIT_PARTIAL)
         shutil.rmtree(s.data_dir / "indexes" / s.index_kind, ignore_errors=True)
         if refit:
             tg.fit_projection(force=True)
@@ -288,9 +301,39 @@ def reindex(
     except TastegraphError as e:
         _fail(e)
     if as_json:
-        _print_json({"indexes": stats, "applied": applied})
+        extra = {"reencode": done.to_dict()} if done is not None else {}
+        _print_json({"indexes": stats, "applied": applied, **extra})
     else:
         out.print(index_table(stats, applied))
+
+
+def _reencode(tg: Any, as_json: bool) -> Any:
+    """``reindex --reencode``'s first step, said on stderr; returns the ReencodeReport."""
+    from rich.progress import Progress
+
+    from tastegraph.catalog.reencode import reencode
+
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("re-encoding pins with the current models", total=None)
+        rep = reencode(
+            tg, on_batch=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    done = rep.reencoded
+    if not as_json:
+        err.print(
+            f"re-encoded {rep.stale - len(rep.failed)} of {rep.stale} pins made by other models "
+            f"(image {done['image']}, text {done['text']})"
+        )
+    for pin, source, why in rep.failed[:20]:
+        err.print(f"  [red]not re-encoded[/] pin {pin} ({escape(source)}): {escape(why)}")
+    if len(rep.failed) > 20:
+        err.print(f"  … {len(rep.failed) - 20} more")
+    if rep.failed:
+        err.print(
+            "[yellow]hint:[/] put those files back where they were ingested from and run "
+            "`tastegraph reindex --reencode` again; the indexes were left as they were"
+        )
+    return rep
 
 
 @token_app.command("create")

@@ -66,10 +66,9 @@ class Settings(BaseSettings):
             "(the default) gives better words -> image and image -> image results than Lite0 "
             "(Flickr8k caption R@10 0.326 vs 0.305, clothing mAP@10 +0.02 in the same run) "
             "for about twice the compute per image; 'lite0' is the fast choice for large "
-            "catalogs on small machines. The catalog keeps the vectors of the model it was built "
-            "with: after changing it, ingest the images again into a new data dir "
-            "(`tastegraph ingest SOURCE --data NEW_DIR`); until then the index refuses the "
-            "other vectors."
+            "catalogs on small machines. Changing it (or upgrading a Lite0 catalog) needs "
+            "`tastegraph reindex --reencode`, which reads each pin's original file again; "
+            "until then the index refuses the other vectors."
         ),
     )
     image_input_size: int | None = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -19,9 +20,10 @@ from typer.testing import CliRunner, Result
 from tastegraph import cli
 from tastegraph.app import App, build
 from tastegraph.catalog.ingest import ingest
+from tastegraph.catalog.reencode import stale_vectors
 from tastegraph.cli_render import ranker_verdict
 from tastegraph.settings import Settings, get_settings
-from tests.fakes import fake_encoders
+from tests.fakes import FakeImageEncoder, fake_encoders
 
 COLOURS = {"red": (210, 30, 30), "blue": (30, 40, 210), "green": (30, 190, 40)}
 # Hints a shell user cannot act on: routes, query strings, form fields.
@@ -241,7 +243,7 @@ def test_every_named_command_and_flag_exists() -> None:
 
 
 def test_resolve_catches_what_does_not_exist() -> None:
-    assert _resolve(["reindex", "--reencode"]) == "reindex has no option --reencode"
+    assert _resolve(["reindex", "--reencodes"]) == "reindex has no option --reencodes"
     assert _resolve(["pins", "list"]).startswith("no command")
     assert _resolve(["users", "list", "--json"]) == ""
     assert _resolve(["boards", "list", "--user", "1"]) == ""
@@ -300,6 +302,63 @@ def test_reindex_prints_and_saves_what_it_indexed(data: Path) -> None:
     text = flat(r.stdout)
     assert r.exit_code == 0 and "{" not in text
     assert re.search(r"image\W+13\W+64\W+fake-image@1\W+13", text), text
+
+
+class _OtherImageModel(FakeImageEncoder):
+    """Another image model, as after changing TASTEGRAPH_IMAGE_MODEL."""
+
+    model_id = "fake-image@2"
+
+    def encode(self, pixels: Any) -> Any:
+        out = super().encode(pixels)
+        out.features[:] = out.features[:, ::-1]  # other vectors, same dimension
+        return out
+
+
+def _build_other_model(s: Settings) -> App:
+    app = _fake_build(s)
+    app._encoders = dataclasses.replace(fake_encoders(), image=_OtherImageModel())
+    return app
+
+
+def test_reindex_reencode_after_the_image_model_changed(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_build", _build_other_model)
+    red = pin_of(data, "red-0")
+    r = run("similar", red, "--data", data)
+    assert r.exit_code == 1 and "come from another model" in flat(r.stderr)
+    assert "tastegraph reindex --reencode" in flat(r.stderr)
+
+    r = run("reindex", "--reencode", "--json", "--data", data)
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.stdout)
+    assert body["reencode"]["reencoded"]["image"] == 13 and body["reencode"]["failed"] == []
+    assert body["indexes"]["image"]["size"] == 13
+    assert body["indexes"]["image"]["model_id"] == "fake-image@2"
+    app = _build_other_model(get_settings(data_dir=data))
+    try:
+        assert stale_vectors(app) == {}
+    finally:
+        app.close()
+    assert run("similar", red, "--data", data).exit_code == 0
+
+
+def test_reindex_reencode_reports_pins_it_cannot_redo(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = pin_of(data, "green-1")
+    (data.parent / "imgs" / "green-1.png").unlink()
+    monkeypatch.setattr(cli, "_build", _build_other_model)
+    r = run("reindex", "--reencode", "--data", data)
+    assert r.exit_code == 3, r.output
+    text = flat(r.stderr)
+    assert "re-encoded 12 of 13 pins" in text and f"pin {gone}" in text and "no such file" in text
+    app = _build_other_model(get_settings(data_dir=data))
+    try:
+        assert stale_vectors(app) == {gone: {"image"}}  # kept as it was, not half-done
+    finally:
+        app.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,12 +25,12 @@ __all__ = ["SpaceIndexes", "VectorSource"]
 
 F32 = NDArray[np.float32]
 
-# Stored vectors are only made at ingest, from the image files: another model's vectors are
-# replaced by going back to that model or by ingesting the files again with this one.
+# Stored vectors are made from the image files: another model's vectors are remade from them
+# (catalog.reencode), or the setting goes back to the model that made them.
 REENCODE_HINT = (
-    "set TASTEGRAPH_IMAGE_MODEL back to the model the catalog was built with (its name starts "
-    "the model id, e.g. lite0), or ingest the images again into a new data dir with this model: "
-    "`tastegraph ingest SOURCE --data NEW_DIR`"
+    "re-encode the catalog with the current models: `tastegraph reindex --reencode` (it reads "
+    "each pin's original file again), or set TASTEGRAPH_IMAGE_MODEL back to the model the "
+    "catalog was built with (its name starts the model id, e.g. lite0)"
 )
 
 
