@@ -304,7 +304,7 @@ def reindex(
         extra = {"reencode": done.to_dict()} if done is not None else {}
         _print_json({"indexes": stats, "applied": applied, **extra})
     else:
-        out.print(index_table(stats, applied))
+        out.print(index_table(stats))
 
 
 def _reencode(tg: Any, as_json: bool) -> Any:
@@ -553,7 +553,10 @@ def users_show(
         _print_json({**user, "boards": boards})
         return
     out.print(users_table([user]))
-    out.print(boards_table(counted, f"boards of {user['handle']}"))
+    if counted:
+        out.print(boards_table(counted, f"boards of {user['handle']}"))
+    else:
+        err.print(f"no boards yet; add one with `tastegraph users board {user_id} NAME`")
 
 
 @boards_app.command("list")

@@ -23,17 +23,11 @@ def _cell(value: Any) -> str:
     return escape(str(value if value is not None else ""))
 
 
-def index_table(stats: Mapping[str, Mapping[str, Any]], applied: Mapping[str, int]) -> Table:
+def index_table(stats: Mapping[str, Mapping[str, Any]]) -> Table:
     """One row per vector space: what its index holds after a rebuild."""
-    t = Table("space", "vectors", "dim", "model", "changes replayed", title="indexes")
+    t = Table("space", "vectors", "dim", "model", title="indexes")
     for space, st in stats.items():
-        t.add_row(
-            space,
-            f"{int(st['size']):,}",
-            str(st["dim"]),
-            _cell(st["model_id"]),
-            f"{int(applied.get(space, 0)):,}",
-        )
+        t.add_row(space, f"{int(st['size']):,}", str(st["dim"]), _cell(st["model_id"]))
     return t
 
 
