@@ -60,6 +60,12 @@ def _fail(e: TastegraphError) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _dict_table(res: dict[str, Any], title: str) -> Any:
+    from tastegraph.cli_render import dict_table
+
+    return dict_table(res, title)
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -437,7 +443,7 @@ def eval_retrieval(
         )
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    _print_json(res) if as_json else out.print(_dict_table(res, "image retrieval"))
 
 
 @eval_app.command("captions")
@@ -454,7 +460,7 @@ def eval_captions(
         res = evaluate_captions(images, captions, settings=get_settings(), data_dir=data)
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    _print_json(res) if as_json else out.print(_dict_table(res, "caption retrieval"))
 
 
 @eval_app.command("recs")
@@ -472,7 +478,7 @@ def eval_recs(
         res = evaluate_recs(dataset, protocol, seed=seed, out_dir=out_dir, progress=True)
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    _print_json(res) if as_json else out.print(_dict_table(res, "recommenders"))
 
 
 @users_app.command("create")

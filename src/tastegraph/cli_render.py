@@ -11,6 +11,7 @@ from rich.table import Table
 
 __all__ = [
     "boards_table",
+    "dict_table",
     "index_table",
     "ranker_verdict",
     "simulate_table",
@@ -21,6 +22,27 @@ __all__ = [
 
 def _cell(value: Any) -> str:
     return escape(str(value if value is not None else ""))
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(obj, Mapping) and obj:
+        rows: list[tuple[str, str]] = []
+        for k, v in obj.items():
+            rows.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return rows
+    if isinstance(obj, float):
+        return [(prefix, f"{obj:.4g}")]
+    if isinstance(obj, list | tuple):
+        return [(prefix, ", ".join(str(x) for x in obj) or "-")]
+    return [(prefix, "-" if obj is None or obj == {} else str(obj))]
+
+
+def dict_table(res: Mapping[str, Any], title: str) -> Table:
+    """A report of nested figures as ``key.sub | value`` rows (``--json`` keeps the nesting)."""
+    t = Table("", "", title=escape(title), show_header=False)
+    for key, value in _flatten(res):
+        t.add_row(escape(key), escape(value))
+    return t
 
 
 def index_table(stats: Mapping[str, Mapping[str, Any]]) -> Table:

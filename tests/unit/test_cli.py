@@ -464,3 +464,37 @@ def test_users_and_boards_can_be_listed_and_shown(data: Path) -> None:
     assert "Reds" in shown_board and f"│ {red} " in shown_board
     r = run("boards", "list", "--user", "7", "--data", data)
     assert r.exit_code == 1 and "user 7 does not exist" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports as tables (eval commands)
+
+_leaf = st.one_of(
+    st.integers(), st.floats(allow_nan=False), st.text(max_size=8), st.booleans(), st.none()
+)
+_report = st.recursive(
+    st.dictionaries(st.text(alphabet="abcxyz_", min_size=1, max_size=6), _leaf, min_size=1),
+    lambda inner: st.dictionaries(
+        st.text(alphabet="abcxyz_", min_size=1, max_size=6), inner, min_size=1
+    ),
+    max_leaves=12,
+)
+
+
+def _leaves(obj: Any) -> int:
+    return sum(_leaves(v) for v in obj.values()) if isinstance(obj, dict) and obj else 1
+
+
+@given(_report)
+def test_dict_table_has_a_row_per_figure(res: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from tastegraph.cli_render import dict_table
+
+    table = dict_table(res, "report")
+    assert table.row_count == _leaves(res)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(table)
+    text = console.export_text()
+    for key in res:
+        assert key in text
