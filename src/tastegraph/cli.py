@@ -245,8 +245,8 @@ def duplicates(data: DataOpt = None, as_json: JsonOpt = False) -> None:
         groups = tg.search.duplicates()
     except TastegraphError as e:
         _fail(e)
-    if as_json:
-        _print_json({"groups": groups, "total": len(groups)})
+    if as_json:  # as GET /duplicates gives it
+        _print_json({"groups": [{"group": g[0], "pins": g} for g in groups], "total": len(groups)})
         return
     pins = tg.store.get_pins([p for g in groups for p in g])
     for g in groups:
@@ -263,8 +263,8 @@ def quarantine(
     """What ingest rejected, with the reason."""
     tg = _build(_settings(data))
     rows = tg.store.quarantine_report(run_id)
-    if as_json:
-        _print_json([r.__dict__ for r in rows])
+    if as_json:  # as GET /quarantine gives it
+        _print_json({"results": [r.__dict__ for r in rows], "total": len(rows)})
         return
     for r in rows:
         out.print(f"{r.run_id} {r.source}: {r.reason}: {r.message}")

@@ -498,3 +498,21 @@ def test_dict_table_has_a_row_per_figure(res: dict[str, Any]) -> None:
     text = console.export_text()
     for key in res:
         assert key in text
+
+
+def test_duplicates_and_quarantine_json_are_shaped_as_the_api(data: Path) -> None:
+    imgs = data.parent / "imgs"
+    (imgs / "notes.txt").write_text("not an image")
+    again = io.BytesIO()
+    Image.open(imgs / "split.png").save(again, "JPEG", quality=80)  # a near-duplicate
+    (imgs / "split-copy.jpg").write_bytes(again.getvalue())
+    app = _fake_build(get_settings(data_dir=data))
+    try:
+        ingest(app, str(data.parent / "imgs"), progress=False)
+    finally:
+        app.close()
+    dup = json.loads(run("duplicates", "--json", "--data", data).stdout)
+    assert set(dup) == {"groups", "total"} and dup["total"] == len(dup["groups"]) >= 1
+    assert all(set(g) == {"group", "pins"} and g["group"] == g["pins"][0] for g in dup["groups"])
+    q = json.loads(run("quarantine", "--json", "--data", data).stdout)
+    assert q["total"] == 1 and q["results"][0]["source"].endswith("notes.txt")
