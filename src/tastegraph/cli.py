@@ -46,6 +46,8 @@ DataOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+# Ids are positive 64-bit integers (SQLite rowids): anything else is a usage error, not a crash.
+MAX_ID = 2**63 - 1
 
 
 def _settings(data: Path | None, **kw: Any) -> Settings:
@@ -162,7 +164,7 @@ def search(
 
 @app.command()
 def similar(
-    pin_id: Annotated[int | None, typer.Argument(help="A pin id.")] = None,
+    pin_id: Annotated[int | None, typer.Argument(help="A pin id.", min=1, max=MAX_ID)] = None,
     image: Annotated[
         str | None, typer.Option(help="An image file or URL instead of a pin.")
     ] = None,
@@ -497,7 +499,7 @@ def users_create(
 
 @users_app.command("board")
 def users_board(
-    user_id: Annotated[int, typer.Argument(help="Owner's user id.")],
+    user_id: Annotated[int, typer.Argument(help="Owner's user id.", min=1, max=MAX_ID)],
     name: Annotated[str, typer.Argument(help="Board name.")],
     description: str = "",
     data: DataOpt = None,
@@ -541,7 +543,7 @@ def _boards_with_pins(store: Any, user_id: int) -> list[dict[str, Any]]:
 
 @users_app.command("show")
 def users_show(
-    user_id: Annotated[int, typer.Argument(help="User id.")],
+    user_id: Annotated[int, typer.Argument(help="User id.", min=1, max=MAX_ID)],
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -567,7 +569,7 @@ def users_show(
 
 @boards_app.command("list")
 def boards_list(
-    user: Annotated[int, typer.Option("--user", help="Owner's user id.")],
+    user: Annotated[int, typer.Option("--user", help="Owner's user id.", min=1, max=MAX_ID)],
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -588,7 +590,7 @@ def boards_list(
 
 @boards_app.command("show")
 def boards_show(
-    board_id: Annotated[int, typer.Argument(help="Board id.")],
+    board_id: Annotated[int, typer.Argument(help="Board id.", min=1, max=MAX_ID)],
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -615,8 +617,8 @@ def boards_show(
 
 @app.command()
 def save(
-    board_id: Annotated[int, typer.Argument(help="Board id.")],
-    pin_id: Annotated[int, typer.Argument(help="Pin id.")],
+    board_id: Annotated[int, typer.Argument(help="Board id.", min=1, max=MAX_ID)],
+    pin_id: Annotated[int, typer.Argument(help="Pin id.", min=1, max=MAX_ID)],
     data: DataOpt = None,
 ) -> None:
     """Save a pin to a board (logged as a save event)."""
@@ -631,7 +633,7 @@ def save(
 
 @app.command()
 def feed(
-    user_id: Annotated[int, typer.Argument(help="User id.")],
+    user_id: Annotated[int, typer.Argument(help="User id.", min=1, max=MAX_ID)],
     n: int = 25,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     data: DataOpt = None,
@@ -671,7 +673,7 @@ def _items_table(results: list[dict[str, Any]]) -> Table:
 
 @app.command()
 def related(
-    pin_id: Annotated[int, typer.Argument(help="Pin id.")],
+    pin_id: Annotated[int, typer.Argument(help="Pin id.", min=1, max=MAX_ID)],
     n: int = 20,
     data: DataOpt = None,
     as_json: JsonOpt = False,

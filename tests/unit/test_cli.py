@@ -516,3 +516,40 @@ def test_duplicates_and_quarantine_json_are_shaped_as_the_api(data: Path) -> Non
     assert all(set(g) == {"group", "pins"} and g["group"] == g["pins"][0] for g in dup["groups"])
     q = json.loads(run("quarantine", "--json", "--data", data).stdout)
     assert q["total"] == 1 and q["results"][0]["source"].endswith("notes.txt")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids: any integer is a clear answer, never a traceback
+
+ID_COMMANDS = [
+    ["similar", "{}"],
+    ["related", "{}"],
+    ["feed", "{}"],
+    ["users", "show", "{}"],
+    ["users", "board", "{}", "x"],
+    ["boards", "show", "{}"],
+    ["boards", "list", "--user", "{}"],
+    ["save", "{}", "1"],
+    ["save", "1", "{}"],
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    command=st.sampled_from(ID_COMMANDS),
+    value=st.one_of(
+        st.integers(min_value=2**63, max_value=10**40),
+        st.integers(min_value=-(10**30), max_value=0),
+        st.integers(min_value=10**4, max_value=2**63 - 1),
+    ),
+)
+def test_any_id_gets_a_clear_answer(data: Path, command: list[str], value: int) -> None:
+    r = run(*(w.format(value) for w in command), "--data", data)
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    text = flat(r.output)
+    if 1 <= value < 2**63:
+        assert r.exit_code == 1 and "does not exist" in text, text
+    else:
+        assert r.exit_code == 2, text  # a usage error that names the argument
