@@ -197,10 +197,11 @@ def test_each_redirect_hop_is_checked_and_pinned(
         assert [h[0] for h in server.hits] == ["/bad"]
 
 
+@pytest.mark.parametrize("address", [PUBLIC, "2606:4700::1111"])
 def test_https_sends_the_host_name_for_sni_and_certificate(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, address: str
 ) -> None:
-    fake_resolver(monkeypatch, {"shop.test": [[PUBLIC]]})
+    fake_resolver(monkeypatch, {"shop.test": [[address]]})
     seen: list[httpx.Request] = []
 
     def send(self: httpx.Client, request: httpx.Request, **kw: Any) -> httpx.Response:
@@ -210,7 +211,7 @@ def test_https_sends_the_host_name_for_sni_and_certificate(
     monkeypatch.setattr(httpx.Client, "send", send)
     assert refusal("https://shop.test:8443/a.jpg").reason == "unreadable_url"
     [req] = seen
-    assert req.url.host == PUBLIC and req.url.port == 8443
+    assert req.url.host == address and req.url.port == 8443
     assert req.headers["host"] == "shop.test:8443"
     assert req.extensions["sni_hostname"] == "shop.test"
 
