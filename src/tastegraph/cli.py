@@ -27,10 +27,12 @@ token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_h
 eval_app = typer.Typer(help="Measure quality on labelled data.", no_args_is_help=True)
 events_app = typer.Typer(help="Engagement events.", no_args_is_help=True)
 users_app = typer.Typer(help="Users and their boards.", no_args_is_help=True)
+boards_app = typer.Typer(help="Boards: list and show them.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(eval_app, name="eval")
 app.add_typer(events_app, name="events")
 app.add_typer(users_app, name="users")
+app.add_typer(boards_app, name="boards")
 
 err = Console(stderr=True)
 out = Console()
@@ -44,6 +46,8 @@ DataOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+# Ids are positive 64-bit integers (SQLite rowids): anything else is a usage error, not a crash.
+MAX_ID = 2**63 - 1
 
 
 def _settings(data: Path | None, **kw: Any) -> Settings:
@@ -51,10 +55,17 @@ def _settings(data: Path | None, **kw: Any) -> Settings:
 
 
 def _fail(e: TastegraphError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {e.message}")
-    if e.hint:
-        err.print(f"[yellow]hint:[/] {e.hint}")
+    # Escaped: messages quote user input and hints name placeholders like [ ] or [clip].
+    err.print(f"[bold red]error:[/] {escape(e.message)}")
+    if e.cli_hint:
+        err.print(f"[yellow]hint:[/] {escape(e.cli_hint)}")
     raise typer.Exit(1)
+
+
+def _dict_table(res: dict[str, Any], title: str) -> Any:
+    from tastegraph.cli_render import dict_table
+
+    return dict_table(res, title)
 
 
 def _print_json(obj: Any) -> None:
@@ -153,11 +164,14 @@ def search(
 
 @app.command()
 def similar(
-    pin_id: Annotated[int | None, typer.Argument(help="A pin id.")] = None,
+    pin_id: Annotated[int | None, typer.Argument(help="A pin id.", min=1, max=MAX_ID)] = None,
     image: Annotated[
         str | None, typer.Option(help="An image file or URL instead of a pin.")
     ] = None,
-    box: Annotated[str | None, typer.Option(help="x0,y0,x1,y1 region of --image.")] = None,
+    box: Annotated[
+        str | None,
+        typer.Option(help="x0,y0,x1,y1 region of --image (or of the pin's image), in pixels."),
+    ] = None,
     data: DataOpt = None,
     limit: int = 20,
     offset: int = 0,
@@ -170,6 +184,12 @@ def similar(
     from tastegraph.search.service import parse_box
 
     try:
+        if image and pin_id is not None:
+            raise InvalidInput(
+                "give a pin id or --image, not both",
+                hint="`tastegraph similar PIN_ID` or `tastegraph similar --image FILE`",
+            )
+        region = parse_box(box)  # checked before any image is read
         tg = _build(_settings(data))
         f = _filters(board, tag, None)
         if image:
@@ -177,8 +197,11 @@ def similar(
             raw = read_source_bytes(
                 image, ImageLimits.from_settings(s), timeout=s.fetch_timeout_s, allow_url=True
             )
+            page = tg.search.by_image(raw, box=region, limit=limit, offset=offset, filters=f)
+        elif pin_id is not None and region:
+            raw = _pin_original(tg, pin_id)
             page = tg.search.by_image(
-                raw, box=parse_box(box), limit=limit, offset=offset, filters=f
+                raw, box=region, limit=limit, offset=offset, filters=f, exclude=[pin_id]
             )
         elif pin_id is not None:
             page = tg.search.similar(pin_id, limit=limit, offset=offset, filters=f)
@@ -189,6 +212,33 @@ def similar(
         _fail(e)
 
 
+def _pin_original(tg: Any, pin_id: int) -> bytes:
+    """The file pin ``pin_id`` was ingested from, as it was then: a box is in its pixels."""
+    from tastegraph.catalog.images import ImageLimits, content_hash, read_source_bytes
+    from tastegraph.errors import ImageRejected
+
+    pin = tg.store.get_pin(pin_id)
+    s = tg.settings
+    other_way = "or search a region of a file: `tastegraph similar --image FILE --box x0,y0,x1,y1`"
+    try:
+        raw = read_source_bytes(
+            pin.source, ImageLimits.from_settings(s), timeout=s.fetch_timeout_s, allow_url=True
+        )
+    except ImageRejected as exc:
+        raise InvalidInput(
+            f"--box searches a region of pin {pin_id}'s original image, which cannot be read "
+            f"({exc.message})",
+            hint=f"make {pin.source or 'its source'} readable again, " + other_way,
+        ) from exc
+    if content_hash(raw) != pin.content_hash:
+        raise InvalidInput(
+            f"--box searches a region of pin {pin_id}'s original image, but {pin.source} "
+            "has changed since it was ingested",
+            hint=other_way,
+        )
+    return raw
+
+
 @app.command()
 def duplicates(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """List near-duplicate groups."""
@@ -197,8 +247,8 @@ def duplicates(data: DataOpt = None, as_json: JsonOpt = False) -> None:
         groups = tg.search.duplicates()
     except TastegraphError as e:
         _fail(e)
-    if as_json:
-        _print_json({"groups": groups, "total": len(groups)})
+    if as_json:  # as GET /duplicates gives it
+        _print_json({"groups": [{"group": g[0], "pins": g} for g in groups], "total": len(groups)})
         return
     pins = tg.store.get_pins([p for g in groups for p in g])
     for g in groups:
@@ -215,8 +265,8 @@ def quarantine(
     """What ingest rejected, with the reason."""
     tg = _build(_settings(data))
     rows = tg.store.quarantine_report(run_id)
-    if as_json:
-        _print_json([r.__dict__ for r in rows])
+    if as_json:  # as GET /quarantine gives it
+        _print_json({"results": [r.__dict__ for r in rows], "total": len(rows)})
         return
     for r in rows:
         out.print(f"{r.run_id} {r.source}: {r.reason}: {r.message}")
@@ -226,22 +276,72 @@ def quarantine(
 def reindex(
     data: DataOpt = None,
     refit: Annotated[bool, typer.Option(help="Refit the image whitening first.")] = False,
+    reencode: Annotated[
+        bool,
+        typer.Option(
+            help="First re-encode pins whose vectors another model made (after changing "
+            "TASTEGRAPH_IMAGE_MODEL), from their original files."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Rebuild the vector indexes from the vectors kept in the store."""
+    """Rebuild the vector indexes from the vectors kept in the store. Exit 3 when some pins
+    could not be re-encoded (the indexes are then left as they were)."""
     import shutil
+
+    from tastegraph.cli_render import index_table
 
     try:
         s = _settings(data)
         tg = _build(s)
+        done = _reencode(tg, as_json) if reencode else None
+        if done is not None and done.failed:
+            if as_json:
+                _print_json({"reencode": done.to_dict()})
+            raise typer.Exit(EXIT_PARTIAL)
         shutil.rmtree(s.data_dir / "indexes" / s.index_kind, ignore_errors=True)
         if refit:
             tg.fit_projection(force=True)
         applied = tg.indexes.sync(save=True)
-        tg.fit_projection()
-        tg.indexes.sync(save=True)
-        err.print(f"indexed: {applied}")
+        if tg.fit_projection():  # the image index was dropped for the new projection
+            applied["image"] = tg.indexes.sync(save=True)["image"]
+        stats = tg.indexes.stats()
     except TastegraphError as e:
         _fail(e)
+    if as_json:
+        extra = {"reencode": done.to_dict()} if done is not None else {}
+        _print_json({"indexes": stats, "applied": applied, **extra})
+    else:
+        out.print(index_table(stats))
+
+
+def _reencode(tg: Any, as_json: bool) -> Any:
+    """``reindex --reencode``'s first step, said on stderr; returns the ReencodeReport."""
+    from rich.progress import Progress
+
+    from tastegraph.catalog.reencode import reencode
+
+    with Progress(console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("re-encoding pins with the current models", total=None)
+        rep = reencode(
+            tg, on_batch=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    done = rep.reencoded
+    if not as_json:
+        err.print(
+            f"re-encoded {rep.stale - len(rep.failed)} of {rep.stale} pins made by other models "
+            f"(image {done['image']}, text {done['text']})"
+        )
+    for pin, source, why in rep.failed[:20]:
+        err.print(f"  [red]not re-encoded[/] pin {pin} ({escape(source)}): {escape(why)}")
+    if len(rep.failed) > 20:
+        err.print(f"  … {len(rep.failed) - 20} more")
+    if rep.failed:
+        err.print(
+            "[yellow]hint:[/] put those files back where they were ingested from and run "
+            "`tastegraph reindex --reencode` again; the indexes were left as they were"
+        )
+    return rep
 
 
 @token_app.command("create")
@@ -351,7 +451,7 @@ def eval_retrieval(
         )
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    _print_json(res) if as_json else out.print(_dict_table(res, "image retrieval"))
 
 
 @eval_app.command("captions")
@@ -368,7 +468,7 @@ def eval_captions(
         res = evaluate_captions(images, captions, settings=get_settings(), data_dir=data)
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    _print_json(res) if as_json else out.print(_dict_table(res, "caption retrieval"))
 
 
 @eval_app.command("recs")
@@ -386,7 +486,7 @@ def eval_recs(
         res = evaluate_recs(dataset, protocol, seed=seed, out_dir=out_dir, progress=True)
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    _print_json(res) if as_json else out.print(_dict_table(res, "recommenders"))
 
 
 @users_app.command("create")
@@ -405,7 +505,7 @@ def users_create(
 
 @users_app.command("board")
 def users_board(
-    user_id: Annotated[int, typer.Argument(help="Owner's user id.")],
+    user_id: Annotated[int, typer.Argument(help="Owner's user id.", min=1, max=MAX_ID)],
     name: Annotated[str, typer.Argument(help="Board name.")],
     description: str = "",
     data: DataOpt = None,
@@ -418,10 +518,113 @@ def users_board(
     sys.stdout.write(f"{b['id']}\n")
 
 
+@users_app.command("list")
+def users_list(
+    data: DataOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List users, by id."""
+    from tastegraph.cli_render import users_table
+
+    try:
+        users = _build(_settings(data)).store.list_users(offset=offset, limit=limit)
+    except TastegraphError as e:
+        _fail(e)
+    if as_json:
+        _print_json({"results": users, "offset": offset, "limit": limit})
+        return
+    out.print(users_table(users))
+    if not users:
+        err.print(
+            "no users" + (" from there" if offset else "") + "; add one with "
+            "`tastegraph users create HANDLE`"
+        )
+
+
+def _boards_with_pins(store: Any, user_id: int) -> list[dict[str, Any]]:
+    return [store.get_board(int(b["id"])) for b in store.user_boards(user_id)]
+
+
+@users_app.command("show")
+def users_show(
+    user_id: Annotated[int, typer.Argument(help="User id.", min=1, max=MAX_ID)],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A user and their boards."""
+    from tastegraph.cli_render import boards_table, users_table
+
+    try:
+        store = _build(_settings(data)).store
+        user = store.get_user(user_id)
+        boards = store.user_boards(user_id)  # as GET /users/{id} gives them
+        counted = _boards_with_pins(store, user_id)
+    except TastegraphError as e:
+        _fail(e)
+    if as_json:
+        _print_json({**user, "boards": boards})
+        return
+    out.print(users_table([user]))
+    if counted:
+        out.print(boards_table(counted, f"boards of {user['handle']}"))
+    else:
+        err.print(f"no boards yet; add one with `tastegraph users board {user_id} NAME`")
+
+
+@boards_app.command("list")
+def boards_list(
+    user: Annotated[int, typer.Option("--user", help="Owner's user id.", min=1, max=MAX_ID)],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A user's boards, with how many pins each holds."""
+    from tastegraph.cli_render import boards_table
+
+    try:
+        store = _build(_settings(data)).store
+        store.get_user(user)
+        boards = _boards_with_pins(store, user)
+    except TastegraphError as e:
+        _fail(e)
+    if as_json:
+        _print_json({"results": boards})
+        return
+    out.print(boards_table(boards))
+
+
+@boards_app.command("show")
+def boards_show(
+    board_id: Annotated[int, typer.Argument(help="Board id.", min=1, max=MAX_ID)],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A board and its pins, in the order they were saved."""
+    from tastegraph.cli_render import boards_table
+
+    try:
+        tg = _build(_settings(data))
+        board = tg.store.get_board(board_id)  # as GET /boards/{id} gives it
+        pins = tg.store.get_pins(board["pins"])
+    except TastegraphError as e:
+        _fail(e)
+    if as_json:
+        _print_json(board)
+        return
+    out.print(boards_table([board], "board"))
+    t = Table("pin", "title / tags", "source")
+    for pid in board["pins"]:
+        if pid in pins:
+            p = pins[pid]
+            t.add_row(str(pid), escape(p.title or ", ".join(p.tags[:3])), escape(p.source))
+    out.print(t)
+
+
 @app.command()
 def save(
-    board_id: Annotated[int, typer.Argument(help="Board id.")],
-    pin_id: Annotated[int, typer.Argument(help="Pin id.")],
+    board_id: Annotated[int, typer.Argument(help="Board id.", min=1, max=MAX_ID)],
+    pin_id: Annotated[int, typer.Argument(help="Pin id.", min=1, max=MAX_ID)],
     data: DataOpt = None,
 ) -> None:
     """Save a pin to a board (logged as a save event)."""
@@ -436,70 +639,81 @@ def save(
 
 @app.command()
 def feed(
-    user_id: Annotated[int, typer.Argument(help="User id.")],
+    user_id: Annotated[int, typer.Argument(help="User id.", min=1, max=MAX_ID)],
     n: int = 25,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A user's home feed, with the reason for each pin."""
+    from tastegraph.api.engagement import _items
+
     try:
         tg = _build(_settings(data))
         items, nxt = tg.feeds.feed(user_id, n, cursor)
-        pins = tg.store.get_pins([it.pin for it in items])
+        # The API's own serialisation: --json gives exactly what GET /users/{id}/feed gives.
+        body = {"results": _items(tg, items), "next_cursor": nxt, "model": tg.feeds.version}
     except TastegraphError as e:
         _fail(e)
-    rows = [
-        {
-            "pin": it.pin,
-            "title": pins[it.pin].title,
-            "score": round(it.score, 4),
-            "reason": it.reason,
-            "source": it.source,
-        }
-        for it in items
-    ]
     if as_json:
-        _print_json({"results": rows, "next_cursor": nxt})
+        _print_json(body)
         return
-    t = Table("pin", "score", "source", "reason")
-    for r in rows:
-        t.add_row(str(r["pin"]), f"{r['score']:.3f}", str(r["source"]), str(r["reason"]))
-    out.print(t)
+    out.print(_items_table(body["results"]))
+    if nxt:
+        err.print(f"next page: `tastegraph feed {user_id} --cursor {nxt}`")
+
+
+def _items_table(results: list[dict[str, Any]]) -> Table:
+    t = Table("pin", "title / tags", "score", "source", "reason")
+    for r in results:
+        pin = r["pin"]
+        t.add_row(
+            str(pin["id"]),
+            escape(pin["title"] or ", ".join(pin["tags"][:3])),
+            f"{r['score']:.3f}",
+            escape(str(r["source"])),
+            escape(str(r["reason"])),
+        )
+    return t
 
 
 @app.command()
 def related(
-    pin_id: Annotated[int, typer.Argument(help="Pin id.")],
+    pin_id: Annotated[int, typer.Argument(help="Pin id.", min=1, max=MAX_ID)],
     n: int = 20,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pins related to a pin (visual + co-engagement), with reasons."""
+    from tastegraph.api.engagement import _items
+
     try:
         tg = _build(_settings(data))
         items = tg.feeds.related(pin_id, n)
+        body = {"results": _items(tg, items)}  # as GET /pins/{id}/related gives it
     except TastegraphError as e:
         _fail(e)
-    rows = [
-        {"pin": it.pin, "score": round(it.score, 4), "reason": it.reason, "source": it.source}
-        for it in items
-    ]
     if as_json:
-        _print_json({"results": rows})
+        _print_json(body)
         return
-    for r in rows:
-        out.print(f"{r['pin']}\t{r['score']}\t{r['reason']}")
+    out.print(_items_table(body["results"]))
 
 
 @app.command()
 def train(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Fit the feed's learned models on the event log and publish a new version."""
+    from tastegraph.cli_render import ranker_verdict, train_table
+    from tastegraph.recs.feed import FeedParams
+
     try:
         res = _build(_settings(data)).feeds.train()
     except TastegraphError as e:
         _fail(e)
-    _print_json(res) if as_json else out.print(res)
+    fraction = FeedParams().train_fraction
+    if as_json:
+        _print_json({**res, "ranker_note": ranker_verdict(res, fraction)})
+    else:
+        out.print(train_table(res, fraction))
 
 
 @app.command()
@@ -522,7 +736,14 @@ def simulate(
     except TastegraphError as e:
         _fail(e)
     res["catalog"] = where
-    _print_json(res) if as_json else out.print(res)
+    if as_json:
+        _print_json(res)
+        return
+    from tastegraph.cli_render import simulate_table
+
+    out.print(simulate_table(res))
+    if res.get("plot"):
+        err.print(f"plot: {res['plot']}")
 
 
 def _simulation_catalog(s: Settings, seed: int) -> tuple[Any, list[str], list[str], str]:

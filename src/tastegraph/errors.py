@@ -2,7 +2,9 @@
 
 Every error carries a stable machine-readable ``code``, an HTTP ``status`` and a ``hint`` that tells
 the user what to do next. The API turns any of them into the single JSON error envelope; the CLI
-prints ``message`` and ``hint`` and exits non-zero.
+prints ``message`` and ``cli_hint`` (``hint`` when there is none) and exits non-zero. A hint that
+names a route or a query parameter (``POST /users``, ``?q=``) means nothing at a shell prompt, so
+such errors give the command-line way to do it as ``cli_hint``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ class TastegraphError(Exception):
     code = "error"
     status = 500
 
-    def __init__(self, message: str, *, hint: str = "", **details: Any) -> None:
+    def __init__(self, message: str, *, hint: str = "", cli_hint: str = "", **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.cli_hint = cli_hint or hint
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:

@@ -68,7 +68,8 @@ class Settings(BaseSettings):
             "(Flickr8k caption R@10 0.326 vs 0.305, clothing mAP@10 +0.02 in the same run) "
             "for about twice the compute per image; 'lite0' is the fast choice for large "
             "catalogs on small machines. Changing it (or upgrading a Lite0 catalog) needs "
-            "`tastegraph reindex --reencode`; until then the index refuses the other vectors."
+            "`tastegraph reindex --reencode`, which reads each pin's original file again; "
+            "until then the index refuses the other vectors."
         ),
     )
     image_input_size: int | None = Field(

@@ -20,18 +20,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import ipaddress
 import math
 import os
 import re
-import socket
 import stat
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,8 +36,6 @@ from PIL import Image, UnidentifiedImageError, features
 from tastegraph.errors import ImageRejected, InvalidInput
 
 if TYPE_CHECKING:
-    import httpx
-
     from tastegraph.settings import Settings
 
 # httpx and imagehash are imported where they are used: ingest's decode worker processes import
@@ -96,8 +90,6 @@ MIN_CROP_SIDE = 16  # in original pixels: smaller crops carry too little to sear
 # (deflate tops out near 1032:1 and a real photo needs far more than a bit per pixel): it is
 # classed as a decompression bomb rather than an honest, merely too large, image.
 _BOMB_PIXELS_PER_BYTE = 1000
-
-_MAX_REDIRECTS = 5
 
 _FIX_LIMITS_HINT = "or raise the limit with the TASTEGRAPH_{name} setting"
 
@@ -808,8 +800,9 @@ def read_source_bytes(
     Any scheme other than http/https is refused. Redirects are followed by hand (at most 5),
     each target checked the same way. ``timeout`` bounds each network step and the whole
     download. ``allow_private_hosts=False`` refuses hosts that resolve to loopback, private,
-    link-local or reserved addresses (server-side request forgery); the check is made on each
-    hop before connecting. Callers passing refs from untrusted users (the HTTP API) must set
+    link-local or reserved addresses (server-side request forgery) and connects to the very
+    address it checked, on each hop (see :mod:`tastegraph.catalog.fetch`). Callers passing
+    refs from untrusted users (the HTTP API) must set
     ``allow_local_files=False``, else a ref like ``/etc/passwd`` is read from the server's disk.
     """
     scheme = _SCHEME.match(ref)
@@ -830,7 +823,9 @@ def read_source_bytes(
                 "Upload the image file instead, or enable the TASTEGRAPH_ALLOW_URL_FETCH setting.",
                 ref,
             )
-        return _fetch_url(ref, limits, timeout, allow_private_hosts)
+        from tastegraph.catalog.fetch import fetch_url
+
+        return fetch_url(ref, limits, timeout, allow_private_hosts)
     if not allow_local_files:
         raise _reject(
             "unsupported_url",
@@ -882,104 +877,3 @@ def _read_file(ref: str, limits: ImageLimits) -> bytes:
     if len(data) > limits.max_bytes:
         raise _too_large_bytes(len(data), limits.max_bytes, ref)
     return data
-
-
-def _unreadable_url(url: str, why: str, **details: object) -> ImageRejected:
-    return _reject(
-        "unreadable_url",
-        f"Cannot fetch {url}: {why}.",
-        "Check the URL opens in a browser and points at the image itself; retry later if the "
-        "server is down.",
-        url,
-        **details,
-    )
-
-
-def _check_url(url: str, allow_private_hosts: bool) -> None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError as exc:
-        raise _reject(
-            "unsupported_url", f"Malformed URL {url}: {exc}.", "Fix the URL.", url
-        ) from exc
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise _reject(
-            "unsupported_url",
-            f"Only http(s) URLs with a host can be fetched, not {url}.",
-            "Give an http(s) URL or a local file path.",
-            url,
-        )
-    if allow_private_hosts:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise _unreadable_url(url, f"cannot resolve {parts.hostname}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise _reject(
-                "unsupported_url",
-                f"{parts.hostname} is a private or local address ({address}); it is not fetched.",
-                "Give a URL on the public internet.",
-                url,
-            )
-
-
-def _fetch_url(url: str, limits: ImageLimits, timeout: float, allow_private_hosts: bool) -> bytes:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    headers = {
-        "User-Agent": "tastegraph (image fetcher)",
-        "Accept": "image/*,*/*;q=0.5",
-        # A compressed body would be inflated in memory before our byte cap sees it.
-        "Accept-Encoding": "identity",
-    }
-    try:
-        with httpx.Client(follow_redirects=False, timeout=timeout, headers=headers) as client:
-            for _ in range(_MAX_REDIRECTS + 1):
-                _check_url(url, allow_private_hosts)
-                with client.stream("GET", url) as resp:
-                    if resp.is_redirect:
-                        location = resp.headers.get("location", "")
-                        if not location:
-                            raise _unreadable_url(url, "redirect without a Location")
-                        url = urljoin(url, location)
-                        continue
-                    if resp.status_code >= 400:
-                        raise _unreadable_url(
-                            url,
-                            f"the server answered HTTP {resp.status_code}",
-                            status=resp.status_code,
-                        )
-                    return _read_body(resp, url, limits, deadline)
-            raise _unreadable_url(url, f"more than {_MAX_REDIRECTS} redirects")
-    except ImageRejected:
-        raise
-    except httpx.TimeoutException as exc:
-        raise _unreadable_url(url, f"no answer within {timeout:g} s") from exc
-    except httpx.InvalidURL as exc:
-        raise _reject(
-            "unsupported_url", f"Malformed URL {url}: {exc}.", "Fix the URL.", url
-        ) from exc
-    except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
-        raise _unreadable_url(url, str(exc) or type(exc).__name__) from exc
-
-
-def _read_body(resp: httpx.Response, url: str, limits: ImageLimits, deadline: float) -> bytes:
-    declared = resp.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_bytes:
-        raise _too_large_bytes(int(declared), limits.max_bytes, url)
-    buf = bytearray()
-    # No chunk_size: a fixed size would buffer a slow body out of sight of the deadline below.
-    for chunk in resp.iter_bytes():
-        buf += chunk
-        if len(buf) > limits.max_bytes:
-            # Stop reading: the rest of a huge body is never downloaded.
-            raise _too_large_bytes(len(buf), limits.max_bytes, url, cut=True)
-        if time.monotonic() > deadline:
-            # Each read has its own timeout; this bounds a server that drips bytes forever.
-            raise _unreadable_url(url, "the download took longer than the timeout")
-    return bytes(buf)

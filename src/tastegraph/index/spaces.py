@@ -25,6 +25,14 @@ __all__ = ["SpaceIndexes", "VectorSource"]
 
 F32 = NDArray[np.float32]
 
+# Stored vectors are made from the image files: another model's vectors are remade from them
+# (catalog.reencode), or the setting goes back to the model that made them.
+REENCODE_HINT = (
+    "re-encode the catalog with the current models: `tastegraph reindex --reencode` (it reads "
+    "each pin's original file again), or set TASTEGRAPH_IMAGE_MODEL back to the model the "
+    "catalog was built with (its name starts the model id, e.g. lite0)"
+)
+
 
 class VectorSource(Protocol):
     """What the indexes need from the store."""
@@ -66,6 +74,8 @@ class SpaceIndexes:
         self.projection: Projection | None = None
         self._lock = threading.RLock()
         self._indexes: dict[str, VectorIndex] = {}
+        # Changes applied to an index since it was last saved (opening one catches it up).
+        self._unsaved: dict[str, int] = {}
 
     def set_projection(self, projection: Projection | None) -> None:
         with self._lock:
@@ -109,7 +119,7 @@ class SpaceIndexes:
         except IndexMismatch:
             # Derived data: rebuild from the store's raw vectors rather than refuse to serve.
             idx = self._rebuild(space, meta, path)
-        self._catch_up(space, idx)
+        self._unsaved[space] = self._catch_up(space, idx)
         return idx
 
     def _rebuild(self, space: str, meta: IndexMeta, path: Path) -> VectorIndex:
@@ -136,29 +146,42 @@ class SpaceIndexes:
             keep = np.array([m == model_id for m in models])
             if not keep.all():
                 # Vectors from another model cannot share this index: say how to fix it.
+                others = sorted({m for m, k in zip(models, keep, strict=True) if not k})
                 raise IndexMismatch(
-                    f"{int((~keep).sum())} stored {space} vectors come from another model",
-                    hint="re-encode the catalog with `tastegraph reindex --reencode`",
+                    f"{int((~keep).sum())} stored {space} vectors come from another model "
+                    f"({', '.join(others)}; this installation runs {model_id})",
+                    hint=REENCODE_HINT,
                 )
             idx.add(ids, self.to_index_space(space, mat))
         idx.watermark = last
         return len(ups) + len(dels)
 
     def sync(self, save: bool = True) -> dict[str, int]:
-        """Apply pending store changes to every open or on-disk index; optionally save them."""
+        """Apply pending store changes to every open or on-disk index; optionally save them.
+
+        Returns, per space, the changes this call applied; with ``save``, every change the
+        saved index holds that its last save did not, including those applied when the index
+        was opened (a rebuilt index replays the whole log there).
+        """
         applied: dict[str, int] = {}
         with self._lock:
             for space in self.model_ids:
                 idx = self.get(space)
-                applied[space] = self._catch_up(space, idx)
-                if save and applied[space]:
-                    idx.save(self.root / space)
+                n = self._catch_up(space, idx)
+                if save:
+                    applied[space] = self._unsaved.pop(space, 0) + n
+                    if applied[space]:
+                        idx.save(self.root / space)
+                else:
+                    applied[space] = n
+                    self._unsaved[space] = self._unsaved.get(space, 0) + n
         return applied
 
     def save(self) -> None:
         with self._lock:
             for space, idx in self._indexes.items():
                 idx.save(self.root / space)
+                self._unsaved.pop(space, None)
 
     def vector_of(self, space: str, pin_id: int) -> F32:
         """The stored raw vector of one pin, mapped into this space's index."""

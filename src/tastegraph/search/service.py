@@ -47,11 +47,19 @@ def parse_filters(board: str | None, tag: str | None, attr: list[str] | None) ->
     for a in attr or []:
         key, sep, value = a.partition(":")
         if not sep or not key:
-            raise InvalidInput(f"bad attribute filter {a!r}", hint="use attr=key:value")
+            raise InvalidInput(
+                f"bad attribute filter {a!r}",
+                hint="use attr=key:value",
+                cli_hint="use --attr key:value, e.g. --attr colour:red",
+            )
         attributes[key] = value
     if not board and not tag and not attributes:
         return None
     return Filters(board=board or None, tag=tag or None, attributes=attributes or None)
+
+
+_BOX_HINT = "use box=x0,y0,x1,y1 in pixels"
+_BOX_CLI_HINT = "use --box x0,y0,x1,y1 in pixels of the image, e.g. --box 120,40,380,300"
 
 
 def parse_box(box: str | None) -> tuple[float, float, float, float] | None:
@@ -61,9 +69,9 @@ def parse_box(box: str | None) -> tuple[float, float, float, float] | None:
     try:
         parts = tuple(float(x) for x in box.split(","))
     except ValueError as exc:
-        raise InvalidInput(f"bad box {box!r}", hint="use box=x0,y0,x1,y1 in pixels") from exc
+        raise InvalidInput(f"bad box {box!r}", hint=_BOX_HINT, cli_hint=_BOX_CLI_HINT) from exc
     if len(parts) != 4:
-        raise InvalidInput(f"bad box {box!r}", hint="use box=x0,y0,x1,y1 in pixels")
+        raise InvalidInput(f"bad box {box!r}", hint=_BOX_HINT, cli_hint=_BOX_CLI_HINT)
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -163,10 +171,12 @@ class SearchService:
         limit: int = 20,
         offset: int = 0,
         filters: Filters | None = None,
+        exclude: list[int] | None = None,
     ) -> Page:
-        """Pins that look like an uploaded image, or like the region ``box`` inside it."""
+        """Pins that look like an uploaded image, or like the region ``box`` inside it
+        (``exclude``: pins left out, e.g. the pin whose image it is)."""
         q = self.encode_query_image(data, box=box)
-        return self._image_search(q, limit=limit, offset=offset, filters=filters)
+        return self._image_search(q, limit=limit, offset=offset, filters=filters, exclude=exclude)
 
     def by_url(self, url: str, **kw: Any) -> Page:
         s = self.app.settings
@@ -199,7 +209,11 @@ class SearchService:
         """BM25 over title/description/tags fused with semantic search over text and images."""
         query = query.strip()
         if not query:
-            raise InvalidInput("the query is empty", hint="pass some words, e.g. ?q=red+dress")
+            raise InvalidInput(
+                "the query is empty",
+                hint="pass some words, e.g. ?q=red+dress",
+                cli_hint='pass some words, e.g. tastegraph search "red dress"',
+            )
         if len(query) > 1000:
             raise InvalidInput("the query is longer than 1000 characters")
         s = self.app.settings

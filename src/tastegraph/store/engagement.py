@@ -56,7 +56,12 @@ class EngagementMixin:
         with self.read() as conn:
             r = conn.execute(sa.select(t.users).where(t.users.c.id == user_id)).one_or_none()
         if r is None:
-            raise NotFound(f"user {user_id} does not exist", hint="create it with POST /users")
+            raise NotFound(
+                f"user {user_id} does not exist",
+                hint="create it with POST /users",
+                cli_hint="`tastegraph users list` shows the users; "
+                "create one with `tastegraph users create HANDLE`",
+            )
         return dict(r._mapping)
 
     def list_users(self, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
@@ -91,7 +96,11 @@ class EngagementMixin:
         with self.read() as conn:
             r = conn.execute(sa.select(t.boards).where(t.boards.c.id == board_id)).one_or_none()
             if r is None:
-                raise NotFound(f"board {board_id} does not exist")
+                raise NotFound(
+                    f"board {board_id} does not exist",
+                    hint="GET /users/{user_id} lists a user's boards",
+                    cli_hint="`tastegraph boards list --user USER_ID` lists a user's boards",
+                )
             pins = [
                 x[0]
                 for x in conn.execute(

@@ -314,7 +314,11 @@ class SQLStore(EngagementMixin):
         with self.read() as conn:
             r = conn.execute(sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)).one_or_none()
         if r is None:
-            raise NotFound(f"pin {pin_id} does not exist", hint="list pins with GET /pins")
+            raise NotFound(
+                f"pin {pin_id} does not exist",
+                hint="list pins with GET /pins",
+                cli_hint="find pin ids with `tastegraph search WORDS`",
+            )
         return _row_to_pin(r)
 
     def get_pins(self, ids: Iterable[int]) -> dict[int, Pin]:
