@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 import weakref
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tastegraph.errors import InvalidInput, NotFound
+from tastegraph.errors import InvalidInput, NotFound, TastegraphError
+from tastegraph.recs.hygiene import INT32_MAX, REASONS, SkipCounter, float_column, int_column
 
 if TYPE_CHECKING:
     from tastegraph.app import App
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from tastegraph.recs.feed import Event, EventBatch, FeedEngine, FeedItem, FeedParams
 
 __all__ = ["FeedService", "decode_cursor", "encode_cursor", "load_event_batch"]
+
+log = logging.getLogger("tastegraph.feeds")
 
 MODEL_KEY = "recs_model"
 MAX_CURSOR_IDS = 2000
@@ -137,13 +141,17 @@ def to_engine_event(row: dict[str, Any]) -> Event:
 
 
 def load_event_batch(
-    store: Any, after_id: int = 0, limit: int | None = None
+    store: Any, after_id: int = 0, limit: int | None = None, *, skipped: SkipCounter | None = None
 ) -> tuple[EventBatch, int]:
     """Logged events with ``id > after_id`` (at most ``limit``), in id order, as columns.
 
     Returns the batch and the id of the last event read (``after_id`` when none). Equivalent to
     ``EventBatch.from_events`` over :func:`to_engine_event` of ``store.events_since`` rows, at a
     fraction of the cost: rows come back as plain tuples and each column is converted once.
+
+    Rows whose ids, kind or position cannot be represented (an id SQLite kept as REAL or TEXT,
+    a position beyond 32 bits) are left out and counted in ``skipped``; times and dwell that
+    are not numbers become NaN, which the engine skips and counts itself.
     """
     import sqlalchemy as sa
 
@@ -175,22 +183,33 @@ def load_event_batch(
     ids, users, pins, kinds, ts, dwell, surfaces, positions, requests = zip(*rows, strict=True)
     del rows
     code_of = {k: i for i, k in enumerate(KINDS)}
-    kind_code = np.array([code_of.get(k, -1) for k in kinds], np.int8)
+    kind_code = np.array([code_of.get(k, -1) if isinstance(k, str) else -1 for k in kinds], np.int8)
+    user, ok_user = int_column(users)
+    pin, ok_pin = int_column(pins)
+    position, ok_pos = int_column([-1 if x is None else x for x in positions])
+    ok_pos &= (position >= -1) & (position <= INT32_MAX)
     # Surfaces repeat: decode each distinct one once ("board:<name>" saves add a board edge).
-    surface_of: dict[str, tuple[int, str]] = {}
+    surface_of: dict[Any, tuple[int, str]] = {}
     for sf in set(surfaces):
         name = str(sf or "")
         board = name.split(":", 1)[1] if name.startswith("board:") else ""
         surface_of[sf] = (SURFACES.index(name) if name in SURFACES else -1, board)
     boards = [surface_of[sf][1] for sf in surfaces]
-    request_code: dict[str, int] = {}
+    request_code: dict[Any, int] = {}
+    counts = skipped if skipped is not None else SkipCounter()
+    counts.add_mask("bad_user", ~ok_user)
+    counts.add_mask("bad_pin", ok_user & ~ok_pin)
+    counts.add_mask("bad_kind", ok_user & ok_pin & (kind_code < 0))
+    good = ok_user & ok_pin & (kind_code >= 0)
+    counts.add_mask("bad_position", good & ~ok_pos)
+    good &= ok_pos
     batch = EventBatch(
-        user=np.array(users, np.int64),
-        pin=np.array(pins, np.int64),
+        user=user,
+        pin=pin,
         kind=np.maximum(kind_code, 0),
-        ts=np.array(ts, np.float64),
-        dwell_ms=np.array([d or 0.0 for d in dwell], np.float32),
-        position=np.array([-1 if x is None else x for x in positions], np.int32),
+        ts=float_column(ts),
+        dwell_ms=_finite32(float_column(dwell, default=0.0)),
+        position=np.where(ok_pos, position, -1).astype(np.int32),
         surface=np.array([surface_of[sf][0] for sf in surfaces], np.int8),
         request=np.array(
             [request_code.setdefault(r, len(request_code)) if r else -1 for r in requests],
@@ -199,9 +218,15 @@ def load_event_batch(
         source=np.full(len(ids), -1, np.int8),
         board=np.array(boards, dtype=object) if any(boards) else None,
     )
-    if (kind_code < 0).any():  # kinds the engine does not know (the store validates them)
-        batch = batch.take(np.flatnonzero(kind_code >= 0))
+    if not good.all():
+        batch = batch.take(np.flatnonzero(good))
     return batch, int(ids[-1])
+
+
+def _finite32(x: np.ndarray) -> np.ndarray:
+    """float32 of ``x``; values float32 cannot hold become NaN (skipped later), not inf."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(x) < 1e30, x, np.nan).astype(np.float32)
 
 
 class FeedService:
@@ -219,6 +244,15 @@ class FeedService:
         # Users seen to exist: the store never deletes users, so a positive answer stays true
         # and a feed request need not ask the store again.
         self._known_users: set[int] = set()
+        # Health, for /ready and the log: stored events the engine could not use (by reason),
+        # why the last build or catch-up failed, and when the engine last caught up.
+        self.skipped = SkipCounter()
+        self._logged_skips = 0
+        self._build_error: str | None = None
+        self._catch_up_error: str | None = None
+        self._model_error: str | None = None
+        self._failed_version: str | None = None
+        self._caught_up_at = 0.0
 
     # ------------------------------------------------------------- engine
     def _pin_table(self, ids: list[int] | None = None) -> Any:
@@ -234,10 +268,9 @@ class FeedService:
             vectors=vecs if len(pid) else np.zeros((0, app.encoders.image.dim), np.float32),
             boards=[r[1] for r in rows],
             labels=[r[2] or "" for r in rows],
-            titles=[
-                r[0] or (r[2] if r[2] is not None else f"pin {i}")
-                for i, r in zip(pid.tolist(), rows, strict=True)
-            ],
+            # Only words a person wrote: reasons must not name a pin by its id or by a label
+            # the image model guessed (labels still serve the diversity caps).
+            titles=[r[0] or "" for r in rows],
             created_at=np.array([_epoch(r[3]) for r in rows], np.float64),
             dup_group=np.array([-1 if r[4] is None else r[4] for r in rows], np.int64),
             blocked=np.zeros(len(rows), bool),
@@ -268,17 +301,13 @@ class FeedService:
             return engine
         with self._lock:
             if self._engine is None:
-                # Read before the pin table: a change made while it is built is applied twice
-                # (harmless: known pins are ignored) rather than missed.
-                self._catalog_seq = self.app.store.last_change()
-                engine = self._new_engine()
-                rec = self.app.store.get_kv(MODEL_KEY)
-                if rec:
-                    engine.load(self.app.settings.data_dir / rec["path"])
-                    self._version = rec["version"]
-                self._replay(engine)
-                self._known_users.update(_user_ids(self.app.store, MAX_KNOWN_USERS))
-                engine.warm_up(time.time())
+                try:
+                    engine = self._build()
+                except Exception as e:
+                    self._build_error = f"{type(e).__name__}: {e}"
+                    log.exception("could not build the feed engine")
+                    raise
+                self._build_error = None
                 self._engine = engine
                 # Weakly: a service the app replaces (e.g. after a whitening refit) must not be
                 # kept alive, and fed every event, by its subscription.
@@ -292,6 +321,72 @@ class FeedService:
                 self.app.engagement.subscribe(listener)
             return self._engine
 
+    def _build(self) -> FeedEngine:
+        # Read before the pin table: a change made while it is built is applied twice
+        # (harmless: known pins are ignored) rather than missed.
+        self._catalog_seq = self.app.store.last_change()
+        engine = self._new_engine()
+        self._last_event_id = 0
+        self.skipped = SkipCounter()
+        self._logged_skips = 0
+        self._load_model(engine)
+        self._replay(engine)
+        self._known_users.update(_user_ids(self.app.store, MAX_KNOWN_USERS))
+        engine.warm_up(time.time())
+        return engine
+
+    def _load_model(self, engine: FeedEngine) -> None:
+        """The published model, if any; one that cannot be used leaves the untrained ranker.
+
+        A model saved under other settings, or whose files were lost, must not keep the feeds
+        down: it is reported (log, /ready) and ``tastegraph train`` publishes a fresh one.
+        """
+        rec = self.app.store.get_kv(MODEL_KEY)
+        if not rec or rec.get("version") == self._failed_version:
+            return
+        try:
+            engine.load(self.app.settings.data_dir / rec["path"])
+        except (TastegraphError, OSError, ValueError, KeyError) as e:
+            self._model_error = f"model {rec.get('version')!r} not loaded: {e}"
+            self._failed_version = rec.get("version")
+            log.warning("%s; serving without it (run `tastegraph train`)", self._model_error)
+            return
+        self._version = rec["version"]
+        self._model_error = None
+
+    def status(self) -> dict[str, Any]:
+        """The engine's health: ``state`` is ``ok``, ``not_built``, ``failed`` or ``stale``.
+
+        ``stale``: the last catch-up with the event log failed, so feeds no longer reflect new
+        events. ``skipped_events`` counts the stored events the engine could not use, by reason
+        (``reasons`` says what each means); they are left out, never fatal.
+        """
+        skipped = dict(self.skipped)
+        out: dict[str, Any] = {
+            "state": "ok",
+            "events_applied_to": self._last_event_id,
+            "skipped_events": skipped,
+        }
+        if skipped:
+            out["reasons"] = {k: REASONS[k] for k in skipped if k in REASONS}
+        if self._model_error:
+            out["model_error"] = self._model_error
+        if self._engine is None:
+            out["state"] = "failed" if self._build_error else "not_built"
+            if self._build_error:
+                out["error"] = self._build_error
+        elif self._catch_up_error:
+            out["state"] = "stale"
+            out["error"] = self._catch_up_error
+            out["caught_up_at"] = self._caught_up_at
+        return out
+
+    def _note_skips(self) -> None:
+        total = sum(self.skipped.values())
+        if total > self._logged_skips:
+            self._logged_skips = total
+            log.warning("feed engine: %s (left out of feeds)", self.skipped.summary())
+
     def _replay(self, engine: FeedEngine) -> int:
         """Apply the logged events after the last one applied, in id order; returns how many.
 
@@ -300,21 +395,40 @@ class FeedService:
         """
         applied = 0
         while True:
-            batch, last = load_event_batch(self.app.store, self._last_event_id, REPLAY_CHUNK)
+            skipped = SkipCounter()
+            batch, last = load_event_batch(
+                self.app.store, self._last_event_id, REPLAY_CHUNK, skipped=skipped
+            )
             if last == self._last_event_id:
+                self._caught_up_at = time.time()
+                self._note_skips()
                 return applied
-            engine.observe(batch)
+            before = engine.skipped_.copy()
+            engine.observe(batch, now=time.time())
+            skipped.update(engine.skipped_ - before)
+            self.skipped.update(skipped)
             self._last_event_id = last
-            applied += len(batch)
+            applied += len(batch) - sum(skipped.values())
 
     def catch_up(self) -> int:
         """Apply events logged since the last ones applied (e.g. by another process)."""
         with self._lock:
-            return self._replay(self._engine) if self._engine is not None else 0
+            if self._engine is None:
+                return 0
+            try:
+                applied = self._replay(self._engine)
+            except Exception as e:
+                # Feeds go on from the state they have; /ready says they are stale.
+                self._catch_up_error = f"{type(e).__name__}: {e}"
+                log.exception("feed engine could not catch up with the event log")
+                return 0
+            self._catch_up_error = None
+            return applied
 
     def _on_events(self, rows: list[dict[str, Any]]) -> None:
         # Real time: the next feed call sees these. They are read back by id rather than taken
         # from ``rows``, so that events another process logged in between are not skipped.
+        # Never raises: the events are stored already, and a failure is reported by status().
         self.catch_up()
 
     def add_pins(self, ids: list[int]) -> None:
@@ -388,7 +502,8 @@ class FeedService:
         from threadpoolctl import threadpool_limits
 
         t0 = time.perf_counter()
-        batch, _ = load_event_batch(self.app.store)
+        skipped = SkipCounter()
+        batch, _ = load_event_batch(self.app.store, skipped=skipped)
         engine = self._new_engine()
         # Fitting replays the log through thousands of small matrix products, which a BLAS
         # thread team only slows down (more so on a busy machine).
@@ -401,11 +516,13 @@ class FeedService:
             MODEL_KEY, {"path": str(rel), "version": version, "digest": engine.digest()}
         )
         self.reload()
+        skipped.update(engine.fit_report_.get("skipped_events", {}))
         return {
             "version": version,
             "events": len(batch),
             "seconds": round(time.perf_counter() - t0, 2),
             **engine.fit_report_,
+            "skipped_events": dict(skipped),
         }
 
     def reload(self) -> bool:
@@ -414,9 +531,8 @@ class FeedService:
         with self._lock:
             if not rec or rec["version"] == self._version or self._engine is None:
                 return False
-            self._engine.load(self.app.settings.data_dir / rec["path"])
-            self._version = rec["version"]
-            return True
+            self._load_model(self._engine)
+            return self._version == rec["version"]
 
     @property
     def version(self) -> str | None:
