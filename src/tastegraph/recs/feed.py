@@ -293,7 +293,8 @@ class EventBatch:
 def _col(value: Any, n: int, dtype: Any, default: int) -> NDArray[Any]:
     if value is None:
         return np.full(n, default, dtype)
-    return np.asarray(value).astype(dtype)
+    with np.errstate(over="ignore"):  # a dwell beyond float32 becomes inf, skipped later
+        return np.asarray(value).astype(dtype)
 
 
 def _surface_code(surface: str) -> int:
