@@ -120,7 +120,7 @@ def test_any_event_tuples_mixed_into_a_healthy_log_never_break_the_engine(
     mixed = _concat(base, junk, seed)
     eng = engine_for(PINS)
     eng.observe(mixed, now=NOW)
-    users = sorted({int(u) for u in mixed.user.tolist()})[:12] + [-1]
+    users = [*sorted({int(u) for u in mixed.user.tolist()})[:12], -1]
     _assert_feeds_answer(eng, users, NOW + 60)
     # A restart replays the same log: it builds again, with the same skips.
     again = engine_for(PINS)
@@ -163,7 +163,7 @@ def test_skip_counter_summary() -> None:
 def test_saves_stay_useful_next_to_skipped_rows() -> None:
     eng = _healthy_engine()
     c0 = np.flatnonzero(CLUSTER == 0)
-    eng.observe(saves(5, c0[:4].tolist(), NOW - DAY) + [Event(5, 1000, "save", math.nan)])
+    eng.observe([*saves(5, c0[:4].tolist(), NOW - DAY), Event(5, 1000, "save", math.nan)])
     assert eng.skipped_ == {"bad_time": 1}
     items = eng.feed(5, 10, NOW)
     assert sum(CLUSTER[it.pin - 1000] == 0 for it in items) >= 5
