@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tastegraph.recs.blend import EXPLORE, ThompsonArms, bound_slots
 from tastegraph.recs.feed import Event, FeedEngine, FeedItem, FeedParams, PinTable
 from tastegraph.recs.reasons import pin_phrase
-from tests.unit.test_feed import D, DAY, N, NOW, World, background, engine_for, saves, world
+from tests.unit.test_feed import DAY, NOW, D, N, World, background, engine_for, saves, world
 
 EXPLORE_SOURCES = ("popular", "fresh", "explore")
 
