@@ -290,8 +290,9 @@ def test_reasons_name_saved_pins_in_words_people_wrote_with_their_thumbnail(
     for pid in reds[:3]:
         c.post(f"/boards/{board}/pins", json={"pin_id": pid}, headers=h)
     titled = reds[3]
+    assert c.get(f"/users/{uid}/feed").status_code == 200  # the engine is running
     c.patch(f"/pins/{titled}", json={"title": "Poppy field"}, headers=h)
-    world._feeds = None  # the engine reads titles at start
+    world.catch_up()  # what the server's watcher does every few seconds
     c.post(f"/boards/{board}/pins", json={"pin_id": titled}, headers=h)
     results = c.get(f"/users/{uid}/feed", params={"n": 20}).json()["results"]
     related = c.get(f"/pins/{reds[0]}/related", params={"n": 8}).json()["results"]
@@ -305,6 +306,8 @@ def test_reasons_name_saved_pins_in_words_people_wrote_with_their_thumbnail(
         "because you saved this pin",
         'because you saved "Poppy field"',
     }
+    of_titled = c.get(f"/pins/{titled}/related", params={"n": 3}).json()["results"]
+    assert all('"Poppy field"' in x["reason"] for x in of_titled), of_titled
     for x in saved + related:
         pid = x["because"]["pin_id"]
         assert pid in reds[:4]

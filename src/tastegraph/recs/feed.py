@@ -815,6 +815,14 @@ class FeedEngine:
             rows = self._rows_of(np.fromiter(pin_ids, np.int64))
             self._blocked[rows[rows >= 0]] = blocked
 
+    def set_titles(self, pin_ids: Sequence[int], titles: Sequence[str]) -> None:
+        """Replace the titles of known pins (reasons quote them); unknown ids are ignored."""
+        with self._rw.write():
+            rows = self._rows_of(np.asarray(pin_ids, np.int64))
+            for r, title in zip(rows.tolist(), titles, strict=True):
+                if r >= 0:
+                    self._titles[r] = str(title or "")
+
     def _add_board_edges(self, rows: I64) -> None:
         """Each pin's edge to its own board (pins without one get none)."""
         has = self._board[rows] >= 0

@@ -441,7 +441,8 @@ class FeedService:
         (``tastegraph ingest`` while the server runs); returns how many changes were applied.
 
         New pins join the engine (they can be served at once, through visual similarity and
-        their board); deleted ones are never served again. Edits to known pins are left alone.
+        their board); deleted ones are never served again. Of edits to known pins, the title is
+        taken in (reasons quote it); the rest is left alone.
         """
         with self._lock:
             if self._engine is None:
@@ -451,9 +452,16 @@ class FeedService:
                 return 0
             # Pins this process added (ingest, uploads) or edited are known already: only read
             # the others from the store.
-            new = [p for p, known in zip(ups, self._engine.knows(ups), strict=True) if not known]
+            known = self._engine.knows(ups)
+            new = [p for p, k in zip(ups, known, strict=True) if not k]
             if new:
                 self._engine.add_pins(self._pin_table(new))
+            edited = [p for p, k in zip(ups, known, strict=True) if k]
+            if edited:
+                # A title written after ingest is what reasons should quote from now on.
+                meta = _pin_meta(self.app.store, edited)
+                ids = [p for p in edited if p in meta]
+                self._engine.set_titles(ids, [meta[p][0] or "" for p in ids])
             if dels:
                 self._engine.set_blocked(dels, True)
             self._catalog_seq = last
