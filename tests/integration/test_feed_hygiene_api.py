@@ -218,3 +218,36 @@ def test_any_stored_rows_leave_every_feed_answering(
     world._feeds = FeedService(world)  # a fresh start over the whole log
     _all_feeds_answer(c, world)
     assert c.get("/ready").json()["checks"]["feeds"] == "ok"
+
+
+def test_a_pin_whose_stored_vector_is_nan_is_left_out_not_fatal(
+    client: tuple[TestClient, dict[str, str]], world: App
+) -> None:
+    bad = _pins(world)[2]
+    nan = np.full(world.encoders.image.dim, np.nan, np.float32).tobytes()
+    with world.store.write() as conn:
+        conn.exec_driver_sql(
+            "UPDATE vectors SET data = ? WHERE pin_id = ? AND space = 'image'", (nan, bad)
+        )
+    world._feeds = FeedService(world)
+    c, _ = client
+    _all_feeds_answer(c, world)  # old code: InvalidInput "pin vectors contain NaN" for everyone
+    details = c.get("/ready").json()["checks"]["feeds_details"]
+    assert details["skipped_pins"] == {"bad_vector": 1}
+    assert all(x["pin"]["id"] != bad for x in c.get("/users/1/feed").json()["results"])
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(big=st.integers(min_value=2**63, max_value=2**200) | st.integers(max_value=-1))
+def test_feed_ids_beyond_64_bits_are_not_found_not_a_server_error(
+    client: tuple[TestClient, dict[str, str]], world: App, big: int
+) -> None:
+    c, _ = client
+    assert c.get(f"/users/{big}/feed").status_code in (404, 422)
+    assert c.get(f"/pins/{big}/related").status_code in (404, 422)
+    cursor = feed_service.encode_cursor([big])
+    r = c.get("/users/1/feed", params={"cursor": cursor})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"
+    assert world.feeds.engine.feed(1, 3, time.time(), exclude=[big])

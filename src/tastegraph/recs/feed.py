@@ -1370,7 +1370,8 @@ class FeedEngine:
         """
         if n <= 0:
             return []
-        excl_ids = np.fromiter(exclude, np.int64)
+        # Ids beyond 64 bits name no pin: leave them out rather than overflow.
+        excl_ids = np.fromiter((i for i in exclude if -(2**63) <= i < 2**63), np.int64)
         with self._rw.read():
             return self._feed(user, n, now, excl_ids, seed, surface)
 
@@ -1532,6 +1533,8 @@ class FeedEngine:
         if n <= 0:
             return []
         p = self.params
+        if not -(2**63) <= pin < 2**63:
+            raise NotFound(f"pin {pin} is not in the feed catalog", pin=pin)
         with self._rw.read():
             row = int(self._rows_of(np.array([pin], np.int64))[0])
             if row < 0:

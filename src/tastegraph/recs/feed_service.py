@@ -15,10 +15,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 import time
 import weakref
 import zlib
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,24 +51,42 @@ def encode_cursor(served: list[int]) -> str:
     return base64.urlsafe_b64encode(zlib.compress(raw)).decode().rstrip("=")
 
 
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**63
+
+
 def decode_cursor(cursor: str | None) -> list[int]:
     if not cursor:
         return []
     try:
         pad = "=" * (-len(cursor) % 4)
         ids = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor + pad)))
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise ValueError("not a list of ids")
         return ids
     except (ValueError, zlib.error) as e:
         raise InvalidInput("bad cursor", hint="pass the next_cursor of the previous page") from e
 
 
-def _epoch(iso: str) -> float:
+def _epoch(iso: Any) -> float:
+    """Unix seconds of a stored ISO time; 0 (long ago: never "new") when it is not one."""
     try:
-        return datetime.fromisoformat(iso).timestamp()
-    except ValueError:
+        t = datetime.fromisoformat(iso).timestamp()
+    except (ValueError, TypeError, OverflowError, OSError):
         return 0.0
+    return t if math.isfinite(t) else 0.0
+
+
+def _first_label(labels: Any) -> str | None:
+    """The top label of a stored ``[[label, score], ...]`` list (None when there is none)."""
+    try:
+        return str(labels[0][0]) if labels else None
+    except (TypeError, IndexError, KeyError):
+        return None
+
+
+def _group(value: Any) -> int:
+    return value if isinstance(value, int) and -(2**63) <= value < 2**63 else -1
 
 
 def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
@@ -110,7 +130,7 @@ def _pin_meta(
         else:
             for start in range(0, len(ids), 500):
                 rows.extend(conn.execute(q.where(p.c.id.in_(ids[start : start + 500]))))
-    return {int(r[0]): (r[1], r[2], str(r[3][0][0]) if r[3] else None, r[4], r[5]) for r in rows}
+    return {int(r[0]): (r[1], r[2], _first_label(r[3]), r[4], r[5]) for r in rows}
 
 
 def _user_ids(store: Any, limit: int) -> list[int]:
@@ -247,6 +267,7 @@ class FeedService:
         # Health, for /ready and the log: stored events the engine could not use (by reason),
         # why the last build or catch-up failed, and when the engine last caught up.
         self.skipped = SkipCounter()
+        self.skipped_pins: Counter[str] = Counter()
         self._logged_skips = 0
         self._build_error: str | None = None
         self._catch_up_error: str | None = None
@@ -260,19 +281,31 @@ class FeedService:
 
         app = self.app
         pid, mat, _ = app.store.get_vectors("image", ids)
+        if len(pid):
+            # A pin whose stored vector is NaN or zero cannot be ranked; it must not keep the
+            # whole engine (every user's feed) from building.
+            usable = np.isfinite(mat).all(axis=1) & (np.abs(mat).max(axis=1) > 0)
+            if not usable.all():
+                self.skipped_pins["bad_vector"] += int(np.count_nonzero(~usable))
+                log.warning(
+                    "feed engine: %d pins left out (stored image vector is NaN or zero): %s",
+                    int(np.count_nonzero(~usable)),
+                    pid[~usable][:20].tolist(),
+                )
+                pid, mat = pid[usable], mat[usable]
         vecs = app.indexes.to_index_space("image", mat) if len(pid) else mat
         meta = _pin_meta(app.store, None if ids is None else pid.tolist())
         rows = [meta[int(i)] for i in pid]
         return PinTable(
             ids=pid,
             vectors=vecs if len(pid) else np.zeros((0, app.encoders.image.dim), np.float32),
-            boards=[r[1] for r in rows],
+            boards=[r[1] if isinstance(r[1], str) else "" for r in rows],
             labels=[r[2] or "" for r in rows],
             # Only words a person wrote: reasons must not name a pin by its id or by a label
             # the image model guessed (labels still serve the diversity caps).
-            titles=[r[0] or "" for r in rows],
+            titles=[r[0] if isinstance(r[0], str) else "" for r in rows],
             created_at=np.array([_epoch(r[3]) for r in rows], np.float64),
-            dup_group=np.array([-1 if r[4] is None else r[4] for r in rows], np.int64),
+            dup_group=np.array([_group(r[4]) for r in rows], np.int64),
             blocked=np.zeros(len(rows), bool),
         )
 
@@ -325,6 +358,7 @@ class FeedService:
         # Read before the pin table: a change made while it is built is applied twice
         # (harmless: known pins are ignored) rather than missed.
         self._catalog_seq = self.app.store.last_change()
+        self.skipped_pins = Counter()
         engine = self._new_engine()
         self._last_event_id = 0
         self.skipped = SkipCounter()
@@ -367,6 +401,8 @@ class FeedService:
             "events_applied_to": self._last_event_id,
             "skipped_events": skipped,
         }
+        if self.skipped_pins:
+            out["skipped_pins"] = dict(self.skipped_pins)
         if skipped:
             out["reasons"] = {k: REASONS[k] for k in skipped if k in REASONS}
         if self._model_error:
@@ -474,6 +510,8 @@ class FeedService:
         """The next page of a user's home feed and the cursor for the page after it."""
         if not 1 <= n <= 100:
             raise InvalidInput("n must be between 1 and 100")
+        if not _is_id(user_id):
+            raise NotFound(f"user {user_id} does not exist")
         engine = self.engine  # built first: it also lists the users that exist
         if user_id not in self._known_users:
             self.app.store.get_user(user_id)  # NotFound for unknown users
@@ -495,6 +533,8 @@ class FeedService:
         """
         if not 1 <= n <= 100:
             raise InvalidInput("n must be between 1 and 100")
+        if not _is_id(pin_id):
+            raise NotFound(f"pin {pin_id} does not exist")
         if verify:
             self.app.store.get_pin(pin_id)
         try:
