@@ -18,19 +18,25 @@ Pipeline of one ``feed(user, n, now)`` call
    (:data:`tastegraph.recs.ranker.FEATURES`) keeps the best ``rank_top`` candidates (quotas per
    arm); a LightGBM LambdaRank model orders those once ``fit`` has trained one, the linear score
    before any training.
-5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins; slots
-   drawn between "exploit" (interest, walk, CF) and "explore" (popular, fresh) sources by
-   Thompson sampling on Beta posteriors per arm: the user's own engagement with what each arm
-   served, on top of a prior worth ``bandit_prior_strength`` impressions at the population's
-   rate; maximal marginal relevance over image vectors; caps per board and per label in each
-   window of 10; one pin per near-duplicate group.
-6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...).
+5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins (their
+   nearest neighbours, not their whole interest); slots drawn between "exploit" (interest,
+   walk, CF) and "explore" (popular, fresh) sources by Thompson sampling on Beta posteriors per
+   arm: the user's own engagement with what each arm served, on top of a prior worth
+   ``bandit_prior_strength`` impressions at the population's rate, held within the explore
+   budget (``explore_share_min``..``explore_share_max``; fresh pins at most
+   ``fresh_share_max``); maximal marginal relevance over image vectors; caps per board and per
+   label in each window of 10; one pin per near-duplicate group.
+6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...),
+   naming pins in words people wrote (:mod:`tastegraph.recs.reasons`).
 
 Real time
 ---------
 ``observe(events)`` updates everything the next call reads, without retraining: the user's
 history (so their interests), hidden and seen sets, bandit posteriors, the pin-user graph
 (edges are walkable at once through the graph's delta), engagement counters and popularity.
+Events it cannot use (unknown pins, times that are not finite, outside the accepted window or
+far ahead of the clock, bad dwell or position) are skipped and counted in ``skipped_``
+(:mod:`tastegraph.recs.hygiene`): no single event can stop the engine.
 
 Concurrency
 -----------
