@@ -203,7 +203,9 @@ def load_event_batch(
     ids, users, pins, kinds, ts, dwell, surfaces, positions, requests = zip(*rows, strict=True)
     del rows
     code_of = {k: i for i, k in enumerate(KINDS)}
-    kind_code = np.array([code_of.get(k, -1) if isinstance(k, str) else -1 for k in kinds], np.int8)
+    kind_code = np.array(
+        [code_of.get(k.strip().lower(), -1) if isinstance(k, str) else -1 for k in kinds], np.int8
+    )
     user, ok_user = int_column(users)
     pin, ok_pin = int_column(pins)
     position, ok_pos = int_column([-1 if x is None else x for x in positions])

@@ -9,8 +9,8 @@ Example
 -------
 >>> pin_phrase("Red wrap dress", "dresses"), pin_phrase("", "dresses"), pin_phrase("", "")
 ('"Red wrap dress"', 'a pin from dresses', 'this pin')
->>> saved_reason("", "")
-'because you saved this pin'
+>>> saved_reason("", ""), related_reason("", "", visual=False, co_saved=True)
+('because you saved this pin', 'often saved with this pin')
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def saved_reason(title: str, board: str) -> str:
 
 
 def also_liked_reason(title: str, board: str) -> str:
-    return f"people who liked {pin_phrase(title, board)} also liked this"
+    name = pin_phrase(title, board)
+    if name == "this pin":  # "people who liked this pin also liked this" reads as one pin
+        return "people who liked what you liked also liked this"
+    return f"people who liked {name} also liked this"
 
 
 def popular_reason(board: str) -> str:
@@ -71,4 +74,6 @@ def related_reason(title: str, board: str, *, visual: bool, co_saved: bool) -> s
         return f"looks like {name} and is saved with it"
     if visual:
         return f"looks like {name}"
+    if name == "this pin":
+        return "often saved with this pin"
     return f"people who saved {name} also saved this"
