@@ -443,10 +443,10 @@ class FeedService:
                 return applied
             before = engine.skipped_.copy()
             engine.observe(batch, now=time.time())
-            skipped.update(engine.skipped_ - before)
-            self.skipped.update(skipped)
+            by_engine = engine.skipped_ - before
+            self.skipped.update(skipped + by_engine)
             self._last_event_id = last
-            applied += len(batch) - sum(skipped.values())
+            applied += len(batch) - sum(by_engine.values())
 
     def catch_up(self) -> int:
         """Apply events logged since the last ones applied (e.g. by another process)."""
