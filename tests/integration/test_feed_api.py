@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -277,3 +278,38 @@ def test_a_projection_fitted_elsewhere_reopens_the_indexes(world: App) -> None:
     assert len(world.indexes.get("image")) == 48
     assert world.catch_up() == {"image": 0, "text": 0, "conse": 0}
     assert len(world.feeds.feed(world.store.create_user("cy", "")["id"], 10)[0]) == 10
+
+
+def test_reasons_name_saved_pins_in_words_people_wrote_with_their_thumbnail(
+    client: tuple[TestClient, dict[str, str]], world: App
+) -> None:
+    """Issue 15, defect 4c: no "because you saved pin 30", no model label ("red thing")."""
+    c, h = client
+    uid = c.post("/users", json={"handle": "cy"}, headers=h).json()["id"]
+    board = c.post(f"/users/{uid}/boards", json={"name": "reds"}, headers=h).json()["id"]
+    reds = [p.id for p in world.store.list_pins(limit=100) if colour_of(world, p.id) == "red"]
+    for pid in reds[:3]:
+        c.post(f"/boards/{board}/pins", json={"pin_id": pid}, headers=h)
+    titled = reds[3]
+    assert c.get(f"/users/{uid}/feed").status_code == 200  # the engine is running
+    c.patch(f"/pins/{titled}", json={"title": "Poppy field"}, headers=h)
+    world.catch_up()  # what the server's watcher does every few seconds
+    c.post(f"/boards/{board}/pins", json={"pin_id": titled}, headers=h)
+    results = c.get(f"/users/{uid}/feed", params={"n": 20}).json()["results"]
+    related = c.get(f"/pins/{reds[0]}/related", params={"n": 8}).json()["results"]
+    labels = [str(x) for x in world.encoders.image.label_names]
+    for x in results + related:
+        assert not re.search(r"\bpin \d+", x["reason"]), x["reason"]
+        assert not any(label in x["reason"] for label in labels), x["reason"]
+    saved = [x for x in results if x["reason"].startswith("because you saved")]
+    assert saved
+    assert {x["reason"] for x in saved} <= {
+        "because you saved this pin",
+        'because you saved "Poppy field"',
+    }
+    of_titled = c.get(f"/pins/{titled}/related", params={"n": 3}).json()["results"]
+    assert all('"Poppy field"' in x["reason"] for x in of_titled), of_titled
+    for x in saved + related:
+        pid = x["because"]["pin_id"]
+        assert pid in reds[:4]
+        assert x["because"]["thumbnail_url"] == f"/pins/{pid}/thumbnail"

@@ -108,7 +108,10 @@ def test_save_moves_next_feed_toward_its_cluster_without_fit(small: World) -> No
     assert clusters_of(after, cluster).count(5) >= before.count(5) + 3
     assert 1000 + target not in [it.pin for it in after]  # engaged pins are not served again
     assert all(it.reason for it in after)
-    assert any(it.reason == f"because you saved pin {target}" for it in after)
+    assert any(
+        it.reason == f'because you saved "pin {target}"' and it.because == 1000 + target
+        for it in after
+    )
 
 
 def test_hide_removes_pin_and_pushes_down_its_lookalikes(small: World) -> None:

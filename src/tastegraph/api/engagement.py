@@ -215,6 +215,10 @@ def _items(
             "score": round(float(it.score), 6),
             "reason": it.reason,
             "source": it.source,
+            # The pin the reason names, for a thumbnail beside "because you saved this pin".
+            "because": None
+            if it.because is None
+            else {"pin_id": it.because, "thumbnail_url": f"/pins/{it.because}/thumbnail"},
         }
         for it in items
         if it.pin in pins

@@ -202,9 +202,17 @@ def create_api(tg: App) -> FastAPI:
         checks["indexes"] = tg.indexes.stats() if tg._indexes is not None else "loading"
         ok = ok and tg._encoders is not None and tg._indexes is not None
         feeds_ready = getattr(api.state, "feeds_ready", None)  # set by `tastegraph serve`
-        if feeds_ready is not None:
-            checks["feeds"] = "ok" if feeds_ready else "loading"
-            ok = ok and bool(feeds_ready)
+        feeds = tg._feeds
+        if feeds_ready is not None or feeds is not None:
+            # The engine's own account: a build that failed or an engine that stopped taking
+            # in events is not "loading" and not "ok"; stored events it skipped are listed.
+            status = feeds.status() if feeds is not None else {"state": "not_built"}
+            state = status["state"]
+            if state == "not_built" or (state == "ok" and feeds_ready is False):
+                state = "loading"
+            checks["feeds"] = state
+            checks["feeds_details"] = status
+            ok = ok and state == "ok"
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     # -------------------------------------------------------------- pins

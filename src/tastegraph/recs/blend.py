@@ -32,7 +32,9 @@ __all__ = [
     "EXPLORE",
     "ThompsonArms",
     "blend",
+    "bound_slots",
     "hide_penalty",
+    "lookalike_penalty",
     "penalty_from_similarity",
     "rrf",
 ]
@@ -150,6 +152,59 @@ def penalty_from_similarity(sim: F32, *, threshold: float = 0.75, strength: floa
     return (strength * frac).astype(np.float32)
 
 
+def bound_slots(
+    explore: NDArray[np.bool_], low: float, high: float, rng: np.random.Generator
+) -> NDArray[np.bool_]:
+    """Thompson slot draws held within a budget: between ``low`` and ``high`` of the slots.
+
+    The bandit decides how much a person explores, but only within bounds: a new user whose
+    first page drew no engagement yet, or five hides, made the explore arm win every slot and
+    the feed turned into popular and new pins; a long run of explore successes must not push
+    the person's own interests out either. Slots over the budget go back to exploit, slots under
+    it are turned to explore, both drawn at random so explore slots stay spread over the page.
+
+    Examples
+    --------
+    >>> out = bound_slots(np.ones(20, bool), 0.05, 0.25, np.random.default_rng(0))
+    >>> int(out.sum())
+    5
+    """
+    out = np.asarray(explore, bool).copy()
+    n = len(out)
+    hi = int(np.floor(high * n + 1e-9))
+    lo = min(int(np.ceil(low * n - 1e-9)), hi)
+    on = np.flatnonzero(out)
+    if len(on) > hi:
+        out[rng.choice(on, len(on) - hi, replace=False)] = False
+    elif len(on) < lo:
+        off = np.flatnonzero(~out)
+        out[rng.choice(off, lo - len(on), replace=False)] = True
+    return out
+
+
+def lookalike_penalty(sims: F32, floors: F32, *, strength: float = 1.0) -> F32:
+    """Penalty for candidates that look like a hidden pin, look-alike meaning *near neighbour*.
+
+    ``sims`` holds each candidate's cosine to each hidden pin, ``floors`` per hidden pin the
+    cosine from which on a pin counts as its look-alike (e.g. that of its k-th nearest
+    neighbour in the catalog). A hide then pushes down the few pins that resemble the hidden
+    one, however densely the catalog packs the person's interest, instead of every pin within a
+    fixed cosine, which in a dense interest is the whole interest.
+
+    Examples
+    --------
+    >>> pen = lookalike_penalty(np.array([[0.99], [0.9], [0.5]], np.float32), np.array([0.9]))
+    >>> [round(float(x), 3) for x in pen]
+    [0.9, 0.0, 0.0]
+    """
+    sims = np.asarray(sims, np.float32)
+    if sims.size == 0:
+        return np.zeros(len(sims), np.float32)
+    f = np.asarray(floors, np.float32)[None, :]
+    frac = np.clip((sims - f) / np.maximum(1.0 - f, 1e-6), 0.0, 1.0)
+    return (strength * frac.max(axis=1)).astype(np.float32)
+
+
 def blend(
     scores: F64 | F32,
     vectors: F32,
@@ -164,6 +219,8 @@ def blend(
     board_cap: int = 2,
     label_cap: int = 3,
     window: int = 10,
+    budget: NDArray[np.bool_] | None = None,
+    budget_n: int = 0,
 ) -> I64:
     """Pick ``n`` candidates slot by slot: arm of the slot, caps, then maximal marginal relevance.
 
@@ -195,6 +252,10 @@ def blend(
     board_cap, label_cap : int
         Maximum per board / label in each window.
     window : int
+    budget : (c,) bool, optional
+        Candidates that may fill at most ``budget_n`` slots in all (e.g. fresh pins), unless
+        nothing else is left to fill the page.
+    budget_n : int
 
     Returns
     -------
@@ -221,6 +282,10 @@ def blend(
     # fill boards and labels (only the members of the board or label just filled change), rather
     # than recomputed for every candidate at every slot.
     capped = np.zeros(c, bool)
+    limited = None if budget is None else np.asarray(budget, bool)
+    used = 0
+    if limited is not None and budget_n <= 0:
+        capped |= limited
     if board_cap <= 0:
         capped |= ~b_free
     if label_cap <= 0:
@@ -259,6 +324,11 @@ def blend(
             same = dup == dup_list[j]
             available &= ~same
             open_ &= ~same
+        if limited is not None and limited[j]:
+            used += 1
+            if used >= budget_n:
+                capped |= limited
+                open_ &= ~limited
         bj, lj = b_list[j], l_list[j]
         b_count[bj] += 1
         l_count[lj] += 1

@@ -51,6 +51,7 @@ I64 = NDArray[np.int64]
 I32 = NDArray[np.int32]
 
 _EMPTY = np.zeros(0, np.int64)
+_MAX_LOG2 = 1000.0  # largest power of two a decayed score may reach (finite in float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,6 +688,12 @@ class Popularity:
         if len(rows) == 0:
             return
         ts = np.asarray(ts, np.float64)
+        w = np.asarray(weights, np.float64)
+        ok = np.isfinite(ts) & np.isfinite(w)
+        if not ok.all():  # callers filter times; a non-finite one must still not poison ref
+            rows, ts, w = np.asarray(rows)[ok], ts[ok], w[ok]
+            if not len(rows):
+                return
         if self.t0 is None:
             self.t0 = float(ts.min())
         expo = (ts - self.t0) / self.half_life
@@ -695,7 +702,7 @@ class Popularity:
             self.ref *= 2.0 ** (-shift)
             self.t0 += shift * self.half_life
             expo = expo - shift
-        np.add.at(self.ref, rows, np.asarray(weights, np.float64) * np.exp2(expo))
+        np.add.at(self.ref, rows, w * np.exp2(np.minimum(expo, _MAX_LOG2)))
         self.version += 1
         if self._stale or len(rows) > self.keep:
             self._stale = True
@@ -706,7 +713,12 @@ class Popularity:
         """Decayed popularity of ``rows`` at ``now``."""
         if self.t0 is None:
             return np.zeros(len(rows))
-        return np.asarray(self.ref[rows] * 2.0 ** (-(now - self.t0) / self.half_life))
+        # In log space: ``now`` may lie any distance from t0 (a stored time far from the
+        # clock, a replay of an old log), and 2 ** gap overflowed a Python float.
+        gap = -(float(now) - self.t0) / self.half_life
+        with np.errstate(divide="ignore"):
+            log2 = np.log2(self.ref[rows]) + gap
+        return np.asarray(np.exp2(np.minimum(log2, _MAX_LOG2)), np.float64)
 
     def top(self, k: int) -> I64:
         """The ``k`` most popular rows (only rows with engagement), best first."""

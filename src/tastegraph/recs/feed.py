@@ -18,19 +18,25 @@ Pipeline of one ``feed(user, n, now)`` call
    (:data:`tastegraph.recs.ranker.FEATURES`) keeps the best ``rank_top`` candidates (quotas per
    arm); a LightGBM LambdaRank model orders those once ``fit`` has trained one, the linear score
    before any training.
-5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins; slots
-   drawn between "exploit" (interest, walk, CF) and "explore" (popular, fresh) sources by
-   Thompson sampling on Beta posteriors per arm: the user's own engagement with what each arm
-   served, on top of a prior worth ``bandit_prior_strength`` impressions at the population's
-   rate; maximal marginal relevance over image vectors; caps per board and per label in each
-   window of 10; one pin per near-duplicate group.
-6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...).
+5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins (their
+   nearest neighbours, not their whole interest); slots drawn between "exploit" (interest,
+   walk, CF) and "explore" (popular, fresh) sources by Thompson sampling on Beta posteriors per
+   arm: the user's own engagement with what each arm served, on top of a prior worth
+   ``bandit_prior_strength`` impressions at the population's rate, held within the explore
+   budget (``explore_share_min``..``explore_share_max``; fresh pins at most
+   ``fresh_share_max``); maximal marginal relevance over image vectors; caps per board and per
+   label in each window of 10; one pin per near-duplicate group.
+6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...),
+   naming pins in words people wrote (:mod:`tastegraph.recs.reasons`).
 
 Real time
 ---------
 ``observe(events)`` updates everything the next call reads, without retraining: the user's
 history (so their interests), hidden and seen sets, bandit posteriors, the pin-user graph
 (edges are walkable at once through the graph's delta), engagement counters and popularity.
+Events it cannot use (unknown pins, times that are not finite, outside the accepted window or
+far ahead of the clock, bad dwell or position) are skipped and counted in ``skipped_``
+(:mod:`tastegraph.recs.hygiene`): no single event can stop the engine.
 
 Concurrency
 -----------
@@ -84,12 +90,14 @@ from numpy.typing import NDArray
 from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
 from tastegraph.index import IndexMeta, VectorIndex, open_index
 from tastegraph.index.base import RWLock
+from tastegraph.recs import reasons
 from tastegraph.recs.blend import (
     EXPLOIT,
     EXPLORE,
     ThompsonArms,
     blend,
-    penalty_from_similarity,
+    bound_slots,
+    lookalike_penalty,
     rrf,
 )
 from tastegraph.recs.candidates import (
@@ -100,6 +108,7 @@ from tastegraph.recs.candidates import (
     kmeans,
     pixie_walk,
 )
+from tastegraph.recs.hygiene import SkipCounter, usable
 from tastegraph.recs.ranker import FEATURES, LambdaRanker
 
 __all__ = [
@@ -290,7 +299,8 @@ class EventBatch:
 def _col(value: Any, n: int, dtype: Any, default: int) -> NDArray[Any]:
     if value is None:
         return np.full(n, default, dtype)
-    return np.asarray(value).astype(dtype)
+    with np.errstate(over="ignore"):  # a dwell beyond float32 becomes inf, skipped later
+        return np.asarray(value).astype(dtype)
 
 
 def _surface_code(surface: str) -> int:
@@ -359,12 +369,18 @@ class PinTable:
 
 @dataclass(frozen=True)
 class FeedItem:
-    """One served pin: its id, ranking score, a human reason and the generator it came from."""
+    """One served pin: its id, ranking score, a human reason and the generator it came from.
+
+    ``because`` is the id of the pin the reason speaks of (the one the person saved, or the pin
+    a related list is for), so a client can show its thumbnail next to "because you saved this
+    pin"; None when the reason names no pin.
+    """
 
     pin: int
     score: float
     reason: str
     source: str
+    because: int | None = None
 
 
 @dataclass(frozen=True)
@@ -411,6 +427,14 @@ class FeedParams:
     cap_window: int = 10
     hide_threshold: float = 0.75
     hide_strength: float = 1.0
+    # a hide pushes down the hidden pin's look-alikes: pins at least as close to it as its
+    # hide_neighbours-th nearest neighbour (and above hide_threshold), not its whole interest
+    hide_neighbours: int = 8
+    # budgets: the bandit sets each user's share of explore slots within these bounds, and
+    # fresh pins fill at most fresh_share_max of a page (a bulk import must not flood feeds)
+    explore_share_min: float = 0.04
+    explore_share_max: float = 0.25
+    fresh_share_max: float = 0.12
     # bandit: each user's evidence is drawn against the population's engagement rate per arm,
     # worth bandit_prior_strength impressions; before any data the rates are these priors
     exploit_prior: tuple[float, float] = (2.0, 2.0)
@@ -439,6 +463,12 @@ class FeedParams:
     ipw_clip: float = 10.0
     rank_top: int = 300  # candidates the learned ranker scores per request
     seed: int = 0
+    # event hygiene: the engine uses only events dated inside this window (epoch seconds) and,
+    # when the caller passes the clock, at most this far ahead of it; others are skipped and
+    # counted (see recs.hygiene)
+    event_ts_min: float = 0.0
+    event_ts_max: float = 4102444800.0  # 2100-01-01
+    event_max_future_s: float = 3600.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -467,6 +497,10 @@ _SERVING_ONLY = frozenset(
         "cap_window",
         "hide_threshold",
         "hide_strength",
+        "hide_neighbours",
+        "explore_share_min",
+        "explore_share_max",
+        "fresh_share_max",
         "exploit_prior",
         "explore_prior",
         "bandit_prior_strength",
@@ -476,6 +510,9 @@ _SERVING_ONLY = frozenset(
         "served_cap",
         "related_walk_steps",
         "rank_threads",
+        "event_ts_min",
+        "event_ts_max",
+        "event_max_future_s",
     }
 )
 
@@ -695,6 +732,10 @@ class FeedEngine:
         self._created_sorted: F64 = np.zeros(0)
         self.ranker_: LambdaRanker | None = None
         self.fit_report_: dict[str, Any] = {}
+        # Events observe() could not use, by reason (see recs.hygiene.REASONS).
+        self.skipped_ = SkipCounter()
+        # Look-alike cut per hidden pin row (see _lookalike_floors); cleared when pins arrive.
+        self._floor_cache: dict[int, float] = {}
         self._cf: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
         self._reset_state(0)
         self.add_pins(pins)
@@ -753,6 +794,7 @@ class FeedEngine:
                 setattr(self, name, np.concatenate([arr, np.zeros(n - len(arr))]))
             self._pop.grow(n)
             rows = np.arange(start, n, dtype=np.int64)
+            self._floor_cache = {}
             self._pin_board.grow(n, len(self._board_names))
             self._pin_user.grow(n, self._pin_user.n_right)
             self._add_board_edges(rows)
@@ -778,6 +820,14 @@ class FeedEngine:
         with self._rw.write():
             rows = self._rows_of(np.fromiter(pin_ids, np.int64))
             self._blocked[rows[rows >= 0]] = blocked
+
+    def set_titles(self, pin_ids: Sequence[int], titles: Sequence[str]) -> None:
+        """Replace the titles of known pins (reasons quote them); unknown ids are ignored."""
+        with self._rw.write():
+            rows = self._rows_of(np.asarray(pin_ids, np.int64))
+            for r, title in zip(rows.tolist(), titles, strict=True):
+                if r >= 0:
+                    self._titles[r] = str(title or "")
 
     def _add_board_edges(self, rows: I64) -> None:
         """Each pin's edge to its own board (pins without one get none)."""
@@ -817,13 +867,10 @@ class FeedEngine:
         pos = np.minimum(pos, len(self._sorted_ids) - 1)
         return np.where(self._sorted_ids[pos] == ids, self._sorted_rows[pos], -1)
 
-    def _name(self, row: int) -> str:
-        title = self._titles[row]
-        if title:
-            return title
-        code = int(self._label[row])
-        label = self._label_names[code] if code >= 0 else ""
-        return label or f"pin {int(self._ids[row])}"
+    def _words(self, row: int) -> tuple[str, str]:
+        """The pin's title and board name, the words a reason may use (``""`` when none)."""
+        code = int(self._board[row])
+        return self._titles[row], self._board_names[code] if code >= 0 else ""
 
     # -- state ----------------------------------------------------------------------------
 
@@ -868,26 +915,41 @@ class FeedEngine:
         w[d] = 0.2 + 0.6 * np.minimum(1.0, dwell[d] / p.dwell_full_ms)
         return w
 
-    def observe(self, events: Sequence[Event] | EventBatch) -> None:
+    def observe(self, events: Sequence[Event] | EventBatch, *, now: float | None = None) -> None:
         """Update user state, graphs and counters from new events (no retraining).
 
-        Events on unknown pins are skipped. Events may arrive in any order; within a call they
-        are applied in time order.
+        Events the engine cannot use are skipped and counted in ``skipped_`` by reason: unknown
+        pins, times outside ``[event_ts_min, event_ts_max]`` or not finite, times more than
+        ``event_max_future_s`` after ``now`` (when given), bad dwell or position. Events may
+        arrive in any order; within a call they are applied in time order.
         """
         batch = as_batch(events)
         if not len(batch):
             return
         with self._rw.write():
-            self._observe(batch)
+            self._observe(batch, now)
 
-    def _observe(self, batch: EventBatch) -> None:
+    def _usable(self, batch: EventBatch, now: float | None, skipped: SkipCounter) -> I64:
+        """Positions of the events of ``batch`` the engine can use (the others counted)."""
+        p = self.params
+        ok = usable(
+            batch.ts,
+            batch.dwell_ms,
+            batch.position,
+            ts_min=p.event_ts_min,
+            ts_max=p.event_ts_max,
+            now=now,
+            max_future_s=p.event_max_future_s,
+            skipped=skipped,
+        )
+        unknown = ok & (self._rows_of(batch.pin) < 0)
+        skipped.add_mask("unknown_pin", unknown)
+        return np.flatnonzero(ok & ~unknown)
+
+    def _observe(self, batch: EventBatch, now: float | None = None) -> None:
         p = self.params
         rows_all = self._rows_of(batch.pin)
-        keep = np.flatnonzero(rows_all >= 0)
-        if len(keep) < len(batch):
-            self.fit_report_["skipped_events"] = self.fit_report_.get("skipped_events", 0) + int(
-                len(batch) - len(keep)
-            )
+        keep = self._usable(batch, now, self.skipped_)
         keep = keep[np.argsort(batch.ts[keep], kind="stable")]
         b = batch.take(keep)
         rows = rows_all[keep]
@@ -1314,7 +1376,8 @@ class FeedEngine:
         """
         if n <= 0:
             return []
-        excl_ids = np.fromiter(exclude, np.int64)
+        # Ids beyond 64 bits name no pin: leave them out rather than overflow.
+        excl_ids = np.fromiter((i for i in exclude if -(2**63) <= i < 2**63), np.int64)
         with self._rw.read():
             return self._feed(user, n, now, excl_ids, seed, surface)
 
@@ -1354,12 +1417,14 @@ class FeedEngine:
             scaled = _scale(ranker.predict(X).astype(np.float64))
         cand = pool.rows
         if st is not None and st.hidden:
-            # The features already hold the best cosine to a hidden pin.
-            scaled = scaled - penalty_from_similarity(
-                X[:, _COL["sim_hidden"]], threshold=p.hide_threshold, strength=p.hide_strength
+            hidden = self._hidden_rows(st)
+            sims = self._vec[cand] @ np.ascontiguousarray(self._vec[hidden].T)
+            scaled = scaled - lookalike_penalty(
+                sims, self._lookalike_floors(hidden), strength=p.hide_strength
             )
         arms_state = st.arms if st is not None else ThompsonArms()
         explore = arms_state.explore_slots(n, rng, *self._population_prior())
+        explore = bound_slots(explore, p.explore_share_min, p.explore_share_max, rng)
         picks = blend(
             scaled,
             self._vec[cand],
@@ -1373,17 +1438,18 @@ class FeedEngine:
             board_cap=p.board_cap,
             label_cap=p.label_cap,
             window=p.cap_window,
+            budget=source == _SOURCE_CODE["fresh"],
+            budget_n=int(p.fresh_share_max * n + 1e-9),
         )
         pick_l = picks.tolist()
-        items = [
-            FeedItem(
-                pin=int(self._ids[cand[j]]),
-                score=float(scaled[j]),
-                reason=self._reason(pool, j, int(source[j]), gen.interests, st),
-                source=SOURCES[int(source[j])],
+        items = []
+        for j in pick_l:
+            reason, because = self._reason(pool, j, int(source[j]), gen.interests, st)
+            items.append(
+                FeedItem(
+                    int(self._ids[cand[j]]), float(scaled[j]), reason, SOURCES[source[j]], because
+                )
             )
-            for j in pick_l
-        ]
         if st is not None:
             # What each served pin's arm was, for the bandit update when engagement comes back.
             with self._mutex:
@@ -1394,6 +1460,24 @@ class FeedEngine:
                     for r in list(served)[: len(served) - p.served_cap]:
                         served.pop(r, None)
         return items
+
+    def _lookalike_floors(self, hidden: I64) -> F32:
+        """Per hidden pin, the cosine from which a pin is its look-alike (cached per pin).
+
+        The cosine of its ``hide_neighbours``-th nearest neighbour, and at least
+        ``hide_threshold``: in a dense interest that is a handful of pins, in a sparse one the
+        catalog-wide "closer than chance" cut.
+        """
+        p = self.params
+        cache = self._floor_cache
+        todo = [r for r in hidden.tolist() if r not in cache]
+        if todo:
+            k = int(min(p.hide_neighbours + 1, max(self.n_pins, 1)))
+            sims, _ = self.index.search(self._vec[np.array(todo, np.int64)], k)
+            kth = np.where(np.isfinite(sims[:, -1]), sims[:, -1], 1.0) if k else np.ones(len(todo))
+            for r, f in zip(todo, kth.tolist(), strict=True):
+                cache[r] = max(float(f), p.hide_threshold)
+        return np.array([cache[r] for r in hidden.tolist()], np.float32)
 
     def _excluded(self, st: _User) -> I64:
         """Sorted rows of the pins ``st`` has seen or hidden (cached until their next event)."""
@@ -1417,32 +1501,29 @@ class FeedEngine:
 
     def _reason(
         self, pool: _Pool, j: int, source: int, interests: _Interests | None, st: _User | None
-    ) -> str:
+    ) -> tuple[str, int | None]:
+        """The reason of candidate ``j`` and the id of the pin it names (None when none)."""
         name = SOURCES[source]
         row = int(pool.rows[j])
         if name == "interest" and interests is not None:
             cluster = max(int(pool.cluster[j]), 0)
             saved = int(interests.saved_row[cluster])
             if saved >= 0:
-                return f"because you saved {self._name(saved)}"
-            return "similar to pins you liked"
+                return reasons.saved_reason(*self._words(saved)), int(self._ids[saved])
+            return "similar to pins you liked", None
         if name in ("walk", "cf"):
             seed = int(pool.walk_seed[j] if name == "walk" else pool.cf_seed[j])
             if seed >= 0 and st is not None:
                 slot = st.hist_slot.get(seed)
                 if slot is not None and st.hist_saved[slot]:
-                    return f"because you saved {self._name(seed)}"
-                return f"people who liked {self._name(seed)} also liked this"
-            return "similar to pins you liked"
+                    return reasons.saved_reason(*self._words(seed)), int(self._ids[seed])
+                return reasons.also_liked_reason(*self._words(seed)), int(self._ids[seed])
+            return "similar to pins you liked", None
         if name == "popular":
-            code = int(self._board[row])
-            board = self._board_names[code] if code >= 0 else ""
-            return f"popular in {board}" if board else "popular right now"
+            return reasons.popular_reason(self._words(row)[1]), None
         if name == "fresh":
-            return "new"
-        code = int(self._label[row])
-        label = self._label_names[code] if code >= 0 else ""
-        return f"something different: {label}" if label else "something different"
+            return "new", None
+        return reasons.different_reason(self._words(row)[1]), None
 
     def related(self, pin: int, n: int, now: float, *, seed: int | None = None) -> list[FeedItem]:
         """Pins related to ``pin``: visual neighbours fused with co-engagement (RRF).
@@ -1458,6 +1539,8 @@ class FeedEngine:
         if n <= 0:
             return []
         p = self.params
+        if not -(2**63) <= pin < 2**63:
+            raise NotFound(f"pin {pin} is not in the feed catalog", pin=pin)
         with self._rw.read():
             row = int(self._rows_of(np.array([pin], np.int64))[0])
             if row < 0:
@@ -1494,7 +1577,7 @@ class FeedEngine:
             visual = set(vis.tolist())
             group = int(self._dup[row])
             used_groups: set[int] = set()
-            name = self._name(row)
+            words = self._words(row)
             out: list[FeedItem] = []
             for r in order:
                 if r == row or self._blocked[r]:
@@ -1504,14 +1587,10 @@ class FeedEngine:
                     if g == group or g in used_groups:
                         continue
                     used_groups.add(g)
-                if r in visual and r in co:
-                    reason, src = f"looks like {name} and is saved with it", "visual"
-                elif r in visual:
-                    reason, src = f"looks like {name}", "visual"
-                else:
-                    reason = f"people who saved {name} also saved this"
-                    src = "walk" if r in walked else "cf"
-                out.append(FeedItem(int(self._ids[r]), float(fused[r]), reason, src))
+                is_visual = r in visual
+                reason = reasons.related_reason(*words, visual=is_visual, co_saved=r in co)
+                src = "visual" if is_visual else "walk" if r in walked else "cf"
+                out.append(FeedItem(int(self._ids[r]), float(fused[r]), reason, src, pin))
                 if len(out) >= n:
                     break
             return out
@@ -1539,11 +1618,12 @@ class FeedEngine:
         p = self.params
         batch = as_batch(events)
         with self._rw.write():
-            order = np.argsort(batch.ts, kind="stable")
-            order = order[batch.ts[order] <= now]
-            b = batch.take(order)
-            b = b.take(np.flatnonzero(self._rows_of(b.pin) >= 0))
+            skipped = SkipCounter()
+            b = batch.take(self._usable(batch, now, skipped))
+            b = b.take(np.argsort(b.ts, kind="stable"))
+            b = b.take(np.flatnonzero(b.ts <= now))
             self._reset_state(self.n_pins)
+            self.skipped_ = skipped
             self.ranker_ = None
             n = len(b)
             labels = self._impression_labels(b)
@@ -1576,6 +1656,7 @@ class FeedEngine:
                 "train_groups": len(groups),
                 "train_rows": int(sum(groups)),
                 "users": len(self._users),
+                "skipped_events": dict(skipped),
             }
             if groups:
                 self.ranker_ = LambdaRanker(
@@ -1860,7 +1941,11 @@ def _codes(table: dict[str, int], names: list[str], values: Sequence[str]) -> li
 
 
 def _scale(raw: F64) -> F64:
-    """Scores mapped to [0, 1] (all ones when they are all equal)."""
+    """Scores mapped to [0, 1] (all ones when they are all equal; non-finite ones to the ends)."""
+    if not np.isfinite(raw).all():
+        fin = raw[np.isfinite(raw)]
+        top, bottom = (float(fin.max()), float(fin.min())) if len(fin) else (1.0, 0.0)
+        raw = np.nan_to_num(raw, nan=bottom, posinf=top, neginf=bottom)
     lo, hi = float(raw.min()), float(raw.max())
     return (raw - lo) / (hi - lo) if hi > lo else np.ones(len(raw))
 

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import math
 import threading
 import time
 import weakref
 import zlib
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tastegraph.errors import InvalidInput, NotFound
+from tastegraph.errors import InvalidInput, NotFound, TastegraphError
+from tastegraph.recs.hygiene import INT32_MAX, REASONS, SkipCounter, float_column, int_column
 
 if TYPE_CHECKING:
     from tastegraph.app import App
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
     from tastegraph.recs.feed import Event, EventBatch, FeedEngine, FeedItem, FeedParams
 
 __all__ = ["FeedService", "decode_cursor", "encode_cursor", "load_event_batch"]
+
+log = logging.getLogger("tastegraph.feeds")
 
 MODEL_KEY = "recs_model"
 MAX_CURSOR_IDS = 2000
@@ -45,24 +51,42 @@ def encode_cursor(served: list[int]) -> str:
     return base64.urlsafe_b64encode(zlib.compress(raw)).decode().rstrip("=")
 
 
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 2**63
+
+
 def decode_cursor(cursor: str | None) -> list[int]:
     if not cursor:
         return []
     try:
         pad = "=" * (-len(cursor) % 4)
         ids = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor + pad)))
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise ValueError("not a list of ids")
         return ids
     except (ValueError, zlib.error) as e:
         raise InvalidInput("bad cursor", hint="pass the next_cursor of the previous page") from e
 
 
-def _epoch(iso: str) -> float:
+def _epoch(iso: Any) -> float:
+    """Unix seconds of a stored ISO time; 0 (long ago: never "new") when it is not one."""
     try:
-        return datetime.fromisoformat(iso).timestamp()
-    except ValueError:
+        t = datetime.fromisoformat(iso).timestamp()
+    except (ValueError, TypeError, OverflowError, OSError):
         return 0.0
+    return t if math.isfinite(t) else 0.0
+
+
+def _first_label(labels: Any) -> str | None:
+    """The top label of a stored ``[[label, score], ...]`` list (None when there is none)."""
+    try:
+        return str(labels[0][0]) if labels else None
+    except (TypeError, IndexError, KeyError):
+        return None
+
+
+def _group(value: Any) -> int:
+    return value if isinstance(value, int) and -(2**63) <= value < 2**63 else -1
 
 
 def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
@@ -106,7 +130,7 @@ def _pin_meta(
         else:
             for start in range(0, len(ids), 500):
                 rows.extend(conn.execute(q.where(p.c.id.in_(ids[start : start + 500]))))
-    return {int(r[0]): (r[1], r[2], str(r[3][0][0]) if r[3] else None, r[4], r[5]) for r in rows}
+    return {int(r[0]): (r[1], r[2], _first_label(r[3]), r[4], r[5]) for r in rows}
 
 
 def _user_ids(store: Any, limit: int) -> list[int]:
@@ -137,13 +161,17 @@ def to_engine_event(row: dict[str, Any]) -> Event:
 
 
 def load_event_batch(
-    store: Any, after_id: int = 0, limit: int | None = None
+    store: Any, after_id: int = 0, limit: int | None = None, *, skipped: SkipCounter | None = None
 ) -> tuple[EventBatch, int]:
     """Logged events with ``id > after_id`` (at most ``limit``), in id order, as columns.
 
     Returns the batch and the id of the last event read (``after_id`` when none). Equivalent to
     ``EventBatch.from_events`` over :func:`to_engine_event` of ``store.events_since`` rows, at a
     fraction of the cost: rows come back as plain tuples and each column is converted once.
+
+    Rows whose ids, kind or position cannot be represented (an id SQLite kept as REAL or TEXT,
+    a position beyond 32 bits) are left out and counted in ``skipped``; times and dwell that
+    are not numbers become NaN, which the engine skips and counts itself.
     """
     import sqlalchemy as sa
 
@@ -175,22 +203,35 @@ def load_event_batch(
     ids, users, pins, kinds, ts, dwell, surfaces, positions, requests = zip(*rows, strict=True)
     del rows
     code_of = {k: i for i, k in enumerate(KINDS)}
-    kind_code = np.array([code_of.get(k, -1) for k in kinds], np.int8)
+    kind_code = np.array(
+        [code_of.get(k.strip().lower(), -1) if isinstance(k, str) else -1 for k in kinds], np.int8
+    )
+    user, ok_user = int_column(users)
+    pin, ok_pin = int_column(pins)
+    position, ok_pos = int_column([-1 if x is None else x for x in positions])
+    ok_pos &= (position >= -1) & (position <= INT32_MAX)
     # Surfaces repeat: decode each distinct one once ("board:<name>" saves add a board edge).
-    surface_of: dict[str, tuple[int, str]] = {}
+    surface_of: dict[Any, tuple[int, str]] = {}
     for sf in set(surfaces):
         name = str(sf or "")
         board = name.split(":", 1)[1] if name.startswith("board:") else ""
         surface_of[sf] = (SURFACES.index(name) if name in SURFACES else -1, board)
     boards = [surface_of[sf][1] for sf in surfaces]
-    request_code: dict[str, int] = {}
+    request_code: dict[Any, int] = {}
+    counts = skipped if skipped is not None else SkipCounter()
+    counts.add_mask("bad_user", ~ok_user)
+    counts.add_mask("bad_pin", ok_user & ~ok_pin)
+    counts.add_mask("bad_kind", ok_user & ok_pin & (kind_code < 0))
+    good = ok_user & ok_pin & (kind_code >= 0)
+    counts.add_mask("bad_position", good & ~ok_pos)
+    good &= ok_pos
     batch = EventBatch(
-        user=np.array(users, np.int64),
-        pin=np.array(pins, np.int64),
+        user=user,
+        pin=pin,
         kind=np.maximum(kind_code, 0),
-        ts=np.array(ts, np.float64),
-        dwell_ms=np.array([d or 0.0 for d in dwell], np.float32),
-        position=np.array([-1 if x is None else x for x in positions], np.int32),
+        ts=float_column(ts),
+        dwell_ms=_finite32(float_column(dwell, default=0.0)),
+        position=np.where(ok_pos, position, -1).astype(np.int32),
         surface=np.array([surface_of[sf][0] for sf in surfaces], np.int8),
         request=np.array(
             [request_code.setdefault(r, len(request_code)) if r else -1 for r in requests],
@@ -199,9 +240,15 @@ def load_event_batch(
         source=np.full(len(ids), -1, np.int8),
         board=np.array(boards, dtype=object) if any(boards) else None,
     )
-    if (kind_code < 0).any():  # kinds the engine does not know (the store validates them)
-        batch = batch.take(np.flatnonzero(kind_code >= 0))
+    if not good.all():
+        batch = batch.take(np.flatnonzero(good))
     return batch, int(ids[-1])
+
+
+def _finite32(x: np.ndarray) -> np.ndarray:
+    """float32 of ``x``; values float32 cannot hold become NaN (skipped later), not inf."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(x) < 1e30, x, np.nan).astype(np.float32)
 
 
 class FeedService:
@@ -219,6 +266,16 @@ class FeedService:
         # Users seen to exist: the store never deletes users, so a positive answer stays true
         # and a feed request need not ask the store again.
         self._known_users: set[int] = set()
+        # Health, for /ready and the log: stored events the engine could not use (by reason),
+        # why the last build or catch-up failed, and when the engine last caught up.
+        self.skipped = SkipCounter()
+        self.skipped_pins: Counter[str] = Counter()
+        self._logged_skips = 0
+        self._build_error: str | None = None
+        self._catch_up_error: str | None = None
+        self._model_error: str | None = None
+        self._failed_version: str | None = None
+        self._caught_up_at = 0.0
 
     # ------------------------------------------------------------- engine
     def _pin_table(self, ids: list[int] | None = None) -> Any:
@@ -226,20 +283,31 @@ class FeedService:
 
         app = self.app
         pid, mat, _ = app.store.get_vectors("image", ids)
+        if len(pid):
+            # A pin whose stored vector is NaN or zero cannot be ranked; it must not keep the
+            # whole engine (every user's feed) from building.
+            usable = np.isfinite(mat).all(axis=1) & (np.abs(mat).max(axis=1) > 0)
+            if not usable.all():
+                self.skipped_pins["bad_vector"] += int(np.count_nonzero(~usable))
+                log.warning(
+                    "feed engine: %d pins left out (stored image vector is NaN or zero): %s",
+                    int(np.count_nonzero(~usable)),
+                    pid[~usable][:20].tolist(),
+                )
+                pid, mat = pid[usable], mat[usable]
         vecs = app.indexes.to_index_space("image", mat) if len(pid) else mat
         meta = _pin_meta(app.store, None if ids is None else pid.tolist())
         rows = [meta[int(i)] for i in pid]
         return PinTable(
             ids=pid,
             vectors=vecs if len(pid) else np.zeros((0, app.encoders.image.dim), np.float32),
-            boards=[r[1] for r in rows],
+            boards=[r[1] if isinstance(r[1], str) else "" for r in rows],
             labels=[r[2] or "" for r in rows],
-            titles=[
-                r[0] or (r[2] if r[2] is not None else f"pin {i}")
-                for i, r in zip(pid.tolist(), rows, strict=True)
-            ],
+            # Only words a person wrote: reasons must not name a pin by its id or by a label
+            # the image model guessed (labels still serve the diversity caps).
+            titles=[r[0] if isinstance(r[0], str) else "" for r in rows],
             created_at=np.array([_epoch(r[3]) for r in rows], np.float64),
-            dup_group=np.array([-1 if r[4] is None else r[4] for r in rows], np.int64),
+            dup_group=np.array([_group(r[4]) for r in rows], np.int64),
             blocked=np.zeros(len(rows), bool),
         )
 
@@ -268,17 +336,13 @@ class FeedService:
             return engine
         with self._lock:
             if self._engine is None:
-                # Read before the pin table: a change made while it is built is applied twice
-                # (harmless: known pins are ignored) rather than missed.
-                self._catalog_seq = self.app.store.last_change()
-                engine = self._new_engine()
-                rec = self.app.store.get_kv(MODEL_KEY)
-                if rec:
-                    engine.load(self.app.settings.data_dir / rec["path"])
-                    self._version = rec["version"]
-                self._replay(engine)
-                self._known_users.update(_user_ids(self.app.store, MAX_KNOWN_USERS))
-                engine.warm_up(time.time())
+                try:
+                    engine = self._build()
+                except Exception as e:
+                    self._build_error = f"{type(e).__name__}: {e}"
+                    log.exception("could not build the feed engine")
+                    raise
+                self._build_error = None
                 self._engine = engine
                 # Weakly: a service the app replaces (e.g. after a whitening refit) must not be
                 # kept alive, and fed every event, by its subscription.
@@ -292,6 +356,75 @@ class FeedService:
                 self.app.engagement.subscribe(listener)
             return self._engine
 
+    def _build(self) -> FeedEngine:
+        # Read before the pin table: a change made while it is built is applied twice
+        # (harmless: known pins are ignored) rather than missed.
+        self._catalog_seq = self.app.store.last_change()
+        self.skipped_pins = Counter()
+        engine = self._new_engine()
+        self._last_event_id = 0
+        self.skipped = SkipCounter()
+        self._logged_skips = 0
+        self._load_model(engine)
+        self._replay(engine)
+        self._known_users.update(_user_ids(self.app.store, MAX_KNOWN_USERS))
+        engine.warm_up(time.time())
+        return engine
+
+    def _load_model(self, engine: FeedEngine) -> None:
+        """The published model, if any; one that cannot be used leaves the untrained ranker.
+
+        A model saved under other settings, or whose files were lost, must not keep the feeds
+        down: it is reported (log, /ready) and ``tastegraph train`` publishes a fresh one.
+        """
+        rec = self.app.store.get_kv(MODEL_KEY)
+        if not rec or rec.get("version") == self._failed_version:
+            return
+        try:
+            engine.load(self.app.settings.data_dir / rec["path"])
+        except (TastegraphError, OSError, ValueError, KeyError) as e:
+            self._model_error = f"model {rec.get('version')!r} not loaded: {e}"
+            self._failed_version = rec.get("version")
+            log.warning("%s; serving without it (run `tastegraph train`)", self._model_error)
+            return
+        self._version = rec["version"]
+        self._model_error = None
+
+    def status(self) -> dict[str, Any]:
+        """The engine's health: ``state`` is ``ok``, ``not_built``, ``failed`` or ``stale``.
+
+        ``stale``: the last catch-up with the event log failed, so feeds no longer reflect new
+        events. ``skipped_events`` counts the stored events the engine could not use, by reason
+        (``reasons`` says what each means); they are left out, never fatal.
+        """
+        skipped = dict(self.skipped)
+        out: dict[str, Any] = {
+            "state": "ok",
+            "events_applied_to": self._last_event_id,
+            "skipped_events": skipped,
+        }
+        if self.skipped_pins:
+            out["skipped_pins"] = dict(self.skipped_pins)
+        if skipped:
+            out["reasons"] = {k: REASONS[k] for k in skipped if k in REASONS}
+        if self._model_error:
+            out["model_error"] = self._model_error
+        if self._engine is None:
+            out["state"] = "failed" if self._build_error else "not_built"
+            if self._build_error:
+                out["error"] = self._build_error
+        elif self._catch_up_error:
+            out["state"] = "stale"
+            out["error"] = self._catch_up_error
+            out["caught_up_at"] = self._caught_up_at
+        return out
+
+    def _note_skips(self) -> None:
+        total = sum(self.skipped.values())
+        if total > self._logged_skips:
+            self._logged_skips = total
+            log.warning("feed engine: %s (left out of feeds)", self.skipped.summary())
+
     def _replay(self, engine: FeedEngine) -> int:
         """Apply the logged events after the last one applied, in id order; returns how many.
 
@@ -300,21 +433,40 @@ class FeedService:
         """
         applied = 0
         while True:
-            batch, last = load_event_batch(self.app.store, self._last_event_id, REPLAY_CHUNK)
+            skipped = SkipCounter()
+            batch, last = load_event_batch(
+                self.app.store, self._last_event_id, REPLAY_CHUNK, skipped=skipped
+            )
             if last == self._last_event_id:
+                self._caught_up_at = time.time()
+                self._note_skips()
                 return applied
-            engine.observe(batch)
+            before = engine.skipped_.copy()
+            engine.observe(batch, now=time.time())
+            by_engine = engine.skipped_ - before
+            self.skipped.update(skipped + by_engine)
             self._last_event_id = last
-            applied += len(batch)
+            applied += len(batch) - sum(by_engine.values())
 
     def catch_up(self) -> int:
         """Apply events logged since the last ones applied (e.g. by another process)."""
         with self._lock:
-            return self._replay(self._engine) if self._engine is not None else 0
+            if self._engine is None:
+                return 0
+            try:
+                applied = self._replay(self._engine)
+            except Exception as e:
+                # Feeds go on from the state they have; /ready says they are stale.
+                self._catch_up_error = f"{type(e).__name__}: {e}"
+                log.exception("feed engine could not catch up with the event log")
+                return 0
+            self._catch_up_error = None
+            return applied
 
     def _on_events(self, rows: list[dict[str, Any]]) -> None:
         # Real time: the next feed call sees these. They are read back by id rather than taken
         # from ``rows``, so that events another process logged in between are not skipped.
+        # Never raises: the events are stored already, and a failure is reported by status().
         self.catch_up()
 
     def add_pins(self, ids: list[int]) -> None:
@@ -327,7 +479,8 @@ class FeedService:
         (``tastegraph ingest`` while the server runs); returns how many changes were applied.
 
         New pins join the engine (they can be served at once, through visual similarity and
-        their board); deleted ones are never served again. Edits to known pins are left alone.
+        their board); deleted ones are never served again. Of edits to known pins, the title is
+        taken in (reasons quote it); the rest is left alone.
         """
         with self._lock:
             if self._engine is None:
@@ -337,9 +490,16 @@ class FeedService:
                 return 0
             # Pins this process added (ingest, uploads) or edited are known already: only read
             # the others from the store.
-            new = [p for p, known in zip(ups, self._engine.knows(ups), strict=True) if not known]
+            known = self._engine.knows(ups)
+            new = [p for p, k in zip(ups, known, strict=True) if not k]
             if new:
                 self._engine.add_pins(self._pin_table(new))
+            edited = [p for p, k in zip(ups, known, strict=True) if k]
+            if edited:
+                # A title written after ingest is what reasons should quote from now on.
+                meta = _pin_meta(self.app.store, edited)
+                ids = [p for p in edited if p in meta]
+                self._engine.set_titles(ids, [meta[p][0] or "" for p in ids])
             if dels:
                 self._engine.set_blocked(dels, True)
             self._catalog_seq = last
@@ -352,6 +512,8 @@ class FeedService:
         """The next page of a user's home feed and the cursor for the page after it."""
         if not 1 <= n <= 100:
             raise InvalidInput("n must be between 1 and 100")
+        if not _is_id(user_id):
+            raise NotFound(f"user {user_id} does not exist")
         engine = self.engine  # built first: it also lists the users that exist
         if user_id not in self._known_users:
             self.app.store.get_user(user_id)  # NotFound for unknown users
@@ -373,6 +535,8 @@ class FeedService:
         """
         if not 1 <= n <= 100:
             raise InvalidInput("n must be between 1 and 100")
+        if not _is_id(pin_id):
+            raise NotFound(f"pin {pin_id} does not exist")
         if verify:
             self.app.store.get_pin(pin_id)
         try:
@@ -388,7 +552,8 @@ class FeedService:
         from threadpoolctl import threadpool_limits
 
         t0 = time.perf_counter()
-        batch, _ = load_event_batch(self.app.store)
+        skipped = SkipCounter()
+        batch, _ = load_event_batch(self.app.store, skipped=skipped)
         engine = self._new_engine()
         # Fitting replays the log through thousands of small matrix products, which a BLAS
         # thread team only slows down (more so on a busy machine).
@@ -401,11 +566,13 @@ class FeedService:
             MODEL_KEY, {"path": str(rel), "version": version, "digest": engine.digest()}
         )
         self.reload()
+        skipped.update(engine.fit_report_.get("skipped_events", {}))
         return {
             "version": version,
             "events": len(batch),
             "seconds": round(time.perf_counter() - t0, 2),
             **engine.fit_report_,
+            "skipped_events": dict(skipped),
         }
 
     def reload(self) -> bool:
@@ -414,9 +581,8 @@ class FeedService:
         with self._lock:
             if not rec or rec["version"] == self._version or self._engine is None:
                 return False
-            self._engine.load(self.app.settings.data_dir / rec["path"])
-            self._version = rec["version"]
-            return True
+            self._load_model(self._engine)
+            return self._version == rec["version"]
 
     @property
     def version(self) -> str | None:

@@ -1,0 +1,79 @@
+"""The words of feed reasons: they name what the person actually saved, in words people wrote.
+
+A reason names a pin by its title when someone gave it one, else by its board ("a pin from
+Summer dresses"), else as "this pin", with the pin's id passed alongside so that the client
+shows its thumbnail. Never by a raw id ("pin 30": meaningless to a person) and never by a label
+the image model guessed ("pajamas" for a saved dress: wrong often enough to look broken).
+
+Example
+-------
+>>> pin_phrase("Red wrap dress", "dresses"), pin_phrase("", "dresses"), pin_phrase("", "")
+('"Red wrap dress"', 'a pin from dresses', 'this pin')
+>>> saved_reason("", ""), related_reason("", "", visual=False, co_saved=True)
+('because you saved this pin', 'often saved with this pin')
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "also_liked_reason",
+    "board_phrase",
+    "different_reason",
+    "pin_phrase",
+    "popular_reason",
+    "related_reason",
+    "saved_reason",
+]
+
+_MAX_NAME = 60
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 1].rstrip() + "…"
+
+
+def pin_phrase(title: str, board: str) -> str:
+    """How a reason refers to a pin: its title, else its board, else "this pin"."""
+    if title.strip():
+        return f'"{_clip(title)}"'
+    if board.strip():
+        return f"a pin from {_clip(board)}"
+    return "this pin"
+
+
+def board_phrase(board: str) -> str:
+    return _clip(board) if board.strip() else ""
+
+
+def saved_reason(title: str, board: str) -> str:
+    return f"because you saved {pin_phrase(title, board)}"
+
+
+def also_liked_reason(title: str, board: str) -> str:
+    name = pin_phrase(title, board)
+    if name == "this pin":  # "people who liked this pin also liked this" reads as one pin
+        return "people who liked what you liked also liked this"
+    return f"people who liked {name} also liked this"
+
+
+def popular_reason(board: str) -> str:
+    name = board_phrase(board)
+    return f"popular in {name}" if name else "popular right now"
+
+
+def different_reason(board: str) -> str:
+    name = board_phrase(board)
+    return f"something different, from {name}" if name else "something different"
+
+
+def related_reason(title: str, board: str, *, visual: bool, co_saved: bool) -> str:
+    """Reason of a related pin, relative to the pin the list is for."""
+    name = pin_phrase(title, board)
+    if visual and co_saved:
+        return f"looks like {name} and is saved with it"
+    if visual:
+        return f"looks like {name}"
+    if name == "this pin":
+        return "often saved with this pin"
+    return f"people who saved {name} also saved this"
