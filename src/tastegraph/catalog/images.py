@@ -4,8 +4,12 @@ Every failure is an :class:`~tastegraph.errors.ImageRejected` whose ``reason`` i
 :data:`REJECT_REASONS`; everything else comes back as a :class:`DecodedImage` holding an 8-bit RGB
 ``PIL.Image`` (EXIF orientation applied, alpha composited on white, first frame of animations).
 
-Nothing here changes Pillow's global state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``,
-warning filters), so decoding is safe from several threads at once.
+Nothing here changes Pillow's global state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``),
+so decoding is safe from several threads at once. One warning filter is installed at import:
+Pillow's ``DecompressionBombWarning`` is ignored, because the pixel limit checked right after
+the header is read rejects those files with a worded reason; printed, the raw warning only
+preceded that rejection. (A filter that turns the warning into an error still wins: it is then
+classified like Pillow's ``DecompressionBombError``.)
 
 Example
 -------
@@ -27,6 +31,7 @@ import re
 import socket
 import stat
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +48,9 @@ if TYPE_CHECKING:
     import httpx
 
     from tastegraph.settings import Settings
+
+# Appended, not prepended: an "error" filter someone set (tests, -W error) keeps precedence.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning, append=True)
 
 # httpx and imagehash are imported where they are used: ingest's decode worker processes import
 # this module and need neither (each would cost every worker ~0.1-0.2 s of start-up).
