@@ -60,7 +60,7 @@ def merge_item(pin: Pin, item: SourceItem) -> dict[str, Any]:
 
 def fold_rows(pin: Pin, rows: Sequence[SourceItem]) -> tuple[dict[str, Any], int]:
     """The fields several rows naming one pin change (later rows win), and how many rows
-    changed something at their turn."""
+    changed something at their turn; 0 when, together, they leave the pin as it was."""
     cur, fields, changed = pin, {}, 0
     for row in rows:
         step = merge_item(cur, row)
@@ -68,7 +68,8 @@ def fold_rows(pin: Pin, rows: Sequence[SourceItem]) -> tuple[dict[str, Any], int
             changed += 1
             fields.update(step)
             cur = replace(cur, **step)
-    return {k: v for k, v in fields.items() if getattr(pin, k) != v}, changed
+    net = {k: v for k, v in fields.items() if getattr(pin, k) != v}
+    return net, changed if net else 0
 
 
 def apply_edits(app: App, edits: Sequence[PinEdit]) -> list[Pin]:

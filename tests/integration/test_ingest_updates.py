@@ -1,0 +1,268 @@
+"""Re-ingesting words for known images, the run's own near-duplicates, dead runs, empty sources."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from tastegraph.app import App, build
+from tastegraph.catalog.ingest import ingest
+from tastegraph.catalog.runs import _KEY
+from tastegraph.catalog.sources import _csv_value
+from tastegraph.settings import Settings
+from tests import fixtures as fx
+from tests.conftest import REPO
+from tests.fakes import fake_encoders
+
+
+def _folder(root: Path, n: int = 3) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = root / f"img{i}.jpg"
+        p.write_bytes(fx.jpeg_bytes(96, 72, seed=40 + i))
+        paths.append(p)
+    return paths
+
+
+def _manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, keys)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_a_manifest_after_the_folder_updates_the_words(fake_app: App, tmp_path: Path) -> None:
+    imgs = _folder(tmp_path / "imgs")
+    first = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    assert first.added == 3
+    by_source = {p.source: p for p in fake_app.store.list_pins()}
+    labels_before = {s: [lab for lab, _ in p.labels] for s, p in by_source.items()}
+    m = _manifest(
+        tmp_path / "words.csv",
+        [
+            {"image": "imgs/img0.jpg", "title": "Velvet blazer", "board": "jackets",
+             "tags": "velvet|smart", "colour": "plum"},
+            {"image": "imgs/img1.jpg", "title": "", "board": "", "tags": "", "colour": ""},
+        ],
+    )  # fmt: skip
+    report = ingest(fake_app, str(m), progress=False)
+    assert (report.added, report.skipped, report.updated, report.unchanged) == (0, 2, 1, 1)
+    pin = fake_app.store.get_pin(by_source[str(imgs[0])].id)
+    assert pin.title == "Velvet blazer" and pin.board == "jackets"
+    assert pin.attributes == {"colour": "plum"}
+    # people's tags first, the model's labels kept after them
+    assert pin.tags[:2] == ["velvet", "smart"]
+    assert set(labels_before[str(imgs[0])]) <= set(pin.tags)
+    # the text vector follows, and both searches find the new words
+    assert pin.id in fake_app.store.get_vectors("text")[0].tolist()
+    assert fake_app.search.text("velvet blazer").hits[0].pin_id == pin.id
+    # the empty row changed nothing
+    assert fake_app.store.get_pin(by_source[str(imgs[1])].id).title == ""
+    again = ingest(fake_app, str(m), progress=False)
+    assert (again.updated, again.unchanged) == (0, 2)
+
+
+def test_empty_cells_do_not_erase_words(fake_app: App, tmp_path: Path) -> None:
+    _folder(tmp_path / "imgs", 1)
+    ingest(
+        fake_app,
+        str(_manifest(tmp_path / "a.csv", [{"image": "imgs/img0.jpg", "title": "Linen shirt",
+                                             "description": "loose fit", "tags": "linen"}])),
+        progress=False,
+    )  # fmt: skip
+    r = ingest(
+        fake_app,
+        str(_manifest(tmp_path / "b.csv", [{"image": "imgs/img0.jpg", "title": "",
+                                             "description": "", "board": "tops", "tags": ""}])),
+        progress=False,
+    )  # fmt: skip
+    assert r.updated == 1
+    (pin,) = fake_app.store.list_pins()
+    assert (pin.title, pin.description, pin.board) == ("Linen shirt", "loose fit", "tops")
+    assert "linen" in pin.tags
+
+
+def test_same_bytes_under_another_name_get_the_words_too(fake_app: App, tmp_path: Path) -> None:
+    (src,) = _folder(tmp_path / "imgs", 1)
+    ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "same.jpg").write_bytes(src.read_bytes())
+    m = _manifest(tmp_path / "m.csv", [{"image": "copy/same.jpg", "title": "Red scarf"}])
+    r = ingest(fake_app, str(m), progress=False)
+    assert (r.added, r.existing, r.updated) == (0, 1, 1)
+    (pin,) = fake_app.store.list_pins()
+    assert pin.title == "Red scarf"
+    assert fake_app.search.text("red scarf").hits[0].pin_id == pin.id
+    # the rerun knows the reference now, and changes nothing
+    again = ingest(fake_app, str(m), progress=False)
+    assert (again.skipped, again.updated, again.unchanged) == (1, 0, 1)
+
+
+_words = st.text(st.characters(codec="utf-8", categories=("L", "N")), max_size=8)
+_row = st.fixed_dictionaries(
+    {"title": _words, "board": _words, "tags": st.lists(_words, max_size=3), "size": _words}
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(_row, min_size=1, max_size=4))
+def test_rows_for_known_images_any_words(
+    fake_app: App, tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, object]]
+) -> None:
+    """Whatever words rows carry for a known image: the last non-empty cell of each field wins,
+    empty cells keep what was there, every row is counted once (updated or unchanged), and
+    ingesting the same manifest again changes nothing."""
+    tmp = tmp_path_factory.mktemp("rows")
+    (img,) = _folder(tmp / "imgs", 1)
+    # earlier examples' pins share the store: match this image by its bytes' pin
+    ingest(fake_app, str(tmp / "imgs"), progress=False)
+    pin_id = fake_app.store.source_pins()[str(img)]
+    assert pin_id is not None
+    before = fake_app.store.get_pin(pin_id)
+    csv_rows = [
+        {"image": "imgs/img0.jpg", "title": r["title"], "board": r["board"],
+         "tags": "|".join(t for t in r["tags"] if t), "size": r["size"]}  # type: ignore[attr-defined]
+        for r in rows
+    ]  # fmt: skip
+    m = _manifest(tmp / "m.csv", csv_rows)
+    report = ingest(fake_app, str(m), progress=False)
+    assert report.updated + report.unchanged == report.skipped + report.existing == len(rows)
+    pin = fake_app.store.get_pin(pin_id)
+    for name in ("title", "board"):
+        given_ = [str(r[name]).strip() for r in csv_rows if str(r[name]).strip()]
+        assert getattr(pin, name) == (given_[-1] if given_ else getattr(before, name))
+    sizes = [str(r["size"]).strip() for r in csv_rows if str(r["size"]).strip()]
+    if sizes:  # cells are typed as the manifest reader types them ("12" -> 12)
+        assert pin.attributes["size"] == _csv_value(sizes[-1])
+    labels = [lab for lab, _ in pin.labels]
+    assert set(labels) <= set(pin.tags)
+    again = ingest(fake_app, str(m), progress=False)
+    assert again.updated == 0 and again.unchanged == len(rows)
+    assert fake_app.store.get_pin(pin_id) == pin
+
+
+def test_near_duplicate_count_is_the_runs_own(fake_app: App, tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "x.jpg").write_bytes(fx.jpeg_bytes(160, 120, seed=7, quality=92))
+    (a / "x-copy.jpg").write_bytes(fx.jpeg_bytes(160, 120, seed=7, quality=60))
+    first = ingest(fake_app, str(a), progress=False)
+    assert first.near_duplicate_groups == 1
+    b = tmp_path / "b"
+    _folder(b, 2)
+    second = ingest(fake_app, str(b), progress=False)
+    assert second.added == 2 and second.near_duplicate_groups == 0
+    assert len(fake_app.store.dup_groups()) == 1  # the catalog still has its group
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "x-third.jpg").write_bytes(fx.jpeg_bytes(160, 120, seed=7, quality=75))
+    assert ingest(fake_app, str(c), progress=False).near_duplicate_groups == 1
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_run_whose_process_died_is_marked_interrupted(fake_app: App, tmp_path: Path) -> None:
+    import socket
+    import time
+
+    store = fake_app.store
+    store.start_run("deadbeef", "somewhere")
+    store.set_kv(
+        _KEY + "deadbeef",
+        {"pid": _dead_pid(), "host": socket.gethostname(), "heartbeat": time.time()},
+    )
+    store.start_run("alive", "elsewhere")  # this very process, beating: left alone
+    store.set_kv(
+        _KEY + "alive", {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+    )
+    _folder(tmp_path / "imgs", 1)
+    report = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    assert report.interrupted == ["deadbeef"]
+    assert _status(fake_app, "deadbeef") == "interrupted"
+    assert _status(fake_app, "alive") == "running"
+    assert _status(fake_app, report.run_id) == "complete"
+    assert store.get_kv(_KEY + report.run_id) is None  # a finished run leaves no owner record
+
+
+def _status(app: App, run_id: str) -> str:
+    import sqlalchemy as sa
+
+    from tastegraph.store import schema as t
+
+    with app.store.read() as conn:
+        q = sa.select(t.ingest_runs.c.status).where(t.ingest_runs.c.id == run_id)
+        return str(conn.execute(q).scalar_one())
+
+
+def test_cli_ingest_says_an_earlier_run_was_interrupted(tmp_path: Path) -> None:
+    from tastegraph.cli import app as cli
+
+    data = tmp_path / "data"
+    app = build(Settings(data_dir=data, index_kind="exact"))
+    app._encoders = fake_encoders()
+    _folder(tmp_path / "imgs", 2)
+    ingest(app, str(tmp_path / "imgs"), progress=False)
+    # its process is gone and has been silent for long:
+    app.store.start_run("cafe0001", str(tmp_path / "imgs"))
+    app.store.set_kv(_KEY + "cafe0001", {"pid": _dead_pid(), "host": "x", "heartbeat": 0.0})
+    app.close()
+    # every image is done: the CLI needs no model for this
+    r = CliRunner().invoke(
+        cli, ["ingest", str(tmp_path / "imgs"), "--data", str(data), "--no-progress"]
+    )
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0, out
+    assert "cafe0001 was interrupted" in out and "2 done before" in out
+
+
+def test_cli_ingest_of_an_empty_folder_is_a_warning_with_an_exit_code(tmp_path: Path) -> None:
+    from tastegraph.cli import EXIT_EMPTY
+    from tastegraph.cli import app as cli
+
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(
+        cli, ["ingest", str(tmp_path / "empty"), "--data", str(tmp_path / "d"), "--no-progress"]
+    )
+    assert r.exit_code == EXIT_EMPTY
+    assert "nothing to ingest" in " ".join(r.output.split())
+
+
+def test_no_raw_decompression_bomb_warning_is_printed(tmp_path: Path) -> None:
+    """A 100 Mpx PNG makes Pillow warn (over 89 Mpx) before our limit rejects it in words."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    (imgs / "bomb.png").write_bytes(fx.bomb_png(10000, 10000))
+    (imgs / "ok.jpg").write_bytes(fx.jpeg_bytes(seed=3))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.ingest_child", str(tmp_path / "d"), str(imgs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "1"
+    assert "DecompressionBombWarning" not in proc.stderr
+    assert "warnings.warn" not in proc.stderr
