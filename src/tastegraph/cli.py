@@ -123,12 +123,14 @@ def ingest(
 def _ingest_summary(d: dict[str, Any]) -> str:
     known = d["skipped"] + d["existing"]
     words = f" ({d['updated']} updated, {d['unchanged']} unchanged)" if known else ""
-    setup = f", setup {d['setup_seconds']:.0f} s" if d["setup_seconds"] >= 1 else ""
+    setup = (
+        f", after {d['setup_seconds']:.0f} s of one-off setup" if d["setup_seconds"] >= 1 else ""
+    )
+    rate = f" ({d['images_per_s']} img/s{setup})" if d["added"] else ""
     return (
         f"{d['status']}: {d['added']} added, {d['existing']} already known, "
         f"{d['skipped']} done before{words}, {d['rejected']} rejected, "
-        f"{d['near_duplicate_groups']} near-duplicate groups among the new pins "
-        f"({d['images_per_s']} img/s{setup})"
+        f"{d['near_duplicate_groups']} near-duplicate groups among the new pins{rate}"
     )
 
 

@@ -70,10 +70,10 @@ def ingest_progress(total: int, enabled: bool = True) -> Iterator[Bar]:
 
 @contextmanager
 def status_line(enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A spinner with a line saying which one-off step runs (``say("exporting ...")``).
+    """A spinner with a line saying which long step runs (``say("exporting ...")``).
 
-    Disabled or not on a terminal, each step is still printed once, so logs say where the
-    time went too.
+    Not on a terminal, each step is printed once instead, so logs say where the time went too;
+    disabled, it says nothing.
     """
     console = Console(stderr=True)
     if not enabled:

@@ -420,7 +420,7 @@ def ingest_items(
             cpu0 += time.thread_time() - cpu_setup
             _pipeline(app, todo, report, clock, known, data=data, progress=progress, t0=t0)
         t_meta = time.perf_counter()
-        _update_known(app, known, report)
+        _update_known(app, known, report, progress)
         clock.since("metadata", t_meta)
         status = "empty" if report.empty else "partial" if report.quarantine else "complete"
     finally:
@@ -432,7 +432,9 @@ def ingest_items(
         clock.add("main_cpu", time.thread_time() - cpu0)
         report.timings = {k: round(v, 3) for k, v in clock.seconds.items()}
         if report.added:
-            app.after_ingest(report.added_ids)
+            with _status(progress) as say:
+                say(f"indexing {report.added} new pins, grouping near-duplicates...")
+                app.after_ingest(report.added_ids)
             report.near_duplicate_groups = groups_touching(store.dup_groups(), report.added_ids)
         store.finish_run(
             run_id,
@@ -443,11 +445,16 @@ def ingest_items(
     return report
 
 
-def _prepare_models(app: App, progress: bool) -> float:
-    from tastegraph.models.warmup import prepare
+def _status(progress: bool) -> contextlib.AbstractContextManager[Callable[[str], None]]:
     from tastegraph.progress import status_line
 
-    with status_line(enabled=progress) as say:
+    return status_line(enabled=progress)
+
+
+def _prepare_models(app: App, progress: bool) -> float:
+    from tastegraph.models.warmup import prepare
+
+    with _status(progress) as say:
         return prepare(app, say)
 
 
@@ -516,7 +523,9 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _update_known(app: App, known: dict[int, list[SourceItem]], report: IngestReport) -> None:
+def _update_known(
+    app: App, known: dict[int, list[SourceItem]], report: IngestReport, progress: bool
+) -> None:
     """Give pins already in the catalog the words their rows carry (one transaction)."""
     from tastegraph.catalog.metadata import apply_edits, fold_rows
 
@@ -534,7 +543,11 @@ def _update_known(app: App, known: dict[int, list[SourceItem]], report: IngestRe
         report.unchanged += len(rows) - changed
         if fields:
             edits.append((pin_id, fields))
-    apply_edits(app, edits)
+    if edits:
+        with _status(progress) as say:
+            n = len(edits)
+            say(f"updating the words of {n} pin{'s' * (n != 1)} already in the catalog...")
+            apply_edits(app, edits)
 
 
 def _largest_input(image: Any) -> int:
