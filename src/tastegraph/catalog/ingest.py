@@ -49,7 +49,7 @@ from tastegraph.catalog.images import (
     quick_thumbnail_and_phash,
     read_source_bytes,
 )
-from tastegraph.catalog.metadata import pin_text
+from tastegraph.catalog.metadata import pin_text, update_known
 from tastegraph.catalog.sources import SourceError, SourceItem, iter_source
 from tastegraph.domain import QuarantineEntry
 from tastegraph.errors import ImageRejected, TastegraphError
@@ -390,6 +390,23 @@ def ingest_items(
     clock = _Clock()
     store.start_run(run_id, source_label)
     heartbeat = Heartbeat(store, run_id)
+    try:
+        _run(app, items, report, clock, data=data, progress=progress)
+    finally:
+        heartbeat.stop()  # even when finishing failed: a beating record would look alive
+    return report
+
+
+def _run(
+    app: App,
+    items: Iterable[SourceItem | SourceError],
+    report: IngestReport,
+    clock: _Clock,
+    *,
+    data: dict[str, bytes] | None,
+    progress: bool,
+) -> None:
+    store = app.store
     status = "failed"
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
@@ -420,13 +437,14 @@ def ingest_items(
             cpu0 += time.thread_time() - cpu_setup
             _pipeline(app, todo, report, clock, known, data=data, progress=progress, t0=t0)
         t_meta = time.perf_counter()
-        _update_known(app, known, report, progress)
+        with _status(progress) as say:
+            report.updated, report.unchanged = update_known(app, known, say)
         clock.since("metadata", t_meta)
         status = "empty" if report.empty else "partial" if report.quarantine else "complete"
     finally:
         t_finish = time.perf_counter()
         report.rejected = len(report.quarantine)
-        store.add_quarantine(run_id, report.quarantine)
+        store.add_quarantine(report.run_id, report.quarantine)
         clock.since("finish", t_finish)
         report.seconds = time.perf_counter() - t0
         clock.add("main_cpu", time.thread_time() - cpu0)
@@ -437,12 +455,10 @@ def ingest_items(
                 app.after_ingest(report.added_ids)
             report.near_duplicate_groups = groups_touching(store.dup_groups(), report.added_ids)
         store.finish_run(
-            run_id,
+            report.run_id,
             status,
             {k: v for k, v in report.to_dict().items() if isinstance(v, int)},
         )
-        heartbeat.stop()
-    return report
 
 
 def _status(progress: bool) -> contextlib.AbstractContextManager[Callable[[str], None]]:
@@ -521,33 +537,6 @@ def _usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
         return os.cpu_count() or 1
-
-
-def _update_known(
-    app: App, known: dict[int, list[SourceItem]], report: IngestReport, progress: bool
-) -> None:
-    """Give pins already in the catalog the words their rows carry (one transaction)."""
-    from tastegraph.catalog.metadata import apply_edits, fold_rows
-
-    if not known:
-        return
-    pins = app.store.get_pins(list(known))
-    edits = []
-    for pin_id, rows in known.items():
-        pin = pins.get(pin_id)
-        if pin is None:  # deleted since: its rows have nothing left to change
-            report.unchanged += len(rows)
-            continue
-        fields, changed = fold_rows(pin, rows)
-        report.updated += changed
-        report.unchanged += len(rows) - changed
-        if fields:
-            edits.append((pin_id, fields))
-    if edits:
-        with _status(progress) as say:
-            n = len(edits)
-            say(f"updating the words of {n} pin{'s' * (n != 1)} already in the catalog...")
-            apply_edits(app, edits)
 
 
 def _largest_input(image: Any) -> int:

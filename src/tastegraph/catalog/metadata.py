@@ -8,7 +8,7 @@ from the store's change log, so search sees the new words at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from tastegraph.app import App
     from tastegraph.catalog.sources import SourceItem
 
-__all__ = ["PinEdit", "apply_edits", "fold_rows", "merge_item", "pin_text", "update_pin"]
+__all__ = [
+    "PinEdit",
+    "apply_edits",
+    "fold_rows",
+    "merge_item",
+    "pin_text",
+    "update_known",
+    "update_pin",
+]
 
 # (pin id, the fields to set): fields as ``SQLStore.update_pin`` takes them.
 PinEdit = tuple[int, dict[str, Any]]
@@ -106,3 +114,33 @@ def update_pin(app: App, pin_id: int, fields: dict[str, Any]) -> Pin:
     """Set a pin's fields as given (``PATCH /pins/{id}``: an empty string does clear a field)."""
     pins = apply_edits(app, [(pin_id, fields)])
     return pins[0] if pins else app.store.get_pin(pin_id)
+
+
+def update_known(
+    app: App, known: Mapping[int, Sequence[SourceItem]], say: Callable[[str], None]
+) -> tuple[int, int]:
+    """Give pins already in the catalog the words their rows carry, in one transaction.
+
+    ``known`` maps each pin to the rows naming it, in manifest order. Returns how many rows
+    updated their pin and how many changed nothing.
+    """
+    if not known:
+        return 0, 0
+    pins = app.store.get_pins(list(known))
+    edits: list[PinEdit] = []
+    updated = unchanged = 0
+    for pin_id, rows in known.items():
+        pin = pins.get(pin_id)
+        if pin is None:  # deleted since: its rows have nothing left to change
+            unchanged += len(rows)
+            continue
+        fields, changed = fold_rows(pin, rows)
+        updated += changed
+        unchanged += len(rows) - changed
+        if fields:
+            edits.append((pin_id, fields))
+    if edits:
+        n = len(edits)
+        say(f"updating the words of {n} pin{'s' * (n != 1)} already in the catalog...")
+        apply_edits(app, edits)
+    return updated, unchanged

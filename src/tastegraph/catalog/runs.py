@@ -9,6 +9,7 @@ finished sources are skipped by reference.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -139,5 +140,7 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        with self._store.write() as conn:
+        # Best effort: should the store refuse, the record stops beating and goes stale within
+        # STALE_S, and the run's own error (if any) is the one worth raising.
+        with contextlib.suppress(Exception), self._store.write() as conn:
             conn.execute(t.kv.delete().where(t.kv.c.key == self._key))
