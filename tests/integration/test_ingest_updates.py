@@ -266,3 +266,16 @@ def test_no_raw_decompression_bomb_warning_is_printed(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "1"
     assert "DecompressionBombWarning" not in proc.stderr
     assert "warnings.warn" not in proc.stderr
+
+
+def test_server_start_marks_dead_runs_interrupted(
+    fake_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tastegraph.server import _report_interrupted_ingests
+
+    fake_app.store.start_run("0dead", "/photos")
+    fake_app.store.set_kv(_KEY + "0dead", {"pid": _dead_pid(), "host": "h", "heartbeat": 0.0})
+    with caplog.at_level("WARNING", logger="tastegraph"):
+        _report_interrupted_ingests(fake_app)
+    assert _status(fake_app, "0dead") == "interrupted"
+    assert "0dead" in caplog.text and "tastegraph ingest /photos" in caplog.text
