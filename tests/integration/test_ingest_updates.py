@@ -246,11 +246,26 @@ def test_cli_ingest_of_an_empty_folder_is_a_warning_with_an_exit_code(tmp_path: 
     assert "nothing to ingest" in " ".join(r.output.split())
 
 
-def test_no_raw_decompression_bomb_warning_is_printed(tmp_path: Path) -> None:
-    """A 100 Mpx PNG makes Pillow warn (over 89 Mpx) before our limit rejects it in words."""
+def _tiff_with_samples_per_pixel(value: int) -> bytes:
+    """A TIFF whose SamplesPerPixel tag (277) says ``value``: Pillow logs an error about it."""
+    import struct
+
+    data = bytearray(fx.tiff_bytes())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 277:
+            struct.pack_into("<H", data, entry + 8, value)
+    return bytes(data)
+
+
+def test_no_raw_library_message_is_printed_above_the_worded_rejection(tmp_path: Path) -> None:
+    """A 100 Mpx PNG makes Pillow warn (over 89 Mpx) before our limit rejects it in words; a
+    damaged TIFF makes it log an error; metadata damage makes it warn. None of it is printed."""
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     (imgs / "bomb.png").write_bytes(fx.bomb_png(10000, 10000))
+    (imgs / "samples.tif").write_bytes(_tiff_with_samples_per_pixel(5000))
     (imgs / "ok.jpg").write_bytes(fx.jpeg_bytes(seed=3))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     env.pop("PYTHONWARNINGS", None)
@@ -266,6 +281,8 @@ def test_no_raw_decompression_bomb_warning_is_printed(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "1"
     assert "DecompressionBombWarning" not in proc.stderr
     assert "warnings.warn" not in proc.stderr
+    assert "More samples per pixel" not in proc.stderr
+    assert proc.stderr.strip() == ""
 
 
 def test_server_start_marks_dead_runs_interrupted(
