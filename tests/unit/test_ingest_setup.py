@@ -83,14 +83,20 @@ def test_each_one_off_step_is_announced(
 
     export = tmp_path / "image.onnx"
     monkeypatch.setattr(lf, "export_file", lambda d, o, shape=None: export)
+    from tastegraph.models import text
+
+    text_export = tmp_path / "text.onnx"
+    monkeypatch.setattr(text, "onnx_path", lambda d, m=None: text_export)
     prepare(fake_app, said.append)
     assert said == [
+        "exporting the text model (once, ~20 s)...",
         "exporting the image model (once, ~40 s)...",
         "building label vectors (once, ~10 s)...",
     ]
     assert loaded == list(image.input_shapes)  # every input shape compiled up front
     said.clear()
     export.write_bytes(b"exported")
+    text_export.write_bytes(b"exported")
     prepare(fake_app, said.append)  # now all is at hand: nothing "once" is announced
     assert not any("once" in s for s in said)
 

@@ -18,7 +18,6 @@ Example
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -317,7 +316,6 @@ def load_torch_model(model_dir: Path | None = None) -> torch.nn.Module:
 
 
 @lru_cache(maxsize=4)
-@functools.lru_cache(maxsize=8)  # hashes ~90 MB: once per process
 def _weights_digest(model_dir: Path) -> str:
     h = hashlib.sha256(f"{MODEL_ID}|{_EXPORT_VERSION}|{_OPSET}|".encode())
     for name in ("config.json", "model.safetensors"):

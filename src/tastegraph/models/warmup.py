@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from tastegraph.app import App
     from tastegraph.models.base import Encoders
 
-__all__ = ["first_load_message", "prepare"]
+__all__ = ["prepare", "text_export_message"]
 
 Say = Callable[[str], None]
 
 
-def first_load_message(settings_pack: str, models_dir: Path) -> str:
-    """What building the encoders will do: export the text model once, or just load."""
-    if settings_pack.strip() == "lite":
+def text_export_message(model_pack: str, models_dir: Path) -> str:
+    """What building the encoders will say: exporting the text model once, or nothing (quick)."""
+    if model_pack.strip() == "lite":
         from tastegraph.models.text import onnx_path
 
         try:
@@ -33,7 +33,7 @@ def first_load_message(settings_pack: str, models_dir: Path) -> str:
             exported = True
         if not exported:
             return "exporting the text model (once, ~20 s)..."
-    return "loading models..."
+    return ""
 
 
 def _warm_image(enc: Encoders, say: Say) -> None:
@@ -66,8 +66,9 @@ def _warm_bridge(enc: Encoders, say: Say) -> None:
 def prepare(app: App, say: Say) -> float:
     """Build every encoder ingest uses and do their one-off work now; returns the seconds spent."""
     t0 = time.perf_counter()
-    if app._encoders is None:
-        say(first_load_message(app.settings.model_pack, app.settings.data_dir / "models"))
+    message = text_export_message(app.settings.model_pack, app.settings.data_dir / "models")
+    if message:
+        say(message)
     enc = app.encoders
     _warm_image(enc, say)
     _warm_bridge(enc, say)
