@@ -296,3 +296,31 @@ def test_server_start_marks_dead_runs_interrupted(
         _report_interrupted_ingests(fake_app)
     assert _status(fake_app, "0dead") == "interrupted"
     assert "0dead" in caplog.text and "tastegraph ingest /photos" in caplog.text
+
+
+def test_uploading_a_known_image_with_words_gives_it_those_words(fake_app: App) -> None:
+    from fastapi.testclient import TestClient
+
+    from tastegraph.api import create_api
+
+    _, secret = fake_app.store.create_token("ed", "editor")
+    auth = {"Authorization": f"Bearer {secret}"}
+    data = fx.jpeg_bytes(seed=11)
+    with TestClient(create_api(fake_app)) as c:
+        first = c.post("/pins/upload", files={"file": ("a.jpg", data)}, headers=auth)
+        assert first.status_code == 201
+        again = c.post(
+            "/pins/upload",
+            files={"file": ("b.jpg", data)},
+            data={"title": "Green parka", "board": ""},
+            headers=auth,
+        )
+        assert again.status_code == 200 and again.json()["created"] is False
+        pin = again.json()["pin"]
+        assert pin["id"] == first.json()["pin"]["id"] and pin["title"] == "Green parka"
+        assert (
+            c.get("/search", params={"q": "green parka"}, headers=auth).json()["results"][0]["pin"][
+                "id"
+            ]
+            == pin["id"]
+        )
