@@ -324,3 +324,30 @@ def test_uploading_a_known_image_with_words_gives_it_those_words(fake_app: App) 
             ]
             == pin["id"]
         )
+
+
+def test_a_source_that_cannot_be_listed_leaves_no_run_running(
+    fake_app: App, tmp_path: Path
+) -> None:
+    """The listing used to run before the run's try block: a missing source raised there and
+    left its run ``running`` for good."""
+    import sqlalchemy as sa
+
+    from tastegraph.errors import InvalidInput
+    from tastegraph.store import schema as t
+
+    with pytest.raises(InvalidInput, match="does not exist"):
+        ingest(fake_app, str(tmp_path / "nope"), progress=False)
+    with fake_app.store.read() as conn:
+        statuses = [r[0] for r in conn.execute(sa.select(t.ingest_runs.c.status))]
+    assert statuses == ["failed"]
+    assert not [k for k in _kv_keys(fake_app) if k.startswith(_KEY)]  # no owner left behind
+
+
+def _kv_keys(app: App) -> list[str]:
+    import sqlalchemy as sa
+
+    from tastegraph.store import schema as t
+
+    with app.store.read() as conn:
+        return [str(r[0]) for r in conn.execute(sa.select(t.kv.c.key))]
