@@ -351,3 +351,24 @@ def _kv_keys(app: App) -> list[str]:
 
     with app.store.read() as conn:
         return [str(r[0]) for r in conn.execute(sa.select(t.kv.c.key))]
+
+
+def test_word_edits_are_all_or_none_unless_missing_pins_are_skipped(
+    fake_app: App, tmp_path: Path
+) -> None:
+    from tastegraph.catalog.metadata import apply_edits
+    from tastegraph.errors import NotFound
+
+    _folder(tmp_path / "imgs", 1)
+    ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    (pin,) = fake_app.store.list_pins()
+    gone = pin.id + 1000
+    with pytest.raises(NotFound):
+        apply_edits(fake_app, [(pin.id, {"title": "kept?"}), (gone, {"title": "x"})])
+    assert fake_app.store.get_pin(pin.id).title == ""  # nothing stored
+    done = apply_edits(
+        fake_app, [(pin.id, {"title": "Wool coat"}), (gone, {"title": "x"})], skip_missing=True
+    )
+    assert [p.id for p in done] == [pin.id]
+    assert fake_app.store.get_pin(pin.id).title == "Wool coat"
+    assert fake_app.search.text("wool coat").hits[0].pin_id == pin.id

@@ -80,10 +80,11 @@ def fold_rows(pin: Pin, rows: Sequence[SourceItem]) -> tuple[dict[str, Any], int
     return net, changed if net else 0
 
 
-def apply_edits(app: App, edits: Sequence[PinEdit]) -> list[Pin]:
+def apply_edits(app: App, edits: Sequence[PinEdit], *, skip_missing: bool = False) -> list[Pin]:
     """Store the edits in one transaction, with new text vectors, and bring the indexes along.
 
-    Raises :class:`~tastegraph.errors.NotFound` (nothing stored) when a pin does not exist.
+    A pin that does not exist raises :class:`~tastegraph.errors.NotFound` (nothing stored), or
+    with ``skip_missing`` is left out.
     """
     edits = [(pin_id, fields) for pin_id, fields in edits if fields]
     if not edits:
@@ -105,7 +106,9 @@ def apply_edits(app: App, edits: Sequence[PinEdit]) -> list[Pin]:
         ids = list(texts)
         for pin_id, vec in zip(ids, enc.encode([texts[i] for i in ids]), strict=True):
             vectors[pin_id] = {"text": (enc.model_id, vec)}
-    pins = app.store.update_pins([(p, f, vectors.get(p)) for p, f in edits])
+    pins = app.store.update_pins(
+        [(p, f, vectors.get(p)) for p, f in edits], skip_missing=skip_missing
+    )
     app.indexes.sync(save=True)
     return pins
 
@@ -142,5 +145,5 @@ def update_known(
     if edits:
         n = len(edits)
         say(f"updating the words of {n} pin{'s' * (n != 1)} already in the catalog...")
-        apply_edits(app, edits)
+        apply_edits(app, edits, skip_missing=True)  # a pin deleted meanwhile has no words left
     return updated, unchanged

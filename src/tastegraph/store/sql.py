@@ -366,8 +366,14 @@ class SQLStore(EngagementMixin):
         edits: Sequence[
             tuple[int, dict[str, Any], dict[str, tuple[str, NDArray[np.float32]]] | None]
         ],
+        *,
+        skip_missing: bool = False,
     ) -> list[Pin]:
-        """Apply ``(pin_id, fields, vectors)`` edits in one transaction (all or none)."""
+        """Apply ``(pin_id, fields, vectors)`` edits in one transaction (all or none).
+
+        A pin that does not exist raises NotFound, or with ``skip_missing`` is left out (one
+        deleted meanwhile must not undo the others' edits); returns the pins as stored.
+        """
         for _, fields, _ in edits:
             bad = set(fields) - set(_EDITABLE)
             if bad:
@@ -379,6 +385,8 @@ class SQLStore(EngagementMixin):
             for pin_id, fields, vectors in edits:
                 q = sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)
                 if conn.execute(q).one_or_none() is None:
+                    if skip_missing:
+                        continue
                     raise NotFound(f"pin {pin_id} does not exist")
                 conn.execute(
                     t.pins.update()
