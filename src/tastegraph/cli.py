@@ -98,10 +98,15 @@ def ingest(
     if as_json:
         _print_json(d)
     else:
-        for run_id in report.interrupted:
+        for r in report.interrupted:
+            resume = (
+                "this run resumed it (images it had finished were skipped)"
+                if r.source == report.source
+                else f"run `tastegraph ingest {r.source}` to resume it"
+            )
             err.print(
-                f"[yellow]note:[/] ingest run {run_id} was interrupted (its process is gone); "
-                "this run resumed its work: images it had finished were skipped."
+                f"[yellow]note:[/] ingest run {r.run_id} (started {r.started_at}) was "
+                f"interrupted: its process is gone; {resume}."
             )
         err.print(_ingest_summary(d))
         for q in report.quarantine[:20]:

@@ -173,7 +173,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
     assert len(report.interrupted) == 1
     with app.store.read() as conn:
         statuses = dict(conn.exec_driver_sql("SELECT id, status FROM ingest_runs").fetchall())
-    assert statuses == {report.interrupted[0]: "interrupted", report.run_id: "complete"}
+    assert statuses == {report.interrupted[0].run_id: "interrupted", report.run_id: "complete"}
     # finished work is not redone, nothing is lost, nothing is duplicated
     assert report.skipped == before
     assert report.added == n - before

@@ -196,7 +196,8 @@ def test_a_run_whose_process_died_is_marked_interrupted(fake_app: App, tmp_path:
     )
     _folder(tmp_path / "imgs", 1)
     report = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
-    assert report.interrupted == ["deadbeef"]
+    assert [r.run_id for r in report.interrupted] == ["deadbeef"]
+    assert report.to_dict()["interrupted_runs"][0]["source"] == "somewhere"
     assert _status(fake_app, "deadbeef") == "interrupted"
     assert _status(fake_app, "alive") == "running"
     assert _status(fake_app, report.run_id) == "complete"
@@ -231,7 +232,8 @@ def test_cli_ingest_says_an_earlier_run_was_interrupted(tmp_path: Path) -> None:
     )
     out = " ".join(r.output.split())
     assert r.exit_code == 0, out
-    assert "cafe0001 was interrupted" in out and "2 done before" in out
+    assert "cafe0001" in out and "was interrupted" in out and "this run resumed it" in out
+    assert "2 done before" in out
 
 
 def test_cli_ingest_of_an_empty_folder_is_a_warning_with_an_exit_code(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ from tastegraph.errors import ImageRejected, TastegraphError
 
 if TYPE_CHECKING:
     from tastegraph.app import App
+    from tastegraph.catalog.runs import InterruptedRun
     from tastegraph.models.base import ImageOutput
     from tastegraph.store import NewPin
 
@@ -122,7 +123,7 @@ class IngestReport:
     near_duplicate_groups: int = 0  # groups holding at least one pin this run added
     seconds: float = 0.0  # the run itself, after setup
     setup_seconds: float = 0.0  # one-off model work before the clock (exports, label vectors)
-    interrupted: list[str] = field(default_factory=list)  # earlier runs found dead, now resumed
+    interrupted: list[InterruptedRun] = field(default_factory=list)  # earlier runs found dead
     quarantine: list[QuarantineEntry] = field(default_factory=list)
     added_ids: list[int] = field(default_factory=list)
     # Seconds per stage (see ``_Clock``); stages overlap, so they do not add up to ``seconds``.
@@ -156,7 +157,10 @@ class IngestReport:
             "near_duplicate_groups": self.near_duplicate_groups,
             "seconds": round(self.seconds, 3),
             "setup_seconds": round(self.setup_seconds, 3),
-            "interrupted_runs": list(self.interrupted),
+            "interrupted_runs": [
+                {"run_id": r.run_id, "source": r.source, "started_at": r.started_at}
+                for r in self.interrupted
+            ],
             "images_per_s": round(self.images_per_s, 2),
             "quarantine": [
                 {"source": q.source, "reason": q.reason, "message": q.message}
@@ -386,7 +390,7 @@ def ingest_items(
     store = app.store
     run_id = uuid.uuid4().hex[:16]
     report = IngestReport(run_id=run_id, source=source_label)
-    report.interrupted = [r.run_id for r in reap_interrupted(store)]
+    report.interrupted = reap_interrupted(store)
     clock = _Clock()
     store.start_run(run_id, source_label)
     heartbeat = Heartbeat(store, run_id)
