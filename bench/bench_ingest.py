@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -153,7 +152,9 @@ def run(
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
     if len(files) < n:
         console.print(f"only {len(files)} images found")
-    workers = os.cpu_count() or 2
+    from tastegraph.catalog.ingest import usable_cores
+
+    workers = usable_cores()  # as many decode processes as ingest starts
     tmp = Path(tempfile.mkdtemp(prefix="tg-bench-"))
     try:
         data = tmp / "data"

@@ -212,3 +212,13 @@ def test_demo_with_an_empty_images_folder_says_so(tmp_path: Path) -> None:
     assert pick_demo_source(Settings(data_dir=tmp_path / "d"), tmp_path / "empty")[0] == (
         tmp_path / "empty"
     )
+
+
+def test_decode_workers_default_to_the_cores_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tastegraph.catalog import ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod.os, "sched_getaffinity", lambda _pid: {0, 3}, raising=False)
+    monkeypatch.setattr(ingest_mod.os, "cpu_count", lambda: 64)
+    assert ingest_mod.usable_cores() == 2  # a 64-core host of which this process gets 2

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 # Decode workers import this module: keep its imports light (no store, no models, no torch).
 
-__all__ = ["IngestReport", "Prepared", "ingest", "ingest_items", "prepare"]
+__all__ = ["IngestReport", "Prepared", "ingest", "ingest_items", "prepare", "usable_cores"]
 
 # Images per task sent to a decode worker, and how many batches of decoded images may wait for
 # the model: enough that the workers never stall while a batch is encoded and written.
@@ -502,7 +502,7 @@ def _pipeline(
         allow_url=settings.allow_url_fetch,
         preprocess=app.preprocess,
     )
-    workers = settings.decode_workers or _usable_cores()
+    workers = settings.decode_workers or usable_cores()
     batch_size = settings.batch_size
     in_process = data is not None or workers <= 1 or len(todo) < 2 * batch_size
     pool: ProcessPoolExecutor | None = None
@@ -535,7 +535,7 @@ def _pipeline(
             clock.since("finish", t_stop)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity, not the host's count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
