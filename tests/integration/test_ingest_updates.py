@@ -374,3 +374,27 @@ def test_word_edits_are_all_or_none_unless_missing_pins_are_skipped(
     assert [p.id for p in done] == [pin.id]
     assert fake_app.store.get_pin(pin.id).title == "Wool coat"
     assert fake_app.search.text("wool coat").hits[0].pin_id == pin.id
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: (d / "src").mkdir(),
+        lambda d: ((d / "src").mkdir(), (d / "src" / ".DS_Store").write_bytes(b"x")),
+        lambda d: (d / "src.csv").write_text("image,title\n"),
+        lambda d: (d / "src.csv").write_text("image,title\n\n  \n"),
+        lambda d: (d / "src.jsonl").write_text("\n\n"),
+    ],
+    ids=["empty-folder", "hidden-only", "header-only-csv", "blank-csv", "blank-jsonl"],
+)
+def test_every_kind_of_empty_source_is_a_warning_with_exit_4(make: object, tmp_path: Path) -> None:
+    from tastegraph.cli import EXIT_EMPTY
+    from tastegraph.cli import app as cli
+
+    make(tmp_path)  # type: ignore[operator]
+    (src,) = [p for p in tmp_path.iterdir() if p.name.startswith("src")]
+    r = CliRunner().invoke(
+        cli, ["ingest", str(src), "--data", str(tmp_path / "d"), "--no-progress", "--json"]
+    )
+    assert r.exit_code == EXIT_EMPTY, r.output
+    assert '"status": "empty"' in r.output
