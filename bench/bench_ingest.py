@@ -8,7 +8,8 @@ Prints (and with --json emits) images/s for:
          --max-aspect > 1, full batches of each input shape, weighted by the photos' shape mix)
   ideal  1 / (1/D + 1/F): both cores shared between decoding and the model
   e2e    `tastegraph ingest` work: decode -> encode (image, text, ConSE) -> store -> index
-         (e2e_stages_s: seconds per pipeline stage; the stages overlap)
+         (e2e_stages_s: seconds per pipeline stage; the stages overlap; one-off model work,
+         e.g. label vectors on a fresh data dir, is ingest's setup, outside its clock)
   naive  a per-image torch eager fp32 loop (full decode, batch of 1), the baseline to beat
 and the ratios e2e/ideal (target >= 0.8) and e2e/naive (target >= 3).
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -101,7 +101,6 @@ def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, f
     from tastegraph.catalog.ingest import ingest
 
     app = build(settings)  # type: ignore[arg-type]
-    app.encoders.image.load()  # type: ignore[attr-defined]
     app.encoders.text.encode(["warm up"])
     folder = Path(settings.data_dir) / "src"  # type: ignore[attr-defined]
     folder.mkdir()
@@ -111,7 +110,13 @@ def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, f
     app.close()
     assert report.added == len(files), report.to_dict()
     # Where the time went, per stage (they overlap: see tastegraph.catalog.ingest._Clock).
-    stages = {"total": round(report.seconds, 3), **getattr(report, "timings", {})}
+    # ``one_off_setup``: model export/compile and label vectors, done by ingest before its
+    # clock starts (seconds on a fresh data dir, ~0 once cached); not part of ``total``.
+    stages = {
+        "one_off_setup": round(report.setup_seconds, 3),
+        "total": round(report.seconds, 3),
+        **report.timings,
+    }
     return report.images_per_s, stages
 
 
@@ -147,7 +152,9 @@ def run(
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
     if len(files) < n:
         console.print(f"only {len(files)} images found")
-    workers = os.cpu_count() or 2
+    from tastegraph.catalog.ingest import usable_cores
+
+    workers = usable_cores()  # as many decode processes as ingest starts
     tmp = Path(tempfile.mkdtemp(prefix="tg-bench-"))
     try:
         data = tmp / "data"

@@ -38,6 +38,7 @@ err = Console(stderr=True)
 out = Console()
 
 EXIT_PARTIAL = 3  # ingest finished but some inputs were quarantined
+EXIT_EMPTY = 4  # ingest found nothing to ingest (an empty folder or manifest)
 
 DataOpt = Annotated[
     Path | None,
@@ -78,6 +79,13 @@ def _build(s: Settings) -> Any:
     return build(s)
 
 
+def _catalog(s: Settings) -> Any:
+    """The app over an existing, non-empty catalog, else a clear error (nothing is created)."""
+    from tastegraph.catalog.existing import open_existing
+
+    return open_existing(s)
+
+
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="A folder, or a CSV/JSONL manifest.")],
@@ -85,7 +93,9 @@ def ingest(
     as_json: JsonOpt = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Add every image a folder or manifest names. Exit 3 when some inputs were rejected."""
+    """Add every image a folder or manifest names; a manifest row for an image already in the
+    catalog updates its words. Exit 3 when some inputs were rejected, 4 when the source is empty.
+    """
     from tastegraph.catalog.ingest import ingest as run
 
     try:
@@ -100,20 +110,45 @@ def ingest(
     if as_json:
         _print_json(d)
     else:
-        err.print(
-            f"{d['status']}: {d['added']} added, {d['existing']} already known, "
-            f"{d['skipped']} done before, {d['rejected']} rejected, "
-            f"{d['near_duplicate_groups']} near-duplicate groups "
-            f"({d['images_per_s']} img/s)"
-        )
+        for r in report.interrupted:
+            resume = (
+                "this run resumed it (images it had finished were skipped)"
+                if r.source == report.source
+                else f"run `tastegraph ingest {r.source}` to resume it"
+            )
+            err.print(
+                f"[yellow]note:[/] ingest run {r.run_id} (started {r.started_at}) was "
+                f"interrupted: its process is gone; {resume}."
+            )
+        err.print(_ingest_summary(d))
         for q in report.quarantine[:20]:
             err.print(f"  [red]rejected[/] {q.source}: {q.reason}: {q.message}")
         if len(report.quarantine) > 20:
             err.print(
                 f"  … {len(report.quarantine) - 20} more: `tastegraph quarantine {d['run_id']}`"
             )
+    if report.empty:
+        err.print(
+            f"[yellow]warning:[/] nothing to ingest: {source} names no images.",
+        )
+        err.print("[yellow]hint:[/] give a folder with image files, or a non-empty manifest.")
+        raise typer.Exit(EXIT_EMPTY)
     if report.partial:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _ingest_summary(d: dict[str, Any]) -> str:
+    known = d["skipped"] + d["existing"]
+    words = f" ({d['updated']} updated, {d['unchanged']} unchanged)" if known else ""
+    setup = (
+        f", after {d['setup_seconds']:.0f} s of one-off setup" if d["setup_seconds"] >= 1 else ""
+    )
+    rate = f" ({d['images_per_s']} img/s{setup})" if d["added"] else ""
+    return (
+        f"{d['status']}: {d['added']} added, {d['existing']} already known, "
+        f"{d['skipped']} done before{words}, {d['rejected']} rejected, "
+        f"{d['near_duplicate_groups']} near-duplicate groups among the new pins{rate}"
+    )
 
 
 def _print_page(tg: Any, page: Any, as_json: bool) -> None:
@@ -155,7 +190,7 @@ def search(
 ) -> None:
     """Words -> pins (BM25 fused with semantic text and image search)."""
     try:
-        tg = _build(_settings(data))
+        tg = _catalog(_settings(data))
         page = tg.search.text(query, limit=limit, offset=offset, filters=_filters(board, tag, attr))
         _print_page(tg, page, as_json)
     except TastegraphError as e:
@@ -190,7 +225,7 @@ def similar(
                 hint="`tastegraph similar PIN_ID` or `tastegraph similar --image FILE`",
             )
         region = parse_box(box)  # checked before any image is read
-        tg = _build(_settings(data))
+        tg = _catalog(_settings(data))
         f = _filters(board, tag, None)
         if image:
             s = tg.settings
@@ -243,7 +278,7 @@ def _pin_original(tg: Any, pin_id: int) -> bytes:
 def duplicates(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """List near-duplicate groups."""
     try:
-        tg = _build(_settings(data))
+        tg = _catalog(_settings(data))
         groups = tg.search.duplicates()
     except TastegraphError as e:
         _fail(e)
@@ -649,7 +684,7 @@ def feed(
     from tastegraph.api.engagement import _items
 
     try:
-        tg = _build(_settings(data))
+        tg = _catalog(_settings(data))
         items, nxt = tg.feeds.feed(user_id, n, cursor)
         # The API's own serialisation: --json gives exactly what GET /users/{id}/feed gives.
         body = {"results": _items(tg, items), "next_cursor": nxt, "model": tg.feeds.version}
@@ -688,7 +723,7 @@ def related(
     from tastegraph.api.engagement import _items
 
     try:
-        tg = _build(_settings(data))
+        tg = _catalog(_settings(data))
         items = tg.feeds.related(pin_id, n)
         body = {"results": _items(tg, items)}  # as GET /pins/{id}/related gives it
     except TastegraphError as e:

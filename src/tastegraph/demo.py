@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -81,11 +82,27 @@ def download_clothing(dest: Path, *, url: str = CLOTHING_URL, timeout: float = 3
     return images
 
 
+def _image_files(folder: Path) -> Iterator[Path]:
+    from tastegraph.catalog.sources import IMAGE_EXTENSIONS
+
+    return (
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
 def pick_demo_source(settings: Settings, images: Path | None) -> tuple[Path | list[Path], str]:
     """The folder (or list of files) the demo catalog is built from, and a sentence why."""
     if images is not None:
         if not images.is_dir():
             raise InvalidInput(f"--images {images} is not a folder")
+        if not any(_image_files(images)):
+            raise InvalidInput(
+                f"--images {images} holds no image files, so there is nothing to show.",
+                hint="Point IMAGES (make demo) or --images at a folder of photos "
+                "(jpg, png, webp, ...), or leave it out for the demo photos.",
+            )
         return images, f"your images in {images}"
     local = settings.eval_data / "clothing" / "images"
     if local.is_dir():

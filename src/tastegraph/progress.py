@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["Bar", "ingest_progress", "progress_bar"]
+__all__ = ["Bar", "ingest_progress", "progress_bar", "status_line"]
 
 
 class _RateColumn(ProgressColumn):
@@ -27,7 +27,10 @@ class _RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        # The average since the bar started, not rich's estimate over the last few updates:
+        # work arrives in batches, and two updates a moment apart gave rates like 890 img/s.
+        elapsed = task.finished_time if task.finished else task.elapsed
+        speed = task.completed / elapsed if elapsed and task.completed else None
         return Text(f"{speed:6.1f} {self.unit}/s" if speed else f"   -- {self.unit}/s")
 
 
@@ -63,3 +66,21 @@ def progress_bar(
 def ingest_progress(total: int, enabled: bool = True) -> Iterator[Bar]:
     with progress_bar("ingest", total, unit="img", enabled=enabled) as bar:
         yield bar
+
+
+@contextmanager
+def status_line(enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """A spinner with a line saying which long step runs (``say("exporting ...")``).
+
+    Not on a terminal, each step is printed once instead, so logs say where the time went too;
+    disabled, it says nothing.
+    """
+    console = Console(stderr=True)
+    if not enabled:
+        yield lambda _msg: None
+        return
+    if not console.is_terminal:
+        yield lambda msg: console.print(msg)
+        return
+    with console.status("") as status:
+        yield lambda msg: status.update(msg)

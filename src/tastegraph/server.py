@@ -5,12 +5,31 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from tastegraph.settings import Settings
+
+if TYPE_CHECKING:
+    from tastegraph.app import App
 
 __all__ = ["run_server"]
 
 log = logging.getLogger("tastegraph")
+
+
+def _report_interrupted_ingests(tg: App) -> None:
+    """Ingest runs whose process died (SIGKILL, power cut) stop looking ``running``."""
+    from tastegraph.catalog.runs import reap_interrupted
+
+    for run in reap_interrupted(tg.store):
+        log.warning(
+            "ingest run %s of %s (started %s) was interrupted; run `tastegraph ingest %s` "
+            "again to resume it (finished images are skipped)",
+            run.run_id,
+            run.source,
+            run.started_at,
+            run.source,
+        )
 
 
 def run_server(settings: Settings) -> None:
@@ -20,6 +39,7 @@ def run_server(settings: Settings) -> None:
     from tastegraph.app import build
 
     tg = build(settings)
+    _report_interrupted_ingests(tg)
     api = create_api(tg)
 
     stop = threading.Event()

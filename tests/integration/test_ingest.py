@@ -133,7 +133,8 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
     n = 160
     make_many(tmp_path / "imgs", n)
     data = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # This checkout's source first: an installed copy elsewhere must not stand in for it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.ingest_child", str(data), str(tmp_path / "imgs")],
         cwd=REPO,
@@ -168,6 +169,11 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
     app._encoders = fake_encoders()
     before = app.store.count_pins()
     report = ingest(app, str(tmp_path / "imgs"), progress=False)
+    # the killed run is no longer "running": it is marked interrupted, and this run resumed it
+    assert len(report.interrupted) == 1
+    with app.store.read() as conn:
+        statuses = dict(conn.exec_driver_sql("SELECT id, status FROM ingest_runs").fetchall())
+    assert statuses == {report.interrupted[0].run_id: "interrupted", report.run_id: "complete"}
     # finished work is not redone, nothing is lost, nothing is duplicated
     assert report.skipped == before
     assert report.added == n - before

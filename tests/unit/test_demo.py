@@ -16,6 +16,7 @@ from tests import fixtures as fx
 
 def test_own_folder_wins(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path / "d", eval_data=tmp_path / "none")
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8")  # a folder with no images is refused
     src, why = demo.pick_demo_source(s, tmp_path)
     assert src == tmp_path and "your images" in why
     with pytest.raises(InvalidInput):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageOps, features
 
 from tastegraph.catalog.images import (
@@ -625,3 +627,37 @@ def test_fetch_connection_refused() -> None:
 def test_malformed_url() -> None:
     assert fetch_reason("http://[::1/a.jpg") == "unsupported_url"
     assert fetch_reason("http:///a.jpg") == "unsupported_url"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzz: damaged files give a worded outcome and nothing raw on the terminal
+
+_FUZZ_SEEDS = {
+    "tiff": fx.tiff_bytes(),
+    "exif_jpeg": fx.exif_rotated_jpeg(),
+    "jpeg": fx.jpeg_bytes(64, 48),
+    "png": fx.png_bytes(64, 48),
+    "webp": fx.webp_bytes(64, 48),
+    "gif": fx.animated_gif(),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.sampled_from(sorted(_FUZZ_SEEDS)),
+    edits=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), min_size=1, max_size=6),
+)
+def test_damaged_files_are_accepted_or_rejected_without_raw_warnings(
+    seed: str, edits: list[tuple[int, int]]
+) -> None:
+    data = bytearray(_FUZZ_SEEDS[seed])
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    # The filters as they are (no simplefilter): what a user's terminal would print.
+    with warnings.catch_warnings(record=True) as shown:
+        try:
+            out = decode(bytes(data), draft_to=64)
+            assert out.image.mode == "RGB"
+        except ImageRejected as e:
+            assert e.reason in REJECT_REASONS and e.message
+    assert [str(w.message) for w in shown] == []

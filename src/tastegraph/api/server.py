@@ -16,6 +16,7 @@ from tastegraph import __version__
 from tastegraph.api.auth import require
 from tastegraph.app import App
 from tastegraph.catalog.images import ImageLimits, read_source_bytes
+from tastegraph.catalog.metadata import update_pin as edit_pin
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.domain import Hit, Pin
 from tastegraph.errors import InvalidInput, NotFound, PayloadTooLarge, TastegraphError
@@ -314,18 +315,7 @@ def create_api(tg: App) -> FastAPI:
     def update_pin(request: Request, pin_id: int, body: PinPatch) -> dict[str, Any]:
         """Edit a pin's words, link, board, tags or attributes (its text vector follows)."""
         require(request, "editor")
-        fields = body.model_dump(exclude_none=True)
-        vectors = None
-        if "title" in fields or "description" in fields:
-            cur = tg.store.get_pin(pin_id)
-            title = fields.get("title", cur.title)
-            desc = fields.get("description", cur.description)
-            text = ". ".join(s.strip() for s in (title, desc) if s.strip())
-            if text:
-                enc = tg.encoders.text
-                vectors = {"text": (enc.model_id, enc.encode([text])[0])}
-        pin = tg.store.update_pin(pin_id, fields, vectors)
-        tg.indexes.sync(save=True)
+        pin = edit_pin(tg, pin_id, body.model_dump(exclude_none=True))
         return _pin_json(pin)
 
     @api.delete("/pins/{pin_id}", tags=["pins"], status_code=204, response_class=Response)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["group_near_duplicates"]
+__all__ = ["group_near_duplicates", "groups_touching"]
 
 
 def group_near_duplicates(
@@ -83,3 +85,13 @@ def group_near_duplicates(
     for pin, g in out.items():
         smallest[g] = min(smallest.get(g, pin), pin)
     return {pin: smallest[g] for pin, g in out.items()}
+
+
+def groups_touching(groups: Mapping[int, Sequence[int]], ids: Iterable[int]) -> int:
+    """How many of ``groups`` (group id -> members) hold at least one of ``ids``.
+
+    >>> groups_touching({1: [1, 2], 5: [5, 9]}, [2, 3])
+    1
+    """
+    wanted = set(ids)
+    return sum(1 for members in groups.values() if wanted.intersection(members))

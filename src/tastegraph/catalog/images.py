@@ -4,8 +4,15 @@ Every failure is an :class:`~tastegraph.errors.ImageRejected` whose ``reason`` i
 :data:`REJECT_REASONS`; everything else comes back as a :class:`DecodedImage` holding an 8-bit RGB
 ``PIL.Image`` (EXIF orientation applied, alpha composited on white, first frame of animations).
 
-Nothing here changes Pillow's global state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``,
-warning filters), so decoding is safe from several threads at once.
+Nothing here changes Pillow's global state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``),
+so decoding is safe from several threads at once. Two warning filters are added (appended, so
+any filter already set wins), because every outcome here is already worded (an accepted image,
+or a rejection saying why) and a raw library warning printed above it only confuses: Pillow's
+``DecompressionBombWarning`` (the pixel limit checked right after the header rejects those
+files), and the ``UserWarning`` messages its format plugins print about damaged metadata
+("Corrupt EXIF data", "Tag data larger than file"), which is skipped. A filter that turns
+warnings into errors still wins: the bomb warning is then classified like Pillow's
+``DecompressionBombError``, the others as damaged files.
 
 Example
 -------
@@ -20,10 +27,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import logging
 import math
 import os
 import re
 import stat
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +46,32 @@ from tastegraph.errors import ImageRejected, InvalidInput
 
 if TYPE_CHECKING:
     from tastegraph.settings import Settings
+
+# (category, module regex) of the Pillow warnings that are silenced; see the module docstring.
+_QUIET_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (Image.DecompressionBombWarning, ""),
+    (UserWarning, r"PIL\."),
+)
+
+
+# Pillow's plugins also *log* errors about damaged files ("More samples per pixel than can be
+# decoded"); with no handler configured, Python's last-resort handler printed them raw on the
+# terminal. A NullHandler on Pillow's logger (the standard fix for a library's logger) stops
+# that, while an application that configures logging (the server) still receives them.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
+
+
+def _quiet_pillow_warnings() -> None:
+    """Add the filters unless present. Checked on every decode, not only at import: code that
+    imported this module inside ``warnings.catch_warnings()`` (pytest does) lost them on exit.
+    Appended, not prepended: an "error" filter someone set (-W error, tests) keeps precedence.
+    """
+    current = warnings.filters
+    for category, module in _QUIET_WARNINGS:
+        pattern = re.compile(module) if module else None
+        if ("ignore", None, category, pattern, 0) not in current:
+            warnings.filterwarnings("ignore", category=category, module=module, append=True)
+
 
 # httpx and imagehash are imported where they are used: ingest's decode worker processes import
 # this module and need neither (each would cost every worker ~0.1-0.2 s of start-up).
@@ -395,6 +430,7 @@ def decode_image(
     """
     if draft_to is not None and draft_to < 1:
         raise InvalidInput(f"draft_to must be a positive number of pixels, not {draft_to}.")
+    _quiet_pillow_warnings()
     if len(data) > limits.max_bytes:
         raise _too_large_bytes(len(data), limits.max_bytes, source)
     if not data:

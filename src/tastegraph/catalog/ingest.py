@@ -11,8 +11,13 @@ Three stages overlap, so that both cores stay busy:
   refs, change log) while the next batch is being encoded.
 
 A kill at any point loses at most the batches in flight, never part of one, and a rerun skips
-every source already committed. Indexes catch up from the store's change log (see
-``index.spaces``). :attr:`IngestReport.timings` says where the time went.
+every source already committed (and marks the killed run ``interrupted``, see
+:mod:`tastegraph.catalog.runs`). Indexes catch up from the store's change log (see
+``index.spaces``). :attr:`IngestReport.timings` says where the time went; one-off model work
+(exports, label vectors) is done before the clock starts and reported as ``setup_seconds``.
+
+A manifest row for an image already in the catalog (same source reference, or same bytes)
+updates that pin's words (see :mod:`tastegraph.catalog.metadata`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.catalog.duplicates import groups_touching
 from tastegraph.catalog.images import (
     ImageLimits,
     content_hash,
@@ -43,18 +49,20 @@ from tastegraph.catalog.images import (
     quick_thumbnail_and_phash,
     read_source_bytes,
 )
+from tastegraph.catalog.metadata import pin_text, update_known
 from tastegraph.catalog.sources import SourceError, SourceItem, iter_source
 from tastegraph.domain import QuarantineEntry
 from tastegraph.errors import ImageRejected, TastegraphError
 
 if TYPE_CHECKING:
     from tastegraph.app import App
+    from tastegraph.catalog.runs import InterruptedRun
     from tastegraph.models.base import ImageOutput
     from tastegraph.store import NewPin
 
 # Decode workers import this module: keep its imports light (no store, no models, no torch).
 
-__all__ = ["IngestReport", "Prepared", "ingest", "ingest_items", "prepare"]
+__all__ = ["IngestReport", "Prepared", "ingest", "ingest_items", "prepare", "usable_cores"]
 
 # Images per task sent to a decode worker, and how many batches of decoded images may wait for
 # the model: enough that the workers never stall while a batch is encoded and written.
@@ -107,9 +115,15 @@ class IngestReport:
     added: int = 0
     existing: int = 0  # same bytes as a pin already in the catalog (content hash)
     skipped: int = 0  # source refs finished by an earlier run
+    # Of the rows naming an image already in the catalog (skipped + existing): those whose
+    # words changed the pin, and those that changed nothing.
+    updated: int = 0
+    unchanged: int = 0
     rejected: int = 0
-    near_duplicate_groups: int = 0
-    seconds: float = 0.0
+    near_duplicate_groups: int = 0  # groups holding at least one pin this run added
+    seconds: float = 0.0  # the run itself, after setup
+    setup_seconds: float = 0.0  # one-off model work before the clock (exports, label vectors)
+    interrupted: list[InterruptedRun] = field(default_factory=list)  # earlier runs found dead
     quarantine: list[QuarantineEntry] = field(default_factory=list)
     added_ids: list[int] = field(default_factory=list)
     # Seconds per stage (see ``_Clock``); stages overlap, so they do not add up to ``seconds``.
@@ -120,6 +134,11 @@ class IngestReport:
         return self.rejected > 0
 
     @property
+    def empty(self) -> bool:
+        """The source named nothing at all (an empty folder or manifest)."""
+        return self.seen == 0
+
+    @property
     def images_per_s(self) -> float:
         return self.added / self.seconds if self.seconds else 0.0
 
@@ -127,14 +146,21 @@ class IngestReport:
         return {
             "run_id": self.run_id,
             "source": self.source,
-            "status": "partial" if self.partial else "complete",
+            "status": "empty" if self.empty else "partial" if self.partial else "complete",
             "seen": self.seen,
             "added": self.added,
             "existing": self.existing,
             "skipped": self.skipped,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
             "rejected": self.rejected,
             "near_duplicate_groups": self.near_duplicate_groups,
             "seconds": round(self.seconds, 3),
+            "setup_seconds": round(self.setup_seconds, 3),
+            "interrupted_runs": [
+                {"run_id": r.run_id, "source": r.source, "started_at": r.started_at}
+                for r in self.interrupted
+            ],
             "images_per_s": round(self.images_per_s, 2),
             "quarantine": [
                 {"source": q.source, "reason": q.reason, "message": q.message}
@@ -359,31 +385,114 @@ def ingest_items(
     data: dict[str, bytes] | None = None,
 ) -> IngestReport:
     """Ingest already-enumerated items; ``data`` maps refs to bytes already in memory (uploads)."""
-    from tastegraph.progress import ingest_progress
+    from tastegraph.catalog.runs import Heartbeat, reap_interrupted
 
     store = app.store
-    settings = app.settings
     run_id = uuid.uuid4().hex[:16]
     report = IngestReport(run_id=run_id, source=source_label)
+    report.interrupted = reap_interrupted(store)
     clock = _Clock()
     store.start_run(run_id, source_label)
+    heartbeat = Heartbeat(store, run_id)
+    try:
+        _run(app, items, report, clock, data=data, progress=progress)
+    finally:
+        heartbeat.stop()  # even when finishing failed: a beating record would look alive
+    return report
+
+
+def _run(
+    app: App,
+    items: Iterable[SourceItem | SourceError],
+    report: IngestReport,
+    clock: _Clock,
+    *,
+    data: dict[str, bytes] | None,
+    progress: bool,
+) -> None:
+    store = app.store
+    status = "failed"
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
-    done_refs = store.known_sources() if data is None else set()
+    try:
+        done = store.source_pins() if data is None else {}
+        todo: list[SourceItem] = []
+        # Pins the run's rows name that are already in the catalog -> those rows, in order.
+        known: dict[int, list[SourceItem]] = {}
+        for it in items:
+            report.seen += 1
+            if isinstance(it, SourceError):
+                report.quarantine.append(
+                    QuarantineEntry(it.ref or f"row {it.row}", "bad_row", it.message)
+                )
+                continue
+            if it.ref in done:
+                report.skipped += 1
+                pin_id = done[it.ref]
+                if pin_id is not None:
+                    known.setdefault(pin_id, []).append(it)
+                continue
+            todo.append(it)
+        if todo:
+            # One-off model work is setup, outside the clock: the run's rate is the pipeline's.
+            cpu_setup = time.thread_time()
+            report.setup_seconds = _prepare_models(app, progress)
+            t0 += report.setup_seconds
+            cpu0 += time.thread_time() - cpu_setup
+            _pipeline(app, todo, report, clock, known, data=data, progress=progress, t0=t0)
+        t_meta = time.perf_counter()
+        with _status(progress) as say:
+            report.updated, report.unchanged = update_known(app, known, say)
+        clock.since("metadata", t_meta)
+        status = "empty" if report.empty else "partial" if report.quarantine else "complete"
+    finally:
+        t_finish = time.perf_counter()
+        report.rejected = len(report.quarantine)
+        store.add_quarantine(report.run_id, report.quarantine)
+        clock.since("finish", t_finish)
+        report.seconds = time.perf_counter() - t0
+        clock.add("main_cpu", time.thread_time() - cpu0)
+        report.timings = {k: round(v, 3) for k, v in clock.seconds.items()}
+        if report.added:
+            with _status(progress) as say:
+                say(f"indexing {report.added} new pins, grouping near-duplicates...")
+                app.after_ingest(report.added_ids)
+            report.near_duplicate_groups = groups_touching(store.dup_groups(), report.added_ids)
+        store.finish_run(
+            report.run_id,
+            status,
+            {k: v for k, v in report.to_dict().items() if isinstance(v, int)},
+        )
 
-    todo: list[SourceItem] = []
-    for it in items:
-        report.seen += 1
-        if isinstance(it, SourceError):
-            report.quarantine.append(
-                QuarantineEntry(it.ref or f"row {it.row}", "bad_row", it.message)
-            )
-            continue
-        if it.ref in done_refs:
-            report.skipped += 1
-            continue
-        todo.append(it)
 
+def _status(progress: bool) -> contextlib.AbstractContextManager[Callable[[str], None]]:
+    from tastegraph.progress import status_line
+
+    return status_line(enabled=progress)
+
+
+def _prepare_models(app: App, progress: bool) -> float:
+    from tastegraph.models.warmup import prepare
+
+    with _status(progress) as say:
+        return prepare(app, say)
+
+
+def _pipeline(
+    app: App,
+    todo: list[SourceItem],
+    report: IngestReport,
+    clock: _Clock,
+    known: dict[int, list[SourceItem]],
+    *,
+    data: dict[str, bytes] | None,
+    progress: bool,
+    t0: float,
+) -> None:
+    """Decode, encode and store ``todo`` (rows whose bytes are already known go to ``known``)."""
+    from tastegraph.progress import ingest_progress
+
+    settings = app.settings
     enc = app.encoders
     cfg = PrepareConfig(
         limits=ImageLimits.from_settings(settings),
@@ -393,10 +502,9 @@ def ingest_items(
         allow_url=settings.allow_url_fetch,
         preprocess=app.preprocess,
     )
-    workers = settings.decode_workers or (os.cpu_count() or 1)
+    workers = settings.decode_workers or usable_cores()
     batch_size = settings.batch_size
     in_process = data is not None or workers <= 1 or len(todo) < 2 * batch_size
-    status = "failed"
     pool: ProcessPoolExecutor | None = None
     slots: _PixelSlots | None = None
     try:
@@ -417,27 +525,22 @@ def ingest_items(
             prepared = _prepared_in_pool(pool, todo, ahead, clock, slots)
         clock.since("setup", t0)
         with ingest_progress(total=len(todo), enabled=progress) as bar, _one_blas_thread(pool):
-            _run_batches(app, prepared, report, bar, clock, threaded=not in_process, slots=slots)
-        status = "partial" if report.quarantine else "complete"
+            _run_batches(
+                app, prepared, report, bar, clock, known, threaded=not in_process, slots=slots
+            )
     finally:
-        t_finish = time.perf_counter()
         if pool is not None:
+            t_stop = time.perf_counter()
             pool.shutdown(wait=True, cancel_futures=True)
-        report.rejected = len(report.quarantine)
-        store.add_quarantine(run_id, report.quarantine)
-        clock.since("finish", t_finish)
-        report.seconds = time.perf_counter() - t0
-        clock.add("main_cpu", time.thread_time() - cpu0)
-        report.timings = {k: round(v, 3) for k, v in clock.seconds.items()}
-        if report.added:
-            app.after_ingest(report.added_ids)
-            report.near_duplicate_groups = len(store.dup_groups())
-        store.finish_run(
-            run_id,
-            status,
-            {k: v for k, v in report.to_dict().items() if isinstance(v, int)},
-        )
-    return report
+            clock.since("finish", t_stop)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _largest_input(image: Any) -> int:
@@ -481,12 +584,16 @@ def _run_batches(
     report: IngestReport,
     bar: Any,
     clock: _Clock,
+    known: dict[int, list[SourceItem]],
     *,
     threaded: bool,
     slots: _PixelSlots | None = None,
 ) -> None:
-    """Batch prepared images, run the models over each batch and hand it to the writer."""
-    writer = _Writer(app, report, bar, clock, threaded=threaded)
+    """Batch prepared images, run the models over each batch and hand it to the writer.
+
+    Rows whose bytes turn out to be a pin already in the catalog are added to ``known``.
+    """
+    writer = _Writer(app, report, bar, clock, known, threaded=threaded)
     try:
         ok: list[Prepared] = []
         items = 0  # items (accepted or not) since the last hand-over, for the progress bar
@@ -517,10 +624,18 @@ class _Writer:
     """
 
     def __init__(
-        self, app: App, report: IngestReport, bar: Any, clock: _Clock, *, threaded: bool
+        self,
+        app: App,
+        report: IngestReport,
+        bar: Any,
+        clock: _Clock,
+        known: dict[int, list[SourceItem]],
+        *,
+        threaded: bool,
     ) -> None:
         self._app = app
         self._report = report
+        self._known = known
         self._bar = bar
         self._clock = clock
         self._error: BaseException | None = None
@@ -565,12 +680,14 @@ class _Writer:
         report = self._report
         pins = _pin_rows(self._app, batch, self._clock)
         t0 = time.perf_counter()
-        for pin_id, created in self._app.store.add_pins(pins):
+        stored = self._app.store.add_pins(pins)
+        for p, (pin_id, created) in zip(batch.ok, stored, strict=True):
             if created:
                 report.added += 1
                 report.added_ids.append(pin_id)
             else:
                 report.existing += 1
+                self._known.setdefault(pin_id, []).append(p.item)
         self._clock.since("store", t0)
         self._bar.advance(n_items, added=report.added, rejected=len(report.quarantine))
 
@@ -660,4 +777,4 @@ def _pin_rows(app: App, batch: _Encoded, clock: _Clock) -> list[NewPin]:
 
 
 def _pin_text(item: SourceItem) -> str:
-    return ". ".join(s.strip() for s in (item.title, item.description) if s and s.strip())
+    return pin_text(item.title, item.description)

@@ -158,6 +158,14 @@ def _atomic_save(path: Path, array: NDArray[np.float32]) -> None:
             os.unlink(tmp)
 
 
+def _label_cache(
+    text_encoder: TextEncoder, texts: list[list[str]], cache_dir: Path | None
+) -> Path | None:
+    blob = json.dumps([text_encoder.model_id, text_encoder.dim, texts]).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:16]
+    return cache_dir / f"conse-labels-{digest}.npy" if cache_dir is not None else None
+
+
 def label_vectors(
     text_encoder: TextEncoder,
     kind: LabelText = "templates",
@@ -181,9 +189,7 @@ def label_vectors(
         float32, shape (1000, text_encoder.dim), rows L2-normalised.
     """
     texts = imagenet_label_texts(kind)
-    blob = json.dumps([text_encoder.model_id, text_encoder.dim, texts]).encode()
-    digest = hashlib.sha256(blob).hexdigest()[:16]
-    path = cache_dir / f"conse-labels-{digest}.npy" if cache_dir is not None else None
+    path = _label_cache(text_encoder, texts, cache_dir)
     if path is not None and path.is_file():
         cached = np.load(path)
         if cached.shape == (N_CLASSES, text_encoder.dim):
@@ -337,6 +343,19 @@ class ConSEBridge:
                         self.text_encoder, self.config.label_text, self.cache_dir
                     )
         return self._labels
+
+    @property
+    def labels_ready(self) -> bool:
+        """Whether :attr:`labels` is at hand (in memory or cached on disk), i.e. cheap."""
+        if self._labels is not None:
+            return True
+        texts = imagenet_label_texts(self.config.label_text)
+        path = _label_cache(self.text_encoder, texts, self.cache_dir)
+        return path is not None and path.is_file()
+
+    def warm_up(self) -> None:
+        """Build (or read) the label matrix and its centred copy now, not in the first call."""
+        self._centred  # noqa: B018 - computed on first access
 
     @property
     def _centred(self) -> tuple[F32, F32]:

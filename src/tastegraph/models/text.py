@@ -373,6 +373,11 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
 _EXPORT_LOCK = threading.Lock()
 
 
+def onnx_path(models_dir: Path, model_dir: Path | None = None) -> Path:
+    """Where :func:`ensure_onnx` keeps the export of the checkpoint in ``model_dir``."""
+    return models_dir / f"minilm-l6-{_weights_digest(model_dir or minilm_dir())}.onnx"
+
+
 def ensure_onnx(models_dir: Path, model_dir: Path | None = None) -> Path:
     """Path of the ONNX export of MiniLM under ``models_dir``, exporting and verifying it if absent.
 
@@ -392,7 +397,7 @@ def ensure_onnx(models_dir: Path, model_dir: Path | None = None) -> Path:
     pathlib.Path
     """
     folder = model_dir or minilm_dir()
-    path = models_dir / f"minilm-l6-{_weights_digest(folder)}.onnx"
+    path = onnx_path(models_dir, folder)
     if path.is_file():
         return path
     with _EXPORT_LOCK:

@@ -363,24 +363,47 @@ class SQLStore(EngagementMixin):
         fields: dict[str, Any],
         vectors: dict[str, tuple[str, NDArray[np.float32]]] | None = None,
     ) -> Pin:
-        bad = set(fields) - set(_EDITABLE)
-        if bad:
-            raise InvalidInput(
-                f"cannot update {sorted(bad)}", hint=f"editable fields: {', '.join(_EDITABLE)}"
-            )
+        return self.update_pins([(pin_id, fields, vectors)])[0]
+
+    def update_pins(
+        self,
+        edits: Sequence[
+            tuple[int, dict[str, Any], dict[str, tuple[str, NDArray[np.float32]]] | None]
+        ],
+        *,
+        skip_missing: bool = False,
+    ) -> list[Pin]:
+        """Apply ``(pin_id, fields, vectors)`` edits in one transaction (all or none).
+
+        A pin that does not exist raises NotFound, or with ``skip_missing`` is left out (one
+        deleted meanwhile must not undo the others' edits); returns the pins as stored.
+        """
+        for _, fields, _ in edits:
+            bad = set(fields) - set(_EDITABLE)
+            if bad:
+                raise InvalidInput(
+                    f"cannot update {sorted(bad)}", hint=f"editable fields: {', '.join(_EDITABLE)}"
+                )
+        out: list[Pin] = []
         with self.write() as conn:
-            r = conn.execute(sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)).one_or_none()
-            if r is None:
-                raise NotFound(f"pin {pin_id} does not exist")
-            conn.execute(
-                t.pins.update().where(t.pins.c.id == pin_id).values(**fields, updated_at=now_iso())
-            )
-            r = conn.execute(sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)).one()
-            self._fts_put(conn, pin_id, r.title, r.description, r.tags, r.labels)
-            if vectors:
-                self._put_vectors(conn, pin_id, vectors)
-            conn.execute(t.changes.insert().values(pin_id=pin_id, op="upsert"))
-        return _row_to_pin(r)
+            for pin_id, fields, vectors in edits:
+                q = sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)
+                if conn.execute(q).one_or_none() is None:
+                    if skip_missing:
+                        continue
+                    raise NotFound(f"pin {pin_id} does not exist")
+                conn.execute(
+                    t.pins.update()
+                    .where(t.pins.c.id == pin_id)
+                    .values(**fields, updated_at=now_iso())
+                )
+                r = conn.execute(q).one()
+                self._fts_put(conn, pin_id, r.title, r.description, r.tags, r.labels)
+                if vectors:
+                    self._put_vectors(conn, pin_id, vectors)
+                conn.execute(t.changes.insert().values(pin_id=pin_id, op="upsert"))
+                out.append(_row_to_pin(r))
+        return out
 
     def delete_pin(self, pin_id: int) -> None:
         with self.write() as conn:
@@ -517,6 +540,12 @@ class SQLStore(EngagementMixin):
     def known_sources(self) -> set[str]:
         with self.read() as conn:
             return {r[0] for r in conn.execute(sa.select(t.sources.c.ref))}
+
+    def source_pins(self) -> dict[str, int | None]:
+        """Every source reference an ingest finished, and the pin it gave."""
+        with self.read() as conn:
+            q = sa.select(t.sources.c.ref, t.sources.c.pin_id)
+            return {r.ref: r.pin_id for r in conn.execute(q)}
 
     def start_run(self, run_id: str, source: str) -> None:
         with self.write() as conn:
