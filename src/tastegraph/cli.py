@@ -83,7 +83,7 @@ def _catalog(s: Settings) -> Any:
     """The app over an existing, non-empty catalog, else a clear error (nothing is created)."""
     from tastegraph.catalog.existing import open_existing
 
-    return open_existing(s)
+    return open_existing(s, build=_build)  # _build looked up now: tests swap it
 
 
 @app.command()

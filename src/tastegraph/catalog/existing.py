@@ -8,6 +8,7 @@ creating anything or loading a model, and says how to fill the catalog.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,9 +35,15 @@ def _store_file(settings: Settings) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def open_existing(settings: Settings) -> App:
-    """The app over ``settings``' catalog; :class:`CatalogMissing` if it is absent or empty."""
-    from tastegraph.app import build
+def open_existing(settings: Settings, build: Callable[[Settings], App] | None = None) -> App:
+    """The app over ``settings``' catalog; :class:`CatalogMissing` if it is absent or empty.
+
+    ``build`` wires the app once the catalog is known to exist (``app.build`` by default).
+    """
+    if build is None:
+        from tastegraph.app import build as build_app
+
+        build = build_app
 
     data = settings.data_dir
     db = _store_file(settings)
