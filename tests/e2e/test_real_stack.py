@@ -154,7 +154,10 @@ def test_real_server(server: str, catalog: dict[str, object]) -> None:
     assert r.status_code == 200 and len(r.json()["results"]) > 0
     photo = Path(catalog["rows"][0]["image"]).read_bytes()  # type: ignore[index]
     r = httpx.post(
-        f"{server}/search/image", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30
+        f"{server}/search/image",
+        files={"file": ("q.jpg", photo, "image/jpeg")},
+        data={"explain": "true"},
+        timeout=30,
     )
     top = r.json()["results"][0]
     # the photo finds itself first (the score is below 1: the query is expanded with neighbours)

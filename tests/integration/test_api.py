@@ -136,6 +136,8 @@ def test_similar_and_search_by_image(client: TestClient, tokens: dict[str, dict[
     r = client.get(f"/pins/{red}/similar").json()
     ids = [x["pin"]["id"] for x in r["results"]]
     assert red not in ids and r["results"][0]["pin"]["title"] == "red two"
+    assert r["results"][0]["signals"] is None  # raw scores only on request
+    r = client.get(f"/pins/{red}/similar", params={"explain": "true"}).json()
     assert "image" in r["results"][0]["signals"]
     r = client.post("/search/image", files={"file": ("q.jpg", solid((30, 30, 210)), "image/jpeg")})
     assert r.json()["results"][0]["pin"]["title"] == "blue one"
@@ -163,6 +165,8 @@ def test_text_search_filters_pagination(
                title=f"linen dress {i}", board="summer" if i % 2 else "winter")  # fmt: skip
     r = client.get("/search", params={"q": "linen dress", "limit": 2}).json()
     assert r["total"] >= 5 and len(r["results"]) == 2 and r["next_offset"] == 2
+    assert r["results"][0]["signals"] is None
+    r = client.get("/search", params={"q": "linen dress", "limit": 2, "explain": True}).json()
     assert "bm25" in r["results"][0]["signals"]
     r2 = client.get("/search", params={"q": "linen dress", "limit": 2, "offset": 2}).json()
     assert not {x["pin"]["id"] for x in r["results"]} & {x["pin"]["id"] for x in r2["results"]}
@@ -201,6 +205,29 @@ def test_thumbnail(client: TestClient, tokens: dict[str, dict[str, str]]) -> Non
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/")
     im = Image.open(io.BytesIO(r.content))
     assert max(im.size) == 256 and im.size[0] == 2 * im.size[1]
+
+
+def test_thumbnail_is_cached_by_content_not_by_id(
+    client: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    """Issue 15 defect 2: a thumbnail URL names the image, so an id never shows a stale one."""
+    first = upload(client, solid((10, 10, 240)), tokens["editor"])["pin"]
+    url = first["thumbnail_url"]
+    assert url.startswith(f"/pins/{first['id']}/thumbnail?v=")
+    assert first["content_hash"].startswith(url.split("v=")[1])
+    r = client.get(url)
+    assert "immutable" in r.headers["cache-control"]
+    etag = r.headers["etag"]
+    # Any other URL for the id revalidates, and a current copy is answered with 304.
+    bare = client.get(f"/pins/{first['id']}/thumbnail")
+    assert bare.headers["cache-control"] == "no-cache" and bare.headers["etag"] == etag
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    client.delete(f"/pins/{first['id']}", headers=tokens["editor"])
+    second = upload(client, solid((240, 10, 10)), tokens["editor"])["pin"]
+    assert second["id"] != first["id"] and second["thumbnail_url"] != url
+    assert_error(client.get(url), 404, "not_found")
+    r = client.get(f"/pins/{second['id']}/thumbnail", headers={"If-None-Match": etag})
+    assert r.status_code == 200 and r.headers["etag"] != etag
 
 
 def test_duplicates_grouped(client: TestClient, tokens: dict[str, dict[str, str]]) -> None:

@@ -9,6 +9,19 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tastegraph.api.auth import require
+from tastegraph.api.models import (
+    NAME_PATTERN,
+    BoardWithPins,
+    EventsResult,
+    FeedPage,
+    Id,
+    RelatedPage,
+    SavedPin,
+    UserOut,
+    UserWithBoards,
+    errors,
+    thumbnail_url,
+)
 
 __all__ = ["router"]
 
@@ -17,19 +30,19 @@ router = APIRouter()
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    handle: str = Field(..., min_length=1, max_length=64)
+    handle: str = Field(..., min_length=1, max_length=64, pattern=NAME_PATTERN)
     name: str = Field("", max_length=200)
 
 
 class BoardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(..., min_length=1, max_length=200)
+    name: str = Field(..., min_length=1, max_length=200, pattern=NAME_PATTERN)
     description: str = Field("", max_length=2000)
 
 
 class SaveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pin_id: int
+    pin_id: Id
 
 
 class EventBatch(BaseModel):
@@ -37,37 +50,58 @@ class EventBatch(BaseModel):
     events: list[dict[str, Any]] = Field(..., max_length=10_000)
 
 
-@router.post("/users", tags=["users"], status_code=201)
+_WRITE = errors(400, 401, 403, 413, 422)
+_READ_ONE = errors(401, 404, 422)
+
+
+@router.post(
+    "/users",
+    tags=["users"],
+    status_code=201,
+    response_model=UserOut,
+    responses={**_WRITE, **errors(409)},
+)
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     """Create a user."""
     require(request, "editor")
     return request.app.state.tg.store.create_user(body.handle, body.name)
 
 
-@router.get("/users/{user_id}", tags=["users"])
-def get_user(request: Request, user_id: int) -> dict[str, Any]:
+@router.get("/users/{user_id}", tags=["users"], response_model=UserWithBoards, responses=_READ_ONE)
+def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     """A user and their boards."""
     require(request, "viewer")
     store = request.app.state.tg.store
     return {**store.get_user(user_id), "boards": store.user_boards(user_id)}
 
 
-@router.post("/users/{user_id}/boards", tags=["users"], status_code=201)
-def create_board(request: Request, user_id: int, body: BoardCreate) -> dict[str, Any]:
+@router.post(
+    "/users/{user_id}/boards",
+    tags=["users"],
+    status_code=201,
+    response_model=BoardWithPins,
+    responses={**_WRITE, **errors(404, 409)},
+)
+def create_board(request: Request, user_id: Id, body: BoardCreate) -> dict[str, Any]:
     """Create a board for a user."""
     require(request, "editor")
     return request.app.state.tg.store.create_board(user_id, body.name, body.description)
 
 
-@router.get("/boards/{board_id}", tags=["users"])
-def get_board(request: Request, board_id: int) -> dict[str, Any]:
+@router.get("/boards/{board_id}", tags=["users"], response_model=BoardWithPins, responses=_READ_ONE)
+def get_board(request: Request, board_id: Id) -> dict[str, Any]:
     """A board and its pins."""
     require(request, "viewer")
     return request.app.state.tg.store.get_board(board_id)
 
 
-@router.post("/boards/{board_id}/pins", tags=["users"])
-def save_pin(request: Request, board_id: int, body: SaveRequest) -> dict[str, Any]:
+@router.post(
+    "/boards/{board_id}/pins",
+    tags=["users"],
+    response_model=SavedPin,
+    responses={**_WRITE, **errors(404)},
+)
+def save_pin(request: Request, board_id: Id, body: SaveRequest) -> dict[str, Any]:
     """Save a pin to a board (also logged as a ``save`` event)."""
     require(request, "editor")
     tg = request.app.state.tg
@@ -76,7 +110,7 @@ def save_pin(request: Request, board_id: int, body: SaveRequest) -> dict[str, An
     return {"saved": True, "new": new, "board_id": board_id, "pin_id": body.pin_id}
 
 
-@router.post("/events", tags=["events"])
+@router.post("/events", tags=["events"], response_model=EventsResult, responses=_WRITE)
 def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     """Record a batch of engagement events; bad rows are reported, the rest kept (idempotent)."""
     require(request, "editor")
@@ -129,7 +163,7 @@ def _pins_json(tg: Any, ids: Any) -> dict[int, dict[str, Any]]:
             "dup_group": r[14],
             "created_at": r[15],
             "updated_at": r[16],
-            "thumbnail_url": f"/pins/{pid}/thumbnail",
+            "thumbnail_url": thumbnail_url(pid, r[1]),
         }
     return out
 
@@ -159,17 +193,24 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(text.encode("utf-8"), media_type="application/json")
 
 
-_JSON_OBJECT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
-
-
-@router.get("/users/{user_id}/feed", tags=["feed"], response_class=Response, responses=_JSON_OBJECT)
+@router.get(
+    "/users/{user_id}/feed",
+    tags=["feed"],
+    response_class=Response,
+    responses={200: {"model": FeedPage}, **_READ_ONE, **errors(503)},
+)
 def home_feed(
     request: Request,
-    user_id: int,
+    user_id: Id,
     n: Annotated[int, Query(ge=1, le=100)] = 25,
-    cursor: Annotated[str | None, Query(max_length=20000)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=20000,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="the next_cursor of the previous page (opaque)",
+        ),
+    ] = None,
 ) -> Response:
     """A user's personalised home feed; each item says why it is there."""
     require(request, "viewer")
@@ -179,10 +220,13 @@ def home_feed(
 
 
 @router.get(
-    "/pins/{pin_id}/related", tags=["feed"], response_class=Response, responses=_JSON_OBJECT
+    "/pins/{pin_id}/related",
+    tags=["feed"],
+    response_class=Response,
+    responses={200: {"model": RelatedPage}, **_READ_ONE, **errors(503)},
 )
 def related_pins(
-    request: Request, pin_id: int, n: Annotated[int, Query(ge=1, le=100)] = 20
+    request: Request, pin_id: Id, n: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> Response:
     """Related pins: visual similarity fused with co-engagement, near-duplicates collapsed."""
     require(request, "viewer")

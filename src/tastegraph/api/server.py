@@ -8,17 +8,35 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tastegraph import __version__
 from tastegraph.api.auth import require
+from tastegraph.api.models import (
+    ATTR_PATTERN,
+    HTTP_URL_PATTERN,
+    AuditList,
+    Duplicates,
+    Health,
+    Id,
+    PinCreated,
+    PinList,
+    PinOut,
+    QuarantineList,
+    Ready,
+    SearchPage,
+    TokenCreated,
+    TokenList,
+    errors,
+    thumbnail_url,
+)
 from tastegraph.app import App
 from tastegraph.catalog.images import ImageLimits, read_source_bytes
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.domain import Hit, Pin
-from tastegraph.errors import InvalidInput, NotFound, PayloadTooLarge, TastegraphError
+from tastegraph.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge, TastegraphError
 from tastegraph.search.service import Page, parse_box, parse_filters
 
 __all__ = ["create_api"]
@@ -102,7 +120,9 @@ class PinPatch(BaseModel):
 class PinCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image_url: str = Field(..., max_length=2000, description="http(s) URL of the image")
+    image_url: str = Field(
+        ..., max_length=2000, pattern=HTTP_URL_PATTERN, description="http(s) URL of the image"
+    )
     title: str = Field("", max_length=500)
     description: str = Field("", max_length=5000)
     link: str = Field("", max_length=2000)
@@ -120,14 +140,14 @@ class TokenCreate(BaseModel):
 
 def _pin_json(pin: Pin) -> dict[str, Any]:
     d = pin.to_dict()
-    d["thumbnail_url"] = f"/pins/{pin.id}/thumbnail"
+    d["thumbnail_url"] = thumbnail_url(pin.id, pin.content_hash)
     return d
 
 
-def _page_json(tg: App, page: Page) -> dict[str, Any]:
+def _page_json(tg: App, page: Page, explain: bool = False) -> dict[str, Any]:
     pins = tg.store.get_pins([h.pin_id for h in page.hits])
     return {
-        "results": [_hit_json(h, pins[h.pin_id]) for h in page.hits if h.pin_id in pins],
+        "results": [_hit_json(h, pins[h.pin_id], explain) for h in page.hits if h.pin_id in pins],
         "total": page.total,
         "offset": page.offset,
         "limit": page.limit,
@@ -135,12 +155,27 @@ def _page_json(tg: App, page: Page) -> dict[str, Any]:
     }
 
 
-def _hit_json(h: Hit, pin: Pin) -> dict[str, Any]:
-    return {"pin": _pin_json(pin), "score": round(h.score, 6), "signals": h.signals}
+def _hit_json(h: Hit, pin: Pin, explain: bool = False) -> dict[str, Any]:
+    # Per-signal scores are for people tuning search, not for everyone's cards.
+    out: dict[str, Any] = {"pin": _pin_json(pin), "score": round(h.score, 6)}
+    if explain:
+        out["signals"] = h.signals
+    return out
 
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=999)]
+Explain = Annotated[bool, Query(description="add each result's per-signal scores")]
+Attr = Annotated[
+    list[Annotated[str, StringConstraints(pattern=ATTR_PATTERN, max_length=1000)]] | None,
+    Query(description="key:value, repeatable"),
+]
+
+# Error statuses by kind of route (every route also answers 422 in the error shape).
+READ = errors(401, 422)
+READ_ONE = errors(401, 404, 422)
+WRITE = errors(400, 401, 403, 413, 422)
+NEEDS_MODELS = errors(503)
 
 
 def create_api(tg: App) -> FastAPI:
@@ -149,9 +184,12 @@ def create_api(tg: App) -> FastAPI:
         title="tastegraph",
         version=__version__,
         description="Visual discovery: find pins by photo and by words.",
+        # Validation errors come in the one error shape, not FastAPI's default.
+        responses=errors(422),
     )
     api.state.tg = tg
     api.add_middleware(BodyLimit, limit=tg.settings.max_upload_bytes)
+    api.add_middleware(CatchAll)
 
     @api.exception_handler(TastegraphError)
     async def _tg_error(_: Request, exc: TastegraphError) -> JSONResponse:
@@ -160,9 +198,20 @@ def create_api(tg: App) -> FastAPI:
         )
 
     @api.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        headers = dict(exc.headers or {})
+        hint = ""
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path.
+            allowed = allowed_methods(api, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            hint = f"this path accepts {', '.join(allowed)}"
+        return JSONResponse(
+            error_body(code, str(exc.detail), hint), status_code=exc.status_code, headers=headers
+        )
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -174,20 +223,18 @@ def create_api(tg: App) -> FastAPI:
             status_code=422,
         )
 
-    @api.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(
-            error_body("internal", "internal error", "see the server log"), status_code=500
-        )
-
     # ------------------------------------------------------------ health
-    @api.get("/health", tags=["ops"])
+    @api.get("/health", tags=["ops"], response_model=Health)
     def health() -> dict[str, Any]:
         """Liveness: the process answers."""
         return {"status": "ok", "version": __version__}
 
-    @api.get("/ready", tags=["ops"])
+    @api.get(
+        "/ready",
+        tags=["ops"],
+        response_model=Ready,
+        responses={503: {"model": Ready, "description": "not ready: see checks"}},
+    )
     def ready() -> JSONResponse:
         """Readiness: store reachable, models loaded, indexes caught up with the store."""
         checks: dict[str, Any] = {}
@@ -208,9 +255,12 @@ def create_api(tg: App) -> FastAPI:
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     # -------------------------------------------------------------- pins
-    @api.get("/pins", tags=["pins"])
+    @api.get("/pins", tags=["pins"], response_model=PinList, responses=READ)
     def list_pins(
-        request: Request, offset: Offset = 0, limit: Limit = 50, board: str | None = None
+        request: Request,
+        offset: Offset = 0,
+        limit: Limit = 50,
+        board: Annotated[str | None, Query(max_length=200)] = None,
     ) -> dict[str, Any]:
         """Pins in id order."""
         require(request, "viewer")
@@ -219,19 +269,44 @@ def create_api(tg: App) -> FastAPI:
         nxt = offset + limit if offset + limit < total else None
         return {"results": [_pin_json(p) for p in pins], "total": total, "next_offset": nxt}
 
-    @api.get("/pins/{pin_id}", tags=["pins"])
-    def get_pin(request: Request, pin_id: int) -> dict[str, Any]:
+    @api.get("/pins/{pin_id}", tags=["pins"], response_model=PinOut, responses=READ_ONE)
+    def get_pin(request: Request, pin_id: Id) -> dict[str, Any]:
         """One pin."""
         require(request, "viewer")
         return _pin_json(tg.store.get_pin(pin_id))
 
-    @api.get("/pins/{pin_id}/thumbnail", tags=["pins"], response_class=Response)
-    def thumbnail(request: Request, pin_id: int) -> Response:
-        """The pin's thumbnail image."""
+    @api.get(
+        "/pins/{pin_id}/thumbnail",
+        tags=["pins"],
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}, "image/webp": {}}, "description": "the image"},
+            304: {"description": "the copy the client holds (If-None-Match) is current"},
+            **READ_ONE,
+        },
+    )
+    def thumbnail(
+        request: Request,
+        pin_id: Id,
+        v: Annotated[str | None, Query(max_length=64, description="content version")] = None,
+    ) -> Response:
+        """The pin's thumbnail image.
+
+        Versioned by content: under the ``thumbnail_url`` of a pin (``?v=`` its content hash)
+        it is cached for good; any other URL makes the browser revalidate by ETag, so an id
+        that now names another image never shows the old one.
+        """
         require(request, "viewer")
+        pin = tg.store.get_pin(pin_id)
+        etag = f'"{pin.content_hash}"'
+        current = v is not None and v == thumbnail_url(pin_id, pin.content_hash).split("v=")[1]
+        cache = "public, max-age=31536000, immutable" if current else "no-cache"
+        headers = {"ETag": etag, "Cache-Control": cache}
+        if etag in _etags(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers=headers)
         data = tg.store.get_thumbnail(pin_id)
         media = "image/webp" if data[8:12] == b"WEBP" else "image/jpeg"
-        return Response(data, media_type=media, headers={"Cache-Control": "max-age=86400"})
+        return Response(data, media_type=media, headers=headers)
 
     def _ingest_one(item: SourceItem, data: bytes) -> JSONResponse:
         from tastegraph.catalog.ingest import ingest_items
@@ -251,13 +326,26 @@ def create_api(tg: App) -> FastAPI:
             status_code=status,
         )
 
-    @api.post("/pins", tags=["pins"], status_code=201)
+    created: dict[int | str, dict[str, Any]] = {
+        200: {"model": PinCreated, "description": "the image was already a pin"}
+    }
+
+    @api.post(
+        "/pins",
+        tags=["pins"],
+        status_code=201,
+        response_model=PinCreated,
+        responses={**created, **WRITE, **NEEDS_MODELS},
+    )
     def create_pin(request: Request, body: PinCreate) -> JSONResponse:
-        """Create a pin from an image URL (200 with the existing pin when the image is known)."""
+        """Create a pin from an image URL (200 with the existing pin when the image is known).
+
+        403 when this server does not fetch URLs (``TASTEGRAPH_ALLOW_URL_FETCH``); 422 when the
+        URL cannot be fetched or is not an image.
+        """
         require(request, "editor")
-        if not body.image_url.lower().startswith(("http://", "https://")):
-            raise InvalidInput("image_url must be an http(s) URL", hint="or upload the file")
         s = tg.settings
+        _url_fetch_allowed(s.allow_url_fetch)
         data = read_source_bytes(
             body.image_url,
             ImageLimits.from_settings(s),
@@ -277,7 +365,13 @@ def create_api(tg: App) -> FastAPI:
         )
         return _ingest_one(item, data)
 
-    @api.post("/pins/upload", tags=["pins"], status_code=201)
+    @api.post(
+        "/pins/upload",
+        tags=["pins"],
+        status_code=201,
+        response_model=PinCreated,
+        responses={**created, **WRITE, **NEEDS_MODELS},
+    )
     async def upload(
         request: Request,
         file: Annotated[UploadFile, File(description="the image")],
@@ -287,7 +381,7 @@ def create_api(tg: App) -> FastAPI:
         board: Annotated[str, Form(max_length=200)] = "",
         tags: Annotated[str, Form(max_length=2000, description="comma-separated")] = "",
     ) -> JSONResponse:
-        """Upload an image file as a new pin."""
+        """Upload an image file as a new pin (422 when the file is not an image we can read)."""
         require(request, "editor")
         data = await file.read()
         item = SourceItem(
@@ -302,8 +396,13 @@ def create_api(tg: App) -> FastAPI:
 
         return await run_in_threadpool(_ingest_one, item, data)
 
-    @api.patch("/pins/{pin_id}", tags=["pins"])
-    def update_pin(request: Request, pin_id: int, body: PinPatch) -> dict[str, Any]:
+    @api.patch(
+        "/pins/{pin_id}",
+        tags=["pins"],
+        response_model=PinOut,
+        responses={**WRITE, **errors(404), **NEEDS_MODELS},
+    )
+    def update_pin(request: Request, pin_id: Id, body: PinPatch) -> dict[str, Any]:
         """Edit a pin's words, link, board, tags or attributes (its text vector follows)."""
         require(request, "editor")
         fields = body.model_dump(exclude_none=True)
@@ -320,9 +419,15 @@ def create_api(tg: App) -> FastAPI:
         tg.indexes.sync(save=True)
         return _pin_json(pin)
 
-    @api.delete("/pins/{pin_id}", tags=["pins"], status_code=204, response_class=Response)
-    def delete_pin(request: Request, pin_id: int) -> Response:
-        """Delete a pin and its vectors."""
+    @api.delete(
+        "/pins/{pin_id}",
+        tags=["pins"],
+        status_code=204,
+        response_class=Response,
+        responses={**WRITE, **errors(404)},
+    )
+    def delete_pin(request: Request, pin_id: Id) -> Response:
+        """Delete a pin and its vectors (its id is never given to another pin)."""
         require(request, "editor")
         tg.store.delete_pin(pin_id)
         tg.indexes.sync(save=True)
@@ -331,52 +436,73 @@ def create_api(tg: App) -> FastAPI:
         return Response(status_code=204)
 
     # ------------------------------------------------------------ search
-    @api.get("/search", tags=["search"])
+    @api.get(
+        "/search", tags=["search"], response_model=SearchPage, responses={**READ, **NEEDS_MODELS}
+    )
     def search_text(
         request: Request,
-        q: Annotated[str, Query(min_length=1, max_length=1000)],
+        q: Annotated[str, Query(min_length=1, max_length=1000, pattern=r"\S")],
         limit: Limit = 20,
         offset: Offset = 0,
-        board: str | None = None,
-        tag: str | None = None,
-        attr: Annotated[list[str] | None, Query(description="key:value, repeatable")] = None,
+        board: Annotated[str | None, Query(max_length=200)] = None,
+        tag: Annotated[str | None, Query(max_length=200)] = None,
+        attr: Attr = None,
+        explain: Explain = False,
     ) -> dict[str, Any]:
         """Words -> pins: BM25 fused with semantic text and image search."""
         require(request, "viewer")
         page = tg.search.text(
             q, limit=limit, offset=offset, filters=parse_filters(board, tag, attr)
         )
-        return _page_json(tg, page)
+        return _page_json(tg, page, explain)
 
-    @api.get("/pins/{pin_id}/similar", tags=["search"])
+    @api.get(
+        "/pins/{pin_id}/similar",
+        tags=["search"],
+        response_model=SearchPage,
+        responses={**READ_ONE, **NEEDS_MODELS},
+    )
     def similar(
         request: Request,
-        pin_id: int,
+        pin_id: Id,
         limit: Limit = 20,
         offset: Offset = 0,
-        board: str | None = None,
-        tag: str | None = None,
-        attr: Annotated[list[str] | None, Query()] = None,
+        board: Annotated[str | None, Query(max_length=200)] = None,
+        tag: Annotated[str | None, Query(max_length=200)] = None,
+        attr: Attr = None,
+        explain: Explain = False,
     ) -> dict[str, Any]:
         """More like this pin."""
         require(request, "viewer")
         page = tg.search.similar(
             pin_id, limit=limit, offset=offset, filters=parse_filters(board, tag, attr)
         )
-        return _page_json(tg, page)
+        return _page_json(tg, page, explain)
 
-    @api.post("/search/image", tags=["search"])
+    @api.post(
+        "/search/image",
+        tags=["search"],
+        response_model=SearchPage,
+        responses={**READ, **errors(400, 403, 413), **NEEDS_MODELS},
+    )
     async def search_image(
         request: Request,
         file: Annotated[UploadFile | None, File(description="an image")] = None,
-        url: Annotated[str | None, Form(max_length=2000)] = None,
-        box: Annotated[str | None, Form(description="x0,y0,x1,y1 region, in pixels")] = None,
+        url: Annotated[str | None, Form(max_length=2000, pattern=HTTP_URL_PATTERN)] = None,
+        box: Annotated[
+            str | None, Form(description="x0,y0,x1,y1 region, in pixels", pattern=BOX_PATTERN)
+        ] = None,
         limit: Annotated[int, Form(ge=1, le=200)] = 20,
         offset: Annotated[int, Form(ge=0, le=999)] = 0,
-        board: Annotated[str | None, Form()] = None,
-        tag: Annotated[str | None, Form()] = None,
+        board: Annotated[str | None, Form(max_length=200)] = None,
+        tag: Annotated[str | None, Form(max_length=200)] = None,
+        explain: Annotated[bool, Form(description="add per-signal scores")] = False,
     ) -> dict[str, Any]:
-        """Pins that look like an uploaded image, an image URL, or a region of either."""
+        """Pins that look like an uploaded image, an image URL, or a region of either.
+
+        Send ``file`` or ``url`` (422 with neither); 403 for ``url`` when this server does not
+        fetch URLs.
+        """
         require(request, "viewer")
         from starlette.concurrency import run_in_threadpool
 
@@ -388,8 +514,7 @@ def create_api(tg: App) -> FastAPI:
                 tg.search.by_image, data, box=region, limit=limit, offset=offset, filters=filters
             )
         elif url:
-            if not url.lower().startswith(("http://", "https://")):
-                raise InvalidInput("url must be an http(s) URL")
+            _url_fetch_allowed(tg.settings.allow_url_fetch)
             page = await run_in_threadpool(
                 tg.search.by_url, url, box=region, limit=limit, offset=offset, filters=filters
             )
@@ -397,9 +522,9 @@ def create_api(tg: App) -> FastAPI:
             raise InvalidInput(
                 "send an image file or a url", hint="multipart field 'file' or 'url'"
             )
-        return _page_json(tg, page)
+        return _page_json(tg, page, explain)
 
-    @api.get("/duplicates", tags=["search"])
+    @api.get("/duplicates", tags=["search"], response_model=Duplicates, responses=READ)
     def duplicates(request: Request) -> dict[str, Any]:
         """Near-duplicate groups."""
         require(request, "viewer")
@@ -407,22 +532,32 @@ def create_api(tg: App) -> FastAPI:
         return {"groups": [{"group": g[0], "pins": g} for g in groups], "total": len(groups)}
 
     # ------------------------------------------------------------- admin
-    @api.get("/quarantine", tags=["admin"])
-    def quarantine(request: Request, run_id: str | None = None) -> dict[str, Any]:
+    ADMIN = errors(401, 403, 422)
+
+    @api.get("/quarantine", tags=["admin"], response_model=QuarantineList, responses=ADMIN)
+    def quarantine(
+        request: Request, run_id: Annotated[str | None, Query(max_length=64)] = None
+    ) -> dict[str, Any]:
         """Rejected inputs of ingest runs, with reasons (editors and admins)."""
         who = require(request, "editor")
         tg.store.audit(who.token_id, who.role, "read", f"quarantine:{run_id or '*'}")
         rows = tg.store.quarantine_report(run_id)
         return {"results": [q.__dict__ for q in rows], "total": len(rows)}
 
-    @api.get("/tokens", tags=["admin"])
+    @api.get("/tokens", tags=["admin"], response_model=TokenList, responses=ADMIN)
     def list_tokens(request: Request) -> dict[str, Any]:
         """Tokens (never their secrets)."""
         who = require(request, "admin")
         tg.store.audit(who.token_id, who.role, "read", "tokens")
         return {"results": [t.__dict__ for t in tg.store.list_tokens()]}
 
-    @api.post("/tokens", tags=["admin"], status_code=201)
+    @api.post(
+        "/tokens",
+        tags=["admin"],
+        status_code=201,
+        response_model=TokenCreated,
+        responses={**ADMIN, **errors(400, 413)},
+    )
     def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
         """Create a token; its secret is shown once."""
         who = require(request, "admin")
@@ -430,15 +565,21 @@ def create_api(tg: App) -> FastAPI:
         tg.store.audit(who.token_id, who.role, "create_token", f"token:{info.id}")
         return {"token": secret, **info.__dict__}
 
-    @api.delete("/tokens/{token_id}", tags=["admin"], status_code=204, response_class=Response)
-    def revoke_token(request: Request, token_id: int) -> Response:
-        """Revoke a token."""
+    @api.delete(
+        "/tokens/{token_id}",
+        tags=["admin"],
+        status_code=204,
+        response_class=Response,
+        responses={**ADMIN, **errors(409)},
+    )
+    def revoke_token(request: Request, token_id: Id) -> Response:
+        """Revoke a token (409 when it does not exist or is already revoked)."""
         who = require(request, "admin")
         tg.store.revoke_token(token_id)
         tg.store.audit(who.token_id, who.role, "revoke_token", f"token:{token_id}")
         return Response(status_code=204)
 
-    @api.get("/audit", tags=["admin"])
+    @api.get("/audit", tags=["admin"], response_model=AuditList, responses=ADMIN)
     def audit(request: Request, limit: Limit = 100) -> dict[str, Any]:
         """What admins and editors read and changed."""
         who = require(request, "admin")
@@ -467,3 +608,68 @@ def _hash(data: bytes) -> str:
     from tastegraph.catalog.images import content_hash
 
     return content_hash(data)
+
+
+BOX_PATTERN = r"^\s*-?[0-9.]+(e-?[0-9]+)?\s*(,\s*-?[0-9.]+(e-?[0-9]+)?\s*){3}$"
+
+
+def _url_fetch_allowed(allowed: bool) -> None:
+    if not allowed:
+        raise Forbidden(
+            "this server does not fetch images by URL",
+            hint="upload the file instead, or set TASTEGRAPH_ALLOW_URL_FETCH=true",
+        )
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (``W/`` prefixes dropped)."""
+    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+
+
+def allowed_methods(api: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path (for a 405's Allow header)."""
+    from starlette.routing import Match, Route
+
+    methods: set[str] = set()
+    for route in api.router.routes:
+        # PARTIAL: the path matches, the method does not.
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
+
+
+class CatchAll:
+    """A last-resort 500 in the error shape that ends the request cleanly.
+
+    Starlette's own handler for ``Exception`` answers and then re-raises, so the server logs a
+    long traceback and may drop the keep-alive connection under the next request; here the
+    error is logged once and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:  # pragma: no cover - a body already on its way cannot be replaced
+                raise
+            resp = JSONResponse(
+                error_body("internal", "internal error", "see the server log"), status_code=500
+            )
+            await resp(scope, _noop_receive, send)
