@@ -125,7 +125,9 @@ def test_unknown_ids_and_routes(client: TestClient, tokens: dict[str, dict[str, 
     assert_error(client.get("/pins/999/similar"), 404, "not_found")
     assert_error(client.delete("/pins/999", headers=tokens["editor"]), 404, "not_found")
     assert_error(client.get("/nope"), 404, "not_found")
-    assert_error(client.get("/pins/abc"), 422, "invalid_input")
+    assert_error(client.get("/pins/abc"), 404, "not_found")  # ids are digits: no such route
+    assert_error(client.get("/pins/0"), 422, "invalid_input")
+    assert_error(client.get("/pins/99999999999999999999999"), 422, "invalid_input")
     assert_error(client.get("/search", params={"q": "x", "limit": 0}), 422, "invalid_input")
 
 

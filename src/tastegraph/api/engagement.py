@@ -67,7 +67,9 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     return request.app.state.tg.store.create_user(body.handle, body.name)
 
 
-@router.get("/users/{user_id}", tags=["users"], response_model=UserWithBoards, responses=_READ_ONE)
+@router.get(
+    "/users/{user_id:int}", tags=["users"], response_model=UserWithBoards, responses=_READ_ONE
+)
 def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     """A user and their boards."""
     require(request, "viewer")
@@ -76,7 +78,7 @@ def get_user(request: Request, user_id: Id) -> dict[str, Any]:
 
 
 @router.post(
-    "/users/{user_id}/boards",
+    "/users/{user_id:int}/boards",
     tags=["users"],
     status_code=201,
     response_model=BoardWithPins,
@@ -88,7 +90,9 @@ def create_board(request: Request, user_id: Id, body: BoardCreate) -> dict[str, 
     return request.app.state.tg.store.create_board(user_id, body.name, body.description)
 
 
-@router.get("/boards/{board_id}", tags=["users"], response_model=BoardWithPins, responses=_READ_ONE)
+@router.get(
+    "/boards/{board_id:int}", tags=["users"], response_model=BoardWithPins, responses=_READ_ONE
+)
 def get_board(request: Request, board_id: Id) -> dict[str, Any]:
     """A board and its pins."""
     require(request, "viewer")
@@ -96,7 +100,7 @@ def get_board(request: Request, board_id: Id) -> dict[str, Any]:
 
 
 @router.post(
-    "/boards/{board_id}/pins",
+    "/boards/{board_id:int}/pins",
     tags=["users"],
     response_model=SavedPin,
     responses={**_WRITE, **errors(404)},
@@ -194,7 +198,7 @@ def _json(body: dict[str, Any]) -> Response:
 
 
 @router.get(
-    "/users/{user_id}/feed",
+    "/users/{user_id:int}/feed",
     tags=["feed"],
     response_class=Response,
     responses={200: {"model": FeedPage}, **_READ_ONE, **errors(503)},
@@ -220,7 +224,7 @@ def home_feed(
 
 
 @router.get(
-    "/pins/{pin_id}/related",
+    "/pins/{pin_id:int}/related",
     tags=["feed"],
     response_class=Response,
     responses={200: {"model": RelatedPage}, **_READ_ONE, **errors(503)},

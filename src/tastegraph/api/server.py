@@ -204,13 +204,17 @@ def create_api(tg: App) -> FastAPI:
         )
         headers = dict(exc.headers or {})
         hint = ""
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":  # the router's: no such path
+            message = f"there is nothing at {request.url.path}"
+            hint = "the routes are listed at /docs (ids in paths are numbers)"
         if exc.status_code == 405:
             # Starlette names only the methods of the first route matching the path.
             allowed = allowed_methods(api, request.scope)
             headers["Allow"] = ", ".join(allowed)
             hint = f"this path accepts {', '.join(allowed)}"
         return JSONResponse(
-            error_body(code, str(exc.detail), hint), status_code=exc.status_code, headers=headers
+            error_body(code, message, hint), status_code=exc.status_code, headers=headers
         )
 
     @api.exception_handler(RequestValidationError)
@@ -269,14 +273,14 @@ def create_api(tg: App) -> FastAPI:
         nxt = offset + limit if offset + limit < total else None
         return {"results": [_pin_json(p) for p in pins], "total": total, "next_offset": nxt}
 
-    @api.get("/pins/{pin_id}", tags=["pins"], response_model=PinOut, responses=READ_ONE)
+    @api.get("/pins/{pin_id:int}", tags=["pins"], response_model=PinOut, responses=READ_ONE)
     def get_pin(request: Request, pin_id: Id) -> dict[str, Any]:
         """One pin."""
         require(request, "viewer")
         return _pin_json(tg.store.get_pin(pin_id))
 
     @api.get(
-        "/pins/{pin_id}/thumbnail",
+        "/pins/{pin_id:int}/thumbnail",
         tags=["pins"],
         response_class=Response,
         responses={
@@ -397,7 +401,7 @@ def create_api(tg: App) -> FastAPI:
         return await run_in_threadpool(_ingest_one, item, data)
 
     @api.patch(
-        "/pins/{pin_id}",
+        "/pins/{pin_id:int}",
         tags=["pins"],
         response_model=PinOut,
         responses={**WRITE, **errors(404), **NEEDS_MODELS},
@@ -420,7 +424,7 @@ def create_api(tg: App) -> FastAPI:
         return _pin_json(pin)
 
     @api.delete(
-        "/pins/{pin_id}",
+        "/pins/{pin_id:int}",
         tags=["pins"],
         status_code=204,
         response_class=Response,
@@ -457,7 +461,7 @@ def create_api(tg: App) -> FastAPI:
         return _page_json(tg, page, explain)
 
     @api.get(
-        "/pins/{pin_id}/similar",
+        "/pins/{pin_id:int}/similar",
         tags=["search"],
         response_model=SearchPage,
         responses={**READ_ONE, **NEEDS_MODELS},
@@ -566,14 +570,14 @@ def create_api(tg: App) -> FastAPI:
         return {"token": secret, **info.__dict__}
 
     @api.delete(
-        "/tokens/{token_id}",
+        "/tokens/{token_id:int}",
         tags=["admin"],
         status_code=204,
         response_class=Response,
-        responses={**ADMIN, **errors(409)},
+        responses={**ADMIN, **errors(404, 409)},
     )
     def revoke_token(request: Request, token_id: Id) -> Response:
-        """Revoke a token (409 when it does not exist or is already revoked)."""
+        """Revoke a token (404 when there is no such token, 409 when it is already revoked)."""
         who = require(request, "admin")
         tg.store.revoke_token(token_id)
         tg.store.audit(who.token_id, who.role, "revoke_token", f"token:{token_id}")
@@ -627,16 +631,30 @@ def _etags(header: str) -> set[str]:
 
 
 def allowed_methods(api: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route serves at this request's path (for a 405's Allow header)."""
-    from starlette.routing import Match, Route
+    """Every method some route serves at this request's path (for a 405's Allow header).
 
+    From the OpenAPI document (FastAPI keeps included routers' routes out of ``api.routes``)
+    plus the app's own plain routes (the schema document itself, the web page).
+    """
+    from fastapi.routing import APIRoute
+    from starlette.routing import Route, compile_path
+
+    path = scope.get("path", "")
     methods: set[str] = set()
+    # As OpenAPI says: a concrete path ("/pins/upload") wins over a template ("/pins/{pin_id}").
+    matches = [
+        (template.count("{"), ops)
+        for template, ops in api.openapi()["paths"].items()
+        if compile_path(template)[0].match(path)
+    ]
+    fewest = min((n for n, _ in matches), default=0)
+    for n, ops in matches:
+        if n == fewest:
+            methods |= {m.upper() for m in ops}
     for route in api.router.routes:
-        # PARTIAL: the path matches, the method does not.
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                methods |= route.methods
+        documented = isinstance(route, APIRoute) and route.include_in_schema
+        if isinstance(route, Route) and not documented and route.path_regex.match(path):
+            methods |= route.methods or set()
     return sorted(methods)
 
 

@@ -119,5 +119,5 @@ def _maybe_int(raw: dict[str, Any], name: str) -> int:
     v = raw.get(f"{name}_id", raw.get(name))
     try:
         return int(float(v))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf, 1e999
         return -1

@@ -630,13 +630,16 @@ class SQLStore(EngagementMixin):
 
     def revoke_token(self, token_id: int) -> None:
         with self.write() as conn:
-            n = conn.execute(
-                t.tokens.update()
-                .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
-                .values(revoked_at=now_iso())
-            ).rowcount
-        if not n:
-            raise Conflict(f"token {token_id} does not exist or is already revoked")
+            revoked = conn.execute(
+                sa.select(t.tokens.c.revoked_at).where(t.tokens.c.id == token_id)
+            ).one_or_none()
+            if revoked is None:
+                raise NotFound(f"token {token_id} does not exist", hint="list them: GET /tokens")
+            if revoked.revoked_at is not None:
+                raise Conflict(f"token {token_id} was already revoked at {revoked.revoked_at}")
+            conn.execute(
+                t.tokens.update().where(t.tokens.c.id == token_id).values(revoked_at=now_iso())
+            )
 
     def audit(self, token_id: int | None, role: str, action: str, target: str) -> None:
         with self.write() as conn:
