@@ -86,11 +86,14 @@ def _depth(offset: int, limit: int, at_least: int = 0) -> int:
     return min(MAX_RESULTS, max(at_least, offset + limit + 1))
 
 
-def _page(hits: list[Hit], offset: int, limit: int, *, complete: bool = True) -> Page:
-    """The page of ``hits``; ``complete`` says no candidate list was cut at its depth."""
+def _page(
+    hits: list[Hit], offset: int, limit: int, *, complete: bool = True, found: int | None = None
+) -> Page:
+    """The page of ``hits``; ``complete`` says no candidate list was cut at its depth, and
+    ``found`` how many results there are when ``hits`` holds only the first of them."""
     _check_page(offset, limit)
     end = min(offset + limit, MAX_RESULTS)
-    total = len(hits) if complete else None
+    total = (len(hits) if found is None else found) if complete else None
     return Page(hits[offset:end], total, offset, limit, more=len(hits) > end)
 
 
@@ -138,7 +141,7 @@ class SearchService:
             for s, i in zip(scores[0], ids[0], strict=False)
             if i >= 0
         ]
-        return _page(hits, offset, limit, complete=found < asked)
+        return _page(hits, offset, limit, complete=found < asked, found=found)
 
     @staticmethod
     def _rerank(
