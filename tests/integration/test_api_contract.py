@@ -76,7 +76,13 @@ def _run_operation(
         if mode.is_positive and isinstance(case.body, dict) and "file" in case.body:
             # Whether bytes are an image is not a schema question: valid requests send one.
             case.body["file"] = PHOTO
-        case.call_and_validate(headers=AUTH, excluded_checks=excluded)
+        skip = list(excluded)
+        if isinstance(case.query, dict) and case.query.get("cursor"):
+            # A feed cursor is an opaque token (compressed served-pin list): a string of the
+            # documented alphabet that was never a next_cursor is refused (422), and no schema
+            # can say which strings were. Everything else about such requests is still checked.
+            skip.append(positive_data_acceptance)
+        case.call_and_validate(headers=AUTH, excluded_checks=skip)
 
     try:
         check()
