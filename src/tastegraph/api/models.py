@@ -33,6 +33,7 @@ __all__ = [
     "TokenCreated",
     "TokenList",
     "UserWithBoards",
+    "content_version",
     "errors",
     "thumbnail_url",
 ]
@@ -51,6 +52,8 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID, description="an id (1 to 2**53-1)")]
 _BLANK = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 NAME_PATTERN = f"^[^{_BLANK}]([^{_CONTROL}]*[^{_BLANK}])?$"
+# Words to search for: something that is left after stripping.
+WORDS_PATTERN = f"[^{_BLANK}]"
 # ``attr`` filters: ``key:value`` with the key characters ``filter_ids`` accepts.
 ATTR_PATTERN = r"^[A-Za-z0-9_\-]{1,64}:"
 # What the server checks before fetching; whether the rest is a reachable image is not a schema
@@ -58,10 +61,14 @@ ATTR_PATTERN = r"^[A-Za-z0-9_\-]{1,64}:"
 HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 
 
+def content_version(content_hash: str) -> str:
+    return content_hash[:16]
+
+
 def thumbnail_url(pin_id: int, content_hash: str) -> str:
     """The thumbnail's URL, versioned by the image's content: a browser holding a thumbnail for
     this URL holds this image's, whatever else has had the id."""
-    return f"/pins/{pin_id}/thumbnail?v={content_hash[:16]}"
+    return f"/pins/{pin_id}/thumbnail?v={content_version(content_hash)}"
 
 
 # ------------------------------------------------------------------ errors

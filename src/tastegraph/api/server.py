@@ -17,6 +17,7 @@ from tastegraph.api.auth import require
 from tastegraph.api.models import (
     ATTR_PATTERN,
     HTTP_URL_PATTERN,
+    WORDS_PATTERN,
     AuditList,
     Duplicates,
     Health,
@@ -29,6 +30,7 @@ from tastegraph.api.models import (
     SearchPage,
     TokenCreated,
     TokenList,
+    content_version,
     errors,
     thumbnail_url,
 )
@@ -308,7 +310,7 @@ def create_api(tg: App) -> FastAPI:
         require(request, "viewer")
         pin = tg.store.get_pin(pin_id)
         etag = f'"{pin.content_hash}"'
-        current = v is not None and v == thumbnail_url(pin_id, pin.content_hash).split("v=")[1]
+        current = v == content_version(pin.content_hash)
         cache = "public, max-age=31536000, immutable" if current else "no-cache"
         headers = {"ETag": etag, "Cache-Control": cache}
         if etag in _etags(request.headers.get("if-none-match", "")):
@@ -450,7 +452,7 @@ def create_api(tg: App) -> FastAPI:
     )
     def search_text(
         request: Request,
-        q: Annotated[str, Query(min_length=1, max_length=1000, pattern=r"\S")],
+        q: Annotated[str, Query(min_length=1, max_length=1000, pattern=WORDS_PATTERN)],
         limit: Limit = 20,
         offset: Offset = 0,
         board: Annotated[str | None, Query(max_length=200)] = None,
