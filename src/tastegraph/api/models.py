@@ -56,6 +56,10 @@ NAME_PATTERN = f"^[^{_BLANK}]([^{_CONTROL}]*[^{_BLANK}])?$"
 WORDS_PATTERN = f"[^{_BLANK}]"
 # ``attr`` filters: ``key:value`` with the key characters ``filter_ids`` accepts.
 ATTR_PATTERN = r"^[A-Za-z0-9_\-]{1,64}:"
+# ``x0,y0,x1,y1``: four numbers ``float()`` reads (whether the box lies inside the image depends
+# on the image, so that is the server's to say).
+_NUMBER = r" *-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)? *"
+BOX_PATTERN = f"^{_NUMBER}(,{_NUMBER}){{3}}$"
 # What the server checks before fetching; whether the rest is a reachable image is not a schema
 # question (an unreachable or non-image URL answers 422, URL fetching switched off 403).
 HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://"
