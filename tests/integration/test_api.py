@@ -268,3 +268,28 @@ def test_web_page(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and 'id="q"' in r.text and "/static/app.js" in r.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_a_deleted_pins_id_is_never_given_again(
+    client: TestClient, tokens: dict[str, dict[str, str]], fake_app: App
+) -> None:
+    """Issue 15 defect 2: the next pin gets a new id, so it inherits no saves, clicks or index
+    entries of the deleted one."""
+    ed = tokens["editor"]
+    keep = upload(client, solid((30, 200, 30)), ed, title="keep")["pin"]["id"]
+    gone = upload(client, solid((200, 30, 200)), ed, title="gone orchid")["pin"]["id"]
+    user = client.post("/users", json={"handle": "ann"}, headers=ed).json()["id"]
+    board = client.post(f"/users/{user}/boards", json={"name": "b"}, headers=ed).json()["id"]
+    assert (
+        client.post(f"/boards/{board}/pins", json={"pin_id": gone}, headers=ed).status_code == 200
+    )
+    click = {"user_id": user, "pin_id": gone, "kind": "click", "ts": "2024-01-02T03:04:05Z"}
+    assert client.post("/events", json={"events": [click]}, headers=ed).json()["accepted"] == 1
+    assert client.delete(f"/pins/{gone}", headers=ed).status_code == 204
+    new = upload(client, solid((200, 200, 30)), ed, title="new")["pin"]["id"]
+    assert new > gone > keep
+    assert client.get(f"/boards/{board}").json()["pins"] == []
+    assert all(e["pin_id"] != new for e in fake_app.store.events_since(0))  # the click stays gone's
+    assert client.get("/search", params={"q": "orchid"}).json()["total"] == 0
+    sims = client.get(f"/pins/{keep}/similar").json()["results"]
+    assert {r["pin"]["id"] for r in sims} == {new}
