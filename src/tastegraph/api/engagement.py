@@ -50,7 +50,7 @@ class EventBatch(BaseModel):
     events: list[dict[str, Any]] = Field(..., max_length=10_000)
 
 
-_WRITE = errors(400, 401, 403, 413, 422)
+_WRITE = errors(401, 403, 422)  # 400 and 413 too: see http.document_body_errors
 _READ_ONE = errors(401, 404, 422)
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "CatchAll",
     "allowed_methods",
     "document",
+    "document_body_errors",
     "error_body",
     "etags",
     "install_error_handling",
@@ -139,6 +140,41 @@ def document(api: FastAPI, path: str, responses: dict[int | str, dict[str, Any]]
     for route in api.router.routes:
         if isinstance(route, APIRoute) and route.path == path:
             route.responses.update(responses)
+
+
+def document_body_errors(api: FastAPI) -> None:
+    """Said once for every operation (routers included) rather than per route: one that takes a
+    body can answer 400 (the body does not parse) and 413 (over the limit), and its 422 has the
+    one error shape, not FastAPI's default validation body."""
+    from tastegraph.api.models import errors
+
+    make_schema = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = make_schema()
+            ref = {"$ref": "#/components/schemas/ErrorBody"}
+            for ops in schema["paths"].values():
+                for op in ops.values():
+                    codes = [400, 413] if "requestBody" in op else []
+                    responses = op["responses"]
+                    if "422" in responses:
+                        responses.pop("422")
+                        codes.append(422)
+                    for code, spec in errors(*codes).items():
+                        responses.setdefault(
+                            str(code),
+                            {
+                                "description": spec["description"],
+                                "content": {"application/json": {"schema": ref}},
+                            },
+                        )
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(unused, None)
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def etags(header: str) -> set[str]:

@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tastegraph import __version__
 from tastegraph.api.auth import require
-from tastegraph.api.http import document, error_body, etags, install_error_handling
+from tastegraph.api.http import (
+    document,
+    document_body_errors,
+    error_body,
+    etags,
+    install_error_handling,
+)
 from tastegraph.api.models import (
     ATTR_PATTERN,
     BOX_PATTERN,
@@ -110,7 +116,7 @@ Attr = Annotated[
 # Error statuses by kind of route (every route also answers 422 in the error shape).
 READ = errors(401, 422)
 READ_ONE = errors(401, 404, 422)
-WRITE = errors(400, 401, 403, 413, 422)
+WRITE = errors(401, 403, 422)  # + 400 and 413: document_body_errors
 NEEDS_MODELS = errors(503)
 
 
@@ -120,8 +126,6 @@ def create_api(tg: App) -> FastAPI:
         title="tastegraph",
         version=__version__,
         description="Visual discovery: find pins by photo and by words.",
-        # Validation errors come in the one error shape, not FastAPI's default.
-        responses=errors(422),
     )
     api.state.tg = tg
     install_error_handling(api, tg.settings.max_upload_bytes)
@@ -391,7 +395,7 @@ def create_api(tg: App) -> FastAPI:
         "/search/image",
         tags=["search"],
         response_model=SearchPage,
-        responses={**READ, **errors(400, 403, 413), **NEEDS_MODELS},
+        responses={**READ, **errors(403), **NEEDS_MODELS},
     )
     async def search_image(
         request: Request,
@@ -464,7 +468,7 @@ def create_api(tg: App) -> FastAPI:
         tags=["admin"],
         status_code=201,
         response_model=TokenCreated,
-        responses={**ADMIN, **errors(400, 413)},
+        responses=ADMIN,
     )
     def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
         """Create a token; its secret is shown once."""
@@ -497,6 +501,7 @@ def create_api(tg: App) -> FastAPI:
     from tastegraph.api.engagement import router as engagement_router
 
     api.include_router(engagement_router)
+    document_body_errors(api)
 
     # --------------------------------------------------------------- web
     from tastegraph.web import mount_web
