@@ -113,7 +113,7 @@ Attr = Annotated[
     Query(description="key:value, repeatable"),
 ]
 
-# Error statuses by kind of route (every route also answers 422 in the error shape).
+# Error statuses by kind of route (400, 413 and 422 are added for all: document_body_errors).
 READ = errors(401, 422)
 READ_ONE = errors(401, 404, 422)
 WRITE = errors(401, 403, 422)  # + 400 and 413: document_body_errors
