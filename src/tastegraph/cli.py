@@ -151,24 +151,39 @@ def _ingest_summary(d: dict[str, Any]) -> str:
     )
 
 
-def _print_page(tg: Any, page: Any, as_json: bool) -> None:
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each result's signal scores.")]
+
+
+def _print_page(tg: Any, page: Any, as_json: bool, explain: bool = False) -> None:
     from tastegraph.api.server import _page_json
 
-    body = _page_json(tg, page)
+    body = _page_json(tg, page, explain)
     if as_json:
         _print_json(body)
         return
-    t = Table("pin", "score", "title / tags", "signals")
+    # Raw per-signal scores are for tuning search: a column only with --explain.
+    t = Table("pin", "score", "title / tags", *(["signals"] if explain else []))
     for r in body["results"]:
         pin = r["pin"]
+        signals = [" ".join(f"{k}={v}" for k, v in r["signals"].items())] if explain else []
         t.add_row(
             str(pin["id"]),
             f"{r['score']:.4f}",
             pin["title"] or ", ".join(pin["tags"][:3]),
-            " ".join(f"{k}={v}" for k, v in r["signals"].items()),
+            *signals,
         )
     out.print(t)
-    out.print(f"{body['total']} results")
+    out.print(_count_line(body, len(body["results"])))
+
+
+def _count_line(body: dict[str, Any], shown: int) -> str:
+    """How many results, only as far as the search knows (never its depth as a count)."""
+    first = body["offset"] + 1
+    if body["total"] is not None:
+        span = f", showing {first}-{first + shown - 1}" if 0 < shown < body["total"] else ""
+        return f"{body['total']} result{'' if body['total'] == 1 else 's'}{span}"
+    more = f"; more with --offset {body['next_offset']}" if body["next_offset"] else ""
+    return f"results {first}-{first + shown - 1}{more}"
 
 
 def _filters(board: str | None, tag: str | None, attr: list[str] | None) -> Any:
@@ -187,12 +202,13 @@ def search(
     tag: str | None = None,
     attr: Annotated[list[str] | None, typer.Option(help="key:value, repeatable")] = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """Words -> pins (BM25 fused with semantic text and image search)."""
     try:
         tg = _catalog(_settings(data))
         page = tg.search.text(query, limit=limit, offset=offset, filters=_filters(board, tag, attr))
-        _print_page(tg, page, as_json)
+        _print_page(tg, page, as_json, explain)
     except TastegraphError as e:
         _fail(e)
 
@@ -213,6 +229,7 @@ def similar(
     board: str | None = None,
     tag: str | None = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """Image -> pins: more like a pin, an image file or URL, or a region of one."""
     from tastegraph.catalog.images import ImageLimits, read_source_bytes
@@ -242,7 +259,7 @@ def similar(
             page = tg.search.similar(pin_id, limit=limit, offset=offset, filters=f)
         else:
             raise typer.BadParameter("give a pin id or --image")
-        _print_page(tg, page, as_json)
+        _print_page(tg, page, as_json, explain)
     except TastegraphError as e:
         _fail(e)
 

@@ -154,7 +154,10 @@ def test_real_server(server: str, catalog: dict[str, object]) -> None:
     assert r.status_code == 200 and len(r.json()["results"]) > 0
     photo = Path(catalog["rows"][0]["image"]).read_bytes()  # type: ignore[index]
     r = httpx.post(
-        f"{server}/search/image", files={"file": ("q.jpg", photo, "image/jpeg")}, timeout=30
+        f"{server}/search/image",
+        files={"file": ("q.jpg", photo, "image/jpeg")},
+        data={"explain": "true"},
+        timeout=30,
     )
     top = r.json()["results"][0]
     # the photo finds itself first (the score is below 1: the query is expanded with neighbours)
@@ -189,6 +192,9 @@ def test_web_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
         page.wait_for_selector("#results[data-view='search:shoes']")
         cards = page.locator(".card")
         assert cards.count() > 0
+        # No raw signal scores on cards unless asked for, and no search depth shown as a count.
+        assert all(not t.strip() for t in page.locator(".card .signals").all_inner_texts())
+        assert "200 results" not in page.inner_text("#status")
         first = page.locator(".card").first.get_attribute("data-pin-id")
         # thumbnails really load
         page.wait_for_function(
@@ -199,6 +205,9 @@ def test_web_page_in_a_real_browser(server: str, tmp_path: Path) -> None:
         page.wait_for_selector(f"#results[data-view='similar:{first}']")
         assert page.locator(".card").count() > 0
         assert page.locator(f".card[data-pin-id='{first}']").count() == 0  # itself excluded
+        page.goto(server + "/?q=shoes&explain=1")
+        page.wait_for_selector("#results[data-view='search:shoes']")
+        assert "bm25" in " ".join(page.locator(".card .signals").all_inner_texts())
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
 

@@ -125,7 +125,9 @@ def test_unknown_ids_and_routes(client: TestClient, tokens: dict[str, dict[str, 
     assert_error(client.get("/pins/999/similar"), 404, "not_found")
     assert_error(client.delete("/pins/999", headers=tokens["editor"]), 404, "not_found")
     assert_error(client.get("/nope"), 404, "not_found")
-    assert_error(client.get("/pins/abc"), 422, "invalid_input")
+    assert_error(client.get("/pins/abc"), 404, "not_found")  # ids are digits: no such route
+    assert_error(client.get("/pins/0"), 422, "invalid_input")
+    assert_error(client.get("/pins/99999999999999999999999"), 422, "invalid_input")
     assert_error(client.get("/search", params={"q": "x", "limit": 0}), 422, "invalid_input")
 
 
@@ -136,6 +138,8 @@ def test_similar_and_search_by_image(client: TestClient, tokens: dict[str, dict[
     r = client.get(f"/pins/{red}/similar").json()
     ids = [x["pin"]["id"] for x in r["results"]]
     assert red not in ids and r["results"][0]["pin"]["title"] == "red two"
+    assert r["results"][0]["signals"] is None  # raw scores only on request
+    r = client.get(f"/pins/{red}/similar", params={"explain": "true"}).json()
     assert "image" in r["results"][0]["signals"]
     r = client.post("/search/image", files={"file": ("q.jpg", solid((30, 30, 210)), "image/jpeg")})
     assert r.json()["results"][0]["pin"]["title"] == "blue one"
@@ -163,6 +167,8 @@ def test_text_search_filters_pagination(
                title=f"linen dress {i}", board="summer" if i % 2 else "winter")  # fmt: skip
     r = client.get("/search", params={"q": "linen dress", "limit": 2}).json()
     assert r["total"] >= 5 and len(r["results"]) == 2 and r["next_offset"] == 2
+    assert r["results"][0]["signals"] is None
+    r = client.get("/search", params={"q": "linen dress", "limit": 2, "explain": True}).json()
     assert "bm25" in r["results"][0]["signals"]
     r2 = client.get("/search", params={"q": "linen dress", "limit": 2, "offset": 2}).json()
     assert not {x["pin"]["id"] for x in r["results"]} & {x["pin"]["id"] for x in r2["results"]}
@@ -203,6 +209,29 @@ def test_thumbnail(client: TestClient, tokens: dict[str, dict[str, str]]) -> Non
     assert max(im.size) == 256 and im.size[0] == 2 * im.size[1]
 
 
+def test_thumbnail_is_cached_by_content_not_by_id(
+    client: TestClient, tokens: dict[str, dict[str, str]]
+) -> None:
+    """Issue 15 defect 2: a thumbnail URL names the image, so an id never shows a stale one."""
+    first = upload(client, solid((10, 10, 240)), tokens["editor"])["pin"]
+    url = first["thumbnail_url"]
+    assert url.startswith(f"/pins/{first['id']}/thumbnail?v=")
+    assert first["content_hash"].startswith(url.split("v=")[1])
+    r = client.get(url)
+    assert "immutable" in r.headers["cache-control"]
+    etag = r.headers["etag"]
+    # Any other URL for the id revalidates, and a current copy is answered with 304.
+    bare = client.get(f"/pins/{first['id']}/thumbnail")
+    assert bare.headers["cache-control"] == "no-cache" and bare.headers["etag"] == etag
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    client.delete(f"/pins/{first['id']}", headers=tokens["editor"])
+    second = upload(client, solid((240, 10, 10)), tokens["editor"])["pin"]
+    assert second["id"] != first["id"] and second["thumbnail_url"] != url
+    assert_error(client.get(url), 404, "not_found")
+    r = client.get(f"/pins/{second['id']}/thumbnail", headers={"If-None-Match": etag})
+    assert r.status_code == 200 and r.headers["etag"] != etag
+
+
 def test_duplicates_grouped(client: TestClient, tokens: dict[str, dict[str, str]]) -> None:
     base = fx.photo_array(400, 300, seed=3)
     a = io.BytesIO()
@@ -239,3 +268,28 @@ def test_web_page(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and 'id="q"' in r.text and "/static/app.js" in r.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_a_deleted_pins_id_is_never_given_again(
+    client: TestClient, tokens: dict[str, dict[str, str]], fake_app: App
+) -> None:
+    """Issue 15 defect 2: the next pin gets a new id, so it inherits no saves, clicks or index
+    entries of the deleted one."""
+    ed = tokens["editor"]
+    keep = upload(client, solid((30, 200, 30)), ed, title="keep")["pin"]["id"]
+    gone = upload(client, solid((200, 30, 200)), ed, title="gone orchid")["pin"]["id"]
+    user = client.post("/users", json={"handle": "ann"}, headers=ed).json()["id"]
+    board = client.post(f"/users/{user}/boards", json={"name": "b"}, headers=ed).json()["id"]
+    assert (
+        client.post(f"/boards/{board}/pins", json={"pin_id": gone}, headers=ed).status_code == 200
+    )
+    click = {"user_id": user, "pin_id": gone, "kind": "click", "ts": "2024-01-02T03:04:05Z"}
+    assert client.post("/events", json={"events": [click]}, headers=ed).json()["accepted"] == 1
+    assert client.delete(f"/pins/{gone}", headers=ed).status_code == 204
+    new = upload(client, solid((200, 200, 30)), ed, title="new")["pin"]["id"]
+    assert new > gone > keep
+    assert client.get(f"/boards/{board}").json()["pins"] == []
+    assert all(e["pin_id"] != new for e in fake_app.store.events_since(0))  # the click stays gone's
+    assert client.get("/search", params={"q": "orchid"}).json()["total"] == 0
+    sims = client.get(f"/pins/{keep}/similar").json()["results"]
+    assert {r["pin"]["id"] for r in sims} == {new}

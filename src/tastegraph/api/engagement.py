@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tastegraph.api.auth import require
-from tastegraph.recs.events import EventFilter
+from tastegraph.api.models import (
+    MAX_ID,
+    NAME_PATTERN,
+    BoardWithPins,
+    EventsResult,
+    FeedPage,
+    Id,
+    RelatedPage,
+    SavedPin,
+    UserOut,
+    UserWithBoards,
+    errors,
+    thumbnail_url,
+)
+from tastegraph.recs.events import EVENT_KINDS, EventFilter
 
 __all__ = ["router"]
 
@@ -18,19 +33,19 @@ router = APIRouter()
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    handle: str = Field(..., min_length=1, max_length=64)
+    handle: str = Field(..., min_length=1, max_length=64, pattern=NAME_PATTERN)
     name: str = Field("", max_length=200)
 
 
 class BoardCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(..., min_length=1, max_length=200)
+    name: str = Field(..., min_length=1, max_length=200, pattern=NAME_PATTERN)
     description: str = Field("", max_length=2000)
 
 
 class SaveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pin_id: int
+    pin_id: Id
 
 
 class EventBatch(BaseModel):
@@ -38,37 +53,62 @@ class EventBatch(BaseModel):
     events: list[dict[str, Any]] = Field(..., max_length=10_000)
 
 
-@router.post("/users", tags=["users"], status_code=201)
+_WRITE = errors(401, 403, 422)  # 400 and 413 too: see http.document_body_errors
+_READ_ONE = errors(401, 404, 422)
+
+
+@router.post(
+    "/users",
+    tags=["users"],
+    status_code=201,
+    response_model=UserOut,
+    responses={**_WRITE, **errors(409)},
+)
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     """Create a user."""
     require(request, "editor")
     return request.app.state.tg.store.create_user(body.handle, body.name)
 
 
-@router.get("/users/{user_id}", tags=["users"])
-def get_user(request: Request, user_id: int) -> dict[str, Any]:
+@router.get(
+    "/users/{user_id:int}", tags=["users"], response_model=UserWithBoards, responses=_READ_ONE
+)
+def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     """A user and their boards."""
     require(request, "viewer")
     store = request.app.state.tg.store
     return {**store.get_user(user_id), "boards": store.user_boards(user_id)}
 
 
-@router.post("/users/{user_id}/boards", tags=["users"], status_code=201)
-def create_board(request: Request, user_id: int, body: BoardCreate) -> dict[str, Any]:
+@router.post(
+    "/users/{user_id:int}/boards",
+    tags=["users"],
+    status_code=201,
+    response_model=BoardWithPins,
+    responses={**_WRITE, **errors(404, 409)},
+)
+def create_board(request: Request, user_id: Id, body: BoardCreate) -> dict[str, Any]:
     """Create a board for a user."""
     require(request, "editor")
     return request.app.state.tg.store.create_board(user_id, body.name, body.description)
 
 
-@router.get("/boards/{board_id}", tags=["users"])
-def get_board(request: Request, board_id: int) -> dict[str, Any]:
+@router.get(
+    "/boards/{board_id:int}", tags=["users"], response_model=BoardWithPins, responses=_READ_ONE
+)
+def get_board(request: Request, board_id: Id) -> dict[str, Any]:
     """A board and its pins."""
     require(request, "viewer")
     return request.app.state.tg.store.get_board(board_id)
 
 
-@router.post("/boards/{board_id}/pins", tags=["users"])
-def save_pin(request: Request, board_id: int, body: SaveRequest) -> dict[str, Any]:
+@router.post(
+    "/boards/{board_id:int}/pins",
+    tags=["users"],
+    response_model=SavedPin,
+    responses={**_WRITE, **errors(404)},
+)
+def save_pin(request: Request, board_id: Id, body: SaveRequest) -> dict[str, Any]:
     """Save a pin to a board (also logged as a ``save`` event)."""
     require(request, "editor")
     tg = request.app.state.tg
@@ -77,7 +117,7 @@ def save_pin(request: Request, board_id: int, body: SaveRequest) -> dict[str, An
     return {"saved": True, "new": new, "board_id": board_id, "pin_id": body.pin_id}
 
 
-@router.post("/events", tags=["events"])
+@router.post("/events", tags=["events"], response_model=EventsResult, responses=_WRITE)
 def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     """Record a batch of engagement events; bad rows are reported, the rest kept.
 
@@ -91,26 +131,64 @@ def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     return request.app.state.tg.engagement.record(rows)
 
 
-_Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
-_Time = Annotated[
-    str | int | float | None,
-    Field(description="ISO 8601, or epoch seconds/milliseconds/microseconds/nanoseconds"),
-]
+# The JSON Schema of a criterion when it is given (not null): the filter needs at least one.
+_GIVEN: dict[str, dict[str, Any]] = {
+    "user_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "pin_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "kind": {"enum": list(EVENT_KINDS)},
+    "after": {"type": "string", "format": "date-time"},
+    "before": {"type": "string", "format": "date-time"},
+    "key": {"type": "string", "minLength": 1, "maxLength": 64},
+    "min_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "max_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "future": {"const": True},
+    "invalid": {"const": True},
+}
+_ABSENT = {
+    k: ({"const": False} if k in ("future", "invalid") else {"type": "null"}) for k in _GIVEN
+}
+# "At least one criterion, or `all` alone": what the server enforces, said in the document so a
+# schema-valid request is never refused (an empty filter would otherwise delete nothing or all).
+_ONE_CRITERION: dict[str, Any] = {
+    "anyOf": [
+        *(
+            {"required": [k], "properties": {k: v, "all": {"const": False}}}
+            for k, v in _GIVEN.items()
+        ),
+        {"required": ["all"], "properties": {**_ABSENT, "all": {"const": True}}},
+    ]
+}
+
+
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("an id is a number, not true/false")
+    return v
+
+
+# Lax about 7.0 (JSON Schema calls it an integer), strict about true (it is not user 1).
+_FilterId = Annotated[int, Field(ge=1, le=MAX_ID, strict=False), BeforeValidator(_not_bool)]
+_EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 
 
 class EventQuery(BaseModel):
     """Which logged events to count, list or delete; every criterion given must hold."""
 
     # Strict: on a deletion, `true` must not mean user 1 nor "yes" mean everything.
-    model_config = ConfigDict(extra="forbid", strict=True)
-    user_id: _Id | None = None
-    pin_id: _Id | None = None
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_CRITERION)
+    user_id: _FilterId | None = None
+    pin_id: _FilterId | None = None
     kind: Literal["impression", "closeup", "click", "save", "hide", "dwell"] | None = None
-    after: _Time = Field(None, description="ts >= this")
-    before: _Time = Field(None, description="ts < this")
+    after: datetime | None = Field(
+        None, strict=False, description="ts >= this (ISO 8601; naive means UTC)"
+    )
+    before: datetime | None = Field(
+        None, strict=False, description="ts < this (ISO 8601; naive means UTC)"
+    )
     key: str | None = Field(None, min_length=1, max_length=64)
-    min_id: _Id | None = None
-    max_id: _Id | None = None
+    min_id: _FilterId | None = None
+    max_id: _FilterId | None = None
     future: bool = Field(False, description="times past the accepted window (far future)")
     invalid: bool = Field(False, description="rows the event parser would reject today")
     all: bool = Field(False, description="every event; must be given alone")
@@ -120,8 +198,18 @@ class EventDelete(EventQuery):
     dry_run: bool = Field(False, description="only count and show what would be deleted")
 
 
+def _bound(t: datetime | None) -> str | None:
+    """A time bound as the filter reads it, clamped to the years the log can hold."""
+    if t is None:
+        return None
+    t = t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    return min(max(t, _EARLIEST), _LATEST).isoformat()
+
+
 def _filter(body: EventQuery) -> EventFilter:
-    return EventFilter.parse(**body.model_dump(exclude={"dry_run"}))
+    given = body.model_dump(exclude={"dry_run"})
+    given.update(after=_bound(body.after), before=_bound(body.before))
+    return EventFilter.parse(**given)
 
 
 @router.post("/events/query", tags=["events"])
@@ -198,7 +286,7 @@ def _pins_json(tg: Any, ids: Any) -> dict[int, dict[str, Any]]:
             "dup_group": r[14],
             "created_at": r[15],
             "updated_at": r[16],
-            "thumbnail_url": f"/pins/{pid}/thumbnail",
+            "thumbnail_url": thumbnail_url(pid, r[1]),
         }
     return out
 
@@ -232,17 +320,24 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(text.encode("utf-8"), media_type="application/json")
 
 
-_JSON_OBJECT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
-
-
-@router.get("/users/{user_id}/feed", tags=["feed"], response_class=Response, responses=_JSON_OBJECT)
+@router.get(
+    "/users/{user_id:int}/feed",
+    tags=["feed"],
+    response_class=Response,
+    responses={200: {"model": FeedPage}, **_READ_ONE, **errors(503)},
+)
 def home_feed(
     request: Request,
-    user_id: int,
+    user_id: Id,
     n: Annotated[int, Query(ge=1, le=100)] = 25,
-    cursor: Annotated[str | None, Query(max_length=20000)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=20000,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="the next_cursor of the previous page (opaque)",
+        ),
+    ] = None,
 ) -> Response:
     """A user's personalised home feed; each item says why it is there."""
     require(request, "viewer")
@@ -252,10 +347,13 @@ def home_feed(
 
 
 @router.get(
-    "/pins/{pin_id}/related", tags=["feed"], response_class=Response, responses=_JSON_OBJECT
+    "/pins/{pin_id:int}/related",
+    tags=["feed"],
+    response_class=Response,
+    responses={200: {"model": RelatedPage}, **_READ_ONE, **errors(503)},
 )
 def related_pins(
-    request: Request, pin_id: int, n: Annotated[int, Query(ge=1, le=100)] = 20
+    request: Request, pin_id: Id, n: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> Response:
     """Related pins: visual similarity fused with co-engagement, near-duplicates collapsed."""
     require(request, "viewer")

@@ -217,3 +217,11 @@ def _importable(row: dict[str, Any]) -> dict[str, Any]:
     """A stored event as a row ``events import`` reads back (its key kept, so no duplicates)."""
     out = {k: v for k, v in row.items() if k not in ("id", "key", "kind")}
     return {"idempotency_key": row["key"], "type": row["kind"], **out, "deleted_id": row["id"]}
+
+
+def _maybe_int(raw: dict[str, Any], name: str) -> int:
+    v = raw.get(f"{name}_id", raw.get(name))
+    try:
+        return int(float(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf, 1e999
+        return -1

@@ -30,15 +30,22 @@ class Filters:
 
 @dataclass
 class Page:
+    """One page of results.
+
+    ``total`` is how many results the query has in all when the search saw them all (every
+    candidate list ended before the depth it asked for), else None: a ranked search stops at a
+    depth, and that depth is not a count of anything (it used to be shown as "200 results").
+    """
+
     hits: list[Hit]
-    total: int  # how many results the query has in all (before pagination)
+    total: int | None
     offset: int
     limit: int
+    more: bool = False  # whether results exist past this page
 
     @property
     def next_offset(self) -> int | None:
-        nxt = self.offset + self.limit
-        return nxt if nxt < self.total else None
+        return self.offset + self.limit if self.more else None
 
 
 def parse_filters(board: str | None, tag: str | None, attr: list[str] | None) -> Filters | None:
@@ -75,12 +82,27 @@ def parse_box(box: str | None) -> tuple[float, float, float, float] | None:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def _page(hits: list[Hit], offset: int, limit: int) -> Page:
+def _check_page(offset: int, limit: int) -> None:
     if limit < 1 or limit > 200:
         raise InvalidInput("limit must be between 1 and 200")
     if offset < 0 or offset >= MAX_RESULTS:
         raise InvalidInput(f"offset must be between 0 and {MAX_RESULTS - 1}")
-    return Page(hits[offset : offset + limit], len(hits), offset, limit)
+
+
+def _depth(offset: int, limit: int, at_least: int = 0) -> int:
+    """How many candidates to fetch: one past the page, so "is there more" has an answer."""
+    return min(MAX_RESULTS, max(at_least, offset + limit + 1))
+
+
+def _page(
+    hits: list[Hit], offset: int, limit: int, *, complete: bool = True, found: int | None = None
+) -> Page:
+    """The page of ``hits``; ``complete`` says no candidate list was cut at its depth, and
+    ``found`` how many results there are when ``hits`` holds only the first of them."""
+    _check_page(offset, limit)
+    end = min(offset + limit, MAX_RESULTS)
+    total = (len(hits) if found is None else found) if complete else None
+    return Page(hits[offset:end], total, offset, limit, more=len(hits) > end)
 
 
 class SearchService:
@@ -106,8 +128,9 @@ class SearchService:
         filters: Filters | None,
         exclude: list[int] | None = None,
     ) -> Page:
+        _check_page(offset, limit)
         idx = self.app.indexes.get("image")
-        want = min(MAX_RESULTS, offset + limit)
+        want = _depth(offset, limit)
         allow = self._allowed(filters)
         if allow is not None and len(allow) == 0:
             return _page([], offset, limit)
@@ -115,7 +138,9 @@ class SearchService:
         s = self.app.settings
         depth = s.rerank_depth if s.query_expansion > 0 else 0
         ex = excl if len(excl) else None
-        scores, ids = idx.search(query, max(want, depth), allow=allow, exclude=ex)
+        asked = max(want, depth)
+        scores, ids = idx.search(query, asked, allow=allow, exclude=ex)
+        found = int((ids[0] >= 0).sum())
         if depth > 0:
             scores, ids = self._rerank(idx, query, scores, ids, depth, s.query_expansion)
         scores, ids = scores[:, :want], ids[:, :want]
@@ -124,7 +149,7 @@ class SearchService:
             for s, i in zip(scores[0], ids[0], strict=False)
             if i >= 0
         ]
-        return _page(hits, offset, limit)
+        return _page(hits, offset, limit, complete=found < asked, found=found)
 
     @staticmethod
     def _rerank(
@@ -221,9 +246,13 @@ class SearchService:
         if allow is not None and len(allow) == 0:
             return _page([], offset, limit)
         allowed_set = set(allow.tolist()) if allow is not None else None
-        depth = min(MAX_RESULTS, max(200, offset + limit))
+        _check_page(offset, limit)
+        depth = _depth(offset, limit, at_least=200)
         lists: dict[str, list[tuple[int, float]]] = {}
-        bm25 = self.app.store.fts_search(query, depth if allowed_set is None else MAX_RESULTS)
+        bm25_depth = depth if allowed_set is None else MAX_RESULTS
+        bm25 = self.app.store.fts_search(query, bm25_depth)
+        # A list cut at its depth may have more matches than it returned: the count is unknown.
+        complete = len(bm25) < bm25_depth
         lists["bm25"] = [(p, sc) for p, sc in bm25 if allowed_set is None or p in allowed_set]
         enc = self.app.encoders
         for space, vec, floor in (
@@ -240,8 +269,9 @@ class SearchService:
                 for sc, i in zip(scores[0], ids[0], strict=False)
                 if i >= 0 and sc >= floor
             ]
+            complete = complete and len(lists[space]) < depth
         hits = reciprocal_rank_fusion(lists)
-        return _page(hits, offset, limit)
+        return _page(hits, offset, limit, complete=complete)
 
     # ---------------------------------------------------------- duplicates
     def duplicates(self) -> list[list[int]]:

@@ -145,7 +145,8 @@ class EngagementMixin:
     # ----------------------------------------------------------------- events
     def existing_ids(self, table: str, ids: Iterable[int]) -> set[int]:
         tab = {"users": t.users, "pins": t.pins}[table]
-        idl = sorted({int(i) for i in ids})
+        # A number SQLite cannot bind names no row; binding it would fail the whole batch.
+        idl = sorted({int(i) for i in ids if 0 < int(i) < 2**63})
         found: set[int] = set()
         with self.read() as conn:
             for start in range(0, len(idl), 900):

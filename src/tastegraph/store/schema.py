@@ -6,6 +6,11 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# Tables whose ids leave the process (in URLs, API bodies, logs, index files) are AUTOINCREMENT:
+# SQLite otherwise hands a deleted row's id (the largest) to the next insert, and the new row
+# inherits whatever still points at the old one (saves, clicks, cached thumbnails, audit lines).
+NEVER_REUSED = ("pins", "changes", "quarantine", "tokens", "audit_log", "users", "boards", "events")
+
 pins = sa.Table(
     "pins",
     metadata,
@@ -29,6 +34,7 @@ pins = sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
     sa.Index("ix_pins_board", "board"),
     sa.Index("ix_pins_phash", "phash"),
+    sqlite_autoincrement=True,
 )
 
 # One row per (pin, vector space). Raw vectors live here so any index can be rebuilt from the store.
@@ -50,6 +56,7 @@ changes = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("pin_id", sa.Integer, nullable=False),
     sa.Column("op", sa.String(8), nullable=False),  # "upsert" | "delete"
+    sqlite_autoincrement=True,
 )
 
 # Which source reference produced which pin: a resumed ingest skips finished work by reference.
@@ -81,6 +88,7 @@ quarantine = sa.Table(
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 tokens = sa.Table(
@@ -92,6 +100,7 @@ tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("revoked_at", sa.String(32), nullable=True),
+    sqlite_autoincrement=True,
 )
 
 audit_log = sa.Table(
@@ -103,6 +112,7 @@ audit_log = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("target", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 kv = sa.Table(
@@ -120,6 +130,7 @@ users = sa.Table(
     sa.Column("handle", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.String(32), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 boards = sa.Table(
@@ -131,6 +142,7 @@ boards = sa.Table(
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.UniqueConstraint("user_id", "name", name="uq_board_user_name"),
+    sqlite_autoincrement=True,
 )
 
 board_pins = sa.Table(
@@ -160,6 +172,7 @@ events = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=False, server_default=""),
     sa.Index("ix_events_user_ts", "user_id", "ts"),
     sa.Index("ix_events_pin", "pin_id"),
+    sqlite_autoincrement=True,
 )
 
 TABLES_0001 = (pins, vectors, changes, sources, ingest_runs, quarantine, tokens, audit_log, kv)

@@ -150,9 +150,25 @@ class SQLStore(EngagementMixin):
     def _migrate(self) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.write() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        # A migration that rebuilds a table (0003) drops it, and a DROP with foreign keys on
+        # cascades into the child tables. SQLite's documented procedure: keys off outside the
+        # transaction, the migration checks them (PRAGMA foreign_key_check) before it commits.
+        # The writer has exactly one connection (StaticPool), so the pragma holds for the upgrade.
+        with self._write_lock:
+            self._writer_pragma("foreign_keys=OFF")
+            try:
+                with self._writer.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    # "heads": revisions added on parallel branches all apply, in any order.
+                    command.upgrade(cfg, "heads")
+            finally:
+                self._writer_pragma("foreign_keys=ON")
+
+    def _writer_pragma(self, pragma: str) -> None:
+        with self._writer.connect() as conn:
+            # The DBAPI connection directly: SQLAlchemy's autobegin would put the pragma inside
+            # a transaction, where SQLite ignores foreign_keys changes.
+            conn.connection.driver_connection.execute(f"PRAGMA {pragma}")  # type: ignore[union-attr]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -652,12 +668,18 @@ class SQLStore(EngagementMixin):
         tok = t.tokens
         active = tok.c.revoked_at.is_(None)
         with self.write() as conn:
-            role = conn.execute(
-                sa.select(tok.c.role).where(tok.c.id == token_id, active)
-            ).scalar_one_or_none()
-            if role is None:
-                raise Conflict(f"token {token_id} does not exist or is already revoked")
-            if role == "admin" and not allow_last_admin:
+            row = conn.execute(
+                sa.select(tok.c.role, tok.c.revoked_at).where(tok.c.id == token_id)
+            ).one_or_none()
+            if row is None:
+                raise NotFound(
+                    f"token {token_id} does not exist",
+                    hint="list them: GET /tokens",
+                    cli_hint="list them: tastegraph token list",
+                )
+            if row.revoked_at is not None:
+                raise Conflict(f"token {token_id} was already revoked at {row.revoked_at}")
+            if row.role == "admin" and not allow_last_admin:
                 others = conn.execute(
                     sa.select(sa.func.count()).where(
                         tok.c.role == "admin", active, tok.c.id != token_id

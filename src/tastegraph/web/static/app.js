@@ -3,6 +3,10 @@ const results = document.getElementById("results");
 const statusEl = document.getElementById("status");
 const more = document.getElementById("more");
 let nextPage = null;
+// Raw per-signal scores are for tuning search: shown only when the page is opened with ?explain=1.
+const explain = ["1", "true", "yes"].includes(new URLSearchParams(location.search).get("explain"));
+const explainQuery = explain ? "&explain=true" : "";
+const keepExplain = explain ? "&explain=1" : "";
 
 function show(msg) { statusEl.textContent = msg; }
 
@@ -23,7 +27,7 @@ function card(hit) {
   title.textContent = pin.title || pin.tags.slice(0, 3).join(", ");
   const sig = document.createElement("div");
   sig.className = "signals";
-  if (hit.signals) sig.textContent = Object.entries(hit.signals).map(([k, v]) => k + " " + v).join(" · ");
+  if (explain && hit.signals) sig.textContent = Object.entries(hit.signals).map(([k, v]) => k + " " + v).join(" · ");
   const btn = document.createElement("button");
   btn.textContent = "More like this";
   btn.addEventListener("click", () => similar(pin.id));
@@ -43,9 +47,13 @@ function render(body, append) {
   if (!append) results.replaceChildren();
   const items = body.results.map(x => x.pin ? x : { pin: x, signals: null });
   for (const hit of items) results.append(card(hit));
-  const total = body.total ?? items.length;
-  show(total === 0 ? "No results." : `${total} result${total === 1 ? "" : "s"}`);
   more.hidden = body.next_offset == null;
+  // A ranked search knows its exact count only when it saw every match (total is null
+  // otherwise): then say how many are shown, never a search depth dressed up as a count.
+  const shown = results.children.length;
+  if (body.total === 0 || shown === 0) show("No results.");
+  else if (typeof body.total === "number") show(`${body.total} result${body.total === 1 ? "" : "s"}`);
+  else show(`${shown} shown${body.next_offset == null ? "" : " · more below"}`);
 }
 
 async function load(makeUrl, append = false, view = "browse") {
@@ -59,20 +67,21 @@ async function load(makeUrl, append = false, view = "browse") {
 }
 
 function textSearch(q) {
-  history.replaceState(null, "", "?q=" + encodeURIComponent(q));
-  load(off => `/search?q=${encodeURIComponent(q)}&limit=30&offset=${off}`, false, "search:" + q);
+  history.replaceState(null, "", "?q=" + encodeURIComponent(q) + keepExplain);
+  load(off => `/search?q=${encodeURIComponent(q)}&limit=30&offset=${off}${explainQuery}`, false, "search:" + q);
 }
 
 function similar(id) {
-  history.replaceState(null, "", "?similar=" + id);
+  history.replaceState(null, "", "?similar=" + id + keepExplain);
   window.scrollTo(0, 0);
-  load(off => `/pins/${id}/similar?limit=30&offset=${off}`, false, "similar:" + id);
+  load(off => `/pins/${id}/similar?limit=30&offset=${off}${explainQuery}`, false, "similar:" + id);
 }
 
 async function photoSearch(file) {
   const fd = new FormData();
   fd.append("file", file);
   fd.append("limit", "30");
+  if (explain) fd.append("explain", "true");
   try {
     show("Searching by photo…");
     const body = await fetchJSON("/search/image", { method: "POST", body: fd });
