@@ -93,7 +93,7 @@ def test_a_search_cut_at_its_depth_gives_no_count(fake_app: App) -> None:
 
 def test_scores_per_signal_only_on_request(small: App, capsys: pytest.CaptureFixture[str]) -> None:
     from tastegraph.api.server import _page_json
-    from tastegraph.cli import _print_page
+    from tastegraph.cli.search import _print_page
 
     page = small.search.text("linen dress", limit=3)
     assert all("signals" not in r for r in _page_json(small, page)["results"])

@@ -21,7 +21,7 @@ from tastegraph import cli
 from tastegraph.app import App, build
 from tastegraph.catalog.ingest import ingest
 from tastegraph.catalog.reencode import stale_vectors
-from tastegraph.cli_render import ranker_verdict
+from tastegraph.cli.render import ranker_verdict
 from tastegraph.settings import Settings, get_settings
 from tests.fakes import FakeImageEncoder, fake_encoders
 
@@ -48,7 +48,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A data dir holding 4 pins of each colour and one half red, half blue ``split`` pin."""
     monkeypatch.setenv("TASTEGRAPH_INDEX_KIND", "exact")
     monkeypatch.setenv("TASTEGRAPH_WHITEN_MIN_PINS", "10000")
-    monkeypatch.setattr(cli, "_build", _fake_build)
+    monkeypatch.setattr(cli.common, "build_app", _fake_build)
     rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -156,7 +156,7 @@ def test_http_wording_hints_carry_a_cli_hint() -> None:
     """Every ``hint=`` in the source that names a route or query parameter has a ``cli_hint=``."""
     import ast
 
-    src = Path(cli.__file__).parent
+    src = Path(cli.__file__).parents[1]  # src/tastegraph
     missing = []
     for path in sorted(src.rglob("*.py")):
         if "api" in path.relative_to(src).parts:
@@ -191,7 +191,7 @@ def test_http_wording_hints_carry_a_cli_hint() -> None:
 
 
 def _named_commands() -> list[tuple[str, str]]:
-    repo = Path(cli.__file__).parents[2]
+    repo = Path(cli.__file__).parents[3]
     found: list[tuple[str, str]] = []
     for path in sorted((repo / "src").rglob("*.py")):
         for m in re.finditer(r"`tastegraph ([^`]+)`", path.read_text()):
@@ -324,7 +324,7 @@ def _build_other_model(s: Settings) -> App:
 def test_reindex_reencode_after_the_image_model_changed(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_build", _build_other_model)
+    monkeypatch.setattr(cli.common, "build_app", _build_other_model)
     red = pin_of(data, "red-0")
     r = run("similar", red, "--data", data)
     assert r.exit_code == 1 and "come from another model" in flat(r.stderr)
@@ -349,7 +349,7 @@ def test_reindex_reencode_reports_pins_it_cannot_redo(
 ) -> None:
     gone = pin_of(data, "green-1")
     (data.parent / "imgs" / "green-1.png").unlink()
-    monkeypatch.setattr(cli, "_build", _build_other_model)
+    monkeypatch.setattr(cli.common, "build_app", _build_other_model)
     r = run("reindex", "--reencode", "--data", data)
     assert r.exit_code == 3, r.output
     text = flat(r.stderr)
@@ -489,7 +489,7 @@ def _leaves(obj: Any) -> int:
 def test_dict_table_has_a_row_per_figure(res: dict[str, Any]) -> None:
     from rich.console import Console
 
-    from tastegraph.cli_render import dict_table
+    from tastegraph.cli.render import dict_table
 
     table = dict_table(res, "report")
     assert table.row_count == _leaves(res)

@@ -1,0 +1,5 @@
+"""``python -m tastegraph.cli``."""
+
+from tastegraph.cli import main
+
+main()
