@@ -294,23 +294,30 @@ def _pins_json(tg: Any, ids: Any) -> dict[int, dict[str, Any]]:
 def _items(
     tg: Any, items: list[Any], pins: dict[int, dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
-    """Feed items as JSON objects, their pins fetched in one query (unless given)."""
-    if pins is None:
-        pins = _pins_json(tg, [it.pin for it in items])
+    """Feed items as JSON objects, their pins (and the pins their reasons name) fetched in one
+    query, less those already given."""
+    pins = dict(pins or {})
+    wanted = {it.pin for it in items} | {it.because for it in items if it.because is not None}
+    pins.update(_pins_json(tg, wanted - pins.keys()))
     return [
         {
             "pin": pins[it.pin],
             "score": round(float(it.score), 6),
             "reason": it.reason,
             "source": it.source,
-            # The pin the reason names, for a thumbnail beside "because you saved this pin".
-            "because": None
-            if it.because is None
-            else {"pin_id": it.because, "thumbnail_url": f"/pins/{it.because}/thumbnail"},
+            "because": _because(it.because, pins),
         }
         for it in items
         if it.pin in pins
     ]
+
+
+def _because(pin_id: int | None, pins: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """The pin a reason names, for a thumbnail beside "because you saved this pin" (versioned by
+    content like every thumbnail URL); none when that pin is gone."""
+    if pin_id is None or pin_id not in pins:
+        return None
+    return {"pin_id": pin_id, "thumbnail_url": thumbnail_url(pin_id, pins[pin_id]["content_hash"])}
 
 
 def _json(body: dict[str, Any]) -> Response:
