@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "setting_sources"]
 
 DEFAULT_DATA_DIR = Path("tastegraph-data")
 
@@ -190,8 +190,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("TASTEGRAPH_CONFIG", "tastegraph.toml"))
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
         return (init_settings, env_settings, toml)
 
     @property
@@ -210,3 +209,37 @@ class Settings(BaseSettings):
 def get_settings(**overrides: Any) -> Settings:
     """Settings from all sources, with ``overrides`` (CLI flags) winning; ``None`` means unset."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("TASTEGRAPH_CONFIG", "tastegraph.toml"))
+
+
+def setting_sources(**overrides: Any) -> dict[str, str]:
+    """Where each setting's value comes from, in the order the chain is read: ``flag`` (an
+    explicit override), ``env TASTEGRAPH_X``, ``toml PATH`` or ``default``.
+
+    >>> setting_sources(port=9000)["port"]
+    'flag'
+    """
+    path = _toml_path()
+    in_toml: set[str] = set()
+    if path.is_file():
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10: pydantic-settings' own dependency
+            import tomli as tomllib  # type: ignore[no-redef]
+        in_toml = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    env = {k.upper() for k in os.environ}
+    out: dict[str, str] = {}
+    for name in Settings.model_fields:
+        var = f"TASTEGRAPH_{name.upper()}"
+        if overrides.get(name) is not None:
+            out[name] = "flag"
+        elif var in env:
+            out[name] = f"env {var}"
+        elif name in in_toml:
+            out[name] = f"toml {path}"
+        else:
+            out[name] = "default"
+    return out
