@@ -14,7 +14,13 @@ from typer.testing import CliRunner
 
 from tastegraph.cli import app as cli
 from tastegraph.evaluation import served_feed
-from tastegraph.evaluation.served_feed import SERVED, ServedFeed, interaction_events, pin_table
+from tastegraph.evaluation.served_feed import (
+    SERVED,
+    ServedFeed,
+    interaction_events,
+    last_seen,
+    pin_table,
+)
 from tastegraph.recs import evaluate
 from tastegraph.recs.data import Interactions
 from tastegraph.recs.evaluate import PEERS, evaluate_recs, leave_one_out
@@ -63,11 +69,13 @@ class _Spy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.pages: list[tuple[int, list[int]]] = []
+        self.clock: list[float] = []
         real = FeedEngine.feed
 
         def feed(engine: FeedEngine, user: int, n: int, now: float, **kw: Any) -> list[FeedItem]:
             items = real(engine, user, n, now, **kw)
             self.pages.append((user, [it.pin for it in items]))
+            self.clock.append(now)
             return items
 
         monkeypatch.setattr(FeedEngine, "feed", feed)
@@ -209,3 +217,19 @@ def test_loo_split_scores_through_the_engine(monkeypatch: pytest.MonkeyPatch) ->
         assert set(page) <= set(split.candidates[r].tolist())
         ranked = split.candidates[r][np.argsort(-scores[r], kind="stable")][: len(page)]
         assert ranked.tolist() == page
+
+
+def test_loo_serves_each_user_right_after_their_last_training_interaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    split = leave_one_out(_tastes(6), n_negatives=99)
+    model = ServedFeed().fit(split.train)
+    spy = _Spy(monkeypatch)
+    evaluate._measure(model, split)
+    last = {u: -1 for u in split.users.tolist()}
+    for u, t in zip(split.train.users.tolist(), split.train.timestamps.tolist(), strict=True):
+        if u in last:
+            last[u] = max(last[u], t)
+    assert [u for u, _ in spy.pages] == split.users.tolist()
+    assert spy.clock == [last[u] + 1.0 for u in split.users.tolist()]
+    assert last_seen(split.train, split.users).tolist() == spy.clock

@@ -14,12 +14,13 @@ Building (as ``tastegraph train`` then a server start do)
     events. Whatever ``train`` would train, this trains; whatever it would not (no impressions:
     no ranker, the engine's fixed linear score ranks), this does not either.
 Scoring (sampled protocol)
-    ``feed(user, n=len(candidates), exclude=every other pin)``: the engine's own page over the
-    candidates. A candidate on the page scores by its position; one the engine does not put on
-    the page (no generator proposes it) ties with the others left off, below every shown pin,
-    which the protocol's tie rule counts at its expected rank.
+    ``feed(user, n=len(candidates), now, exclude=every other pin)``: the engine's own page over
+    the candidates, requested right after the user's last training interaction (the held-out one
+    came next; nothing of it is used). A candidate on the page scores by its position; one the
+    engine does not put on the page (no generator proposes it) ties with the others left off,
+    below every shown pin, which the protocol's tie rule counts at its expected rank.
 Recommending (full-ranking protocol)
-    ``feed(user, n, now)``: the first page of the user's home feed, as served.
+    ``feed(user, n, now)``: the first page of the user's home feed, as served, at the time cut.
 
 Interaction logs carry no images. Pins then get an all-zero image vector, the product's "no
 vector" (zero vectors stay zero in the indexes): every cosine is 0, so visual interests,
@@ -56,9 +57,10 @@ from tastegraph.recs.data import Interactions
 from tastegraph.recs.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable
 from tastegraph.recs.feed_service import catalog_params
 
-__all__ = ["SERVED", "ServedFeed", "interaction_events", "pin_table"]
+__all__ = ["SERVED", "ServedFeed", "interaction_events", "last_seen", "pin_table"]
 
 F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 SERVED = "served-feed"
@@ -85,6 +87,13 @@ def pin_table(data: Interactions) -> PinTable:
         labels=[""] * n,
         created_at=created,
     )
+
+
+def last_seen(data: Interactions, users: I64) -> F64:
+    """One second after each user's last interaction in ``data`` (0 for a user with none)."""
+    last = np.full(data.n_users, -1.0)
+    np.maximum.at(last, data.users, data.timestamps.astype(np.float64))
+    return np.asarray(last[np.asarray(users, np.int64)] + 1.0, np.float64)
 
 
 def interaction_events(data: Interactions) -> EventBatch:
@@ -157,19 +166,26 @@ class ServedFeed:
             raise RuntimeError("ServedFeed.fit() first")
         return self.engine_
 
-    def score(self, users: I64, candidates: I64) -> F32:
+    def _clock(self, users: I64, now: F64 | None) -> list[float]:
+        if now is None:
+            return [self.now_] * len(users)
+        return np.broadcast_to(np.asarray(now, np.float64), (len(users),)).tolist()
+
+    def score(self, users: I64, candidates: I64, now: F64 | None = None) -> F32:
         """``(len(users), k)`` scores of each user's ``k`` candidates from the engine's page.
 
         Position ``p`` on the page scores ``k - p``; candidates left off the page score 0.
+        ``now`` is each user's request time (default: the serving clock ``now_``).
         """
         engine = self._engine()
         cands = np.asarray(candidates, np.int64)
         out = np.zeros(cands.shape, np.float32)
         all_pins = np.arange(engine.n_pins, dtype=np.int64)
         k = cands.shape[1]
-        for r, user in enumerate(np.asarray(users, np.int64).tolist()):
+        users = np.asarray(users, np.int64)
+        for r, (user, t) in enumerate(zip(users.tolist(), self._clock(users, now), strict=True)):
             others = np.setdiff1d(all_pins, cands[r], assume_unique=False)
-            page = [it.pin for it in engine.feed(user, k, self.now_, exclude=others.tolist())]
+            page = [it.pin for it in engine.feed(user, k, t, exclude=others.tolist())]
             where = {pin: pos for pos, pin in enumerate(page)}
             for j, pin in enumerate(cands[r].tolist()):
                 pos = where.get(pin)
@@ -177,12 +193,13 @@ class ServedFeed:
                     out[r, j] = k - pos
         return out
 
-    def recommend(self, users: I64, n: int) -> I64:
-        """``(len(users), n)`` pin ids of each user's first home-feed page (``-1`` pads a page
-        shorter than ``n``)."""
+    def recommend(self, users: I64, n: int, now: F64 | None = None) -> I64:
+        """``(len(users), n)`` pin ids of each user's first home-feed page at ``now`` (as in
+        :meth:`score`; ``-1`` pads a page shorter than ``n``)."""
         engine = self._engine()
+        users = np.asarray(users, np.int64)
         out = np.full((len(users), n), -1, np.int64)
-        for r, user in enumerate(np.asarray(users, np.int64).tolist()):
-            page = [it.pin for it in engine.feed(user, n, self.now_)]
+        for r, (user, t) in enumerate(zip(users.tolist(), self._clock(users, now), strict=True)):
+            page = [it.pin for it in engine.feed(user, n, t)]
             out[r, : len(page)] = page
         return out

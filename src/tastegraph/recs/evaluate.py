@@ -49,7 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput
-from tastegraph.evaluation.served_feed import SERVED, ServedFeed
+from tastegraph.evaluation.served_feed import SERVED, ServedFeed, last_seen
 from tastegraph.recs.data import Interactions, latest_per_user, load_interactions, split_by_time
 from tastegraph.recs.models import Recommender, make_model
 
@@ -268,7 +268,13 @@ def _measure(model: Recommender | ServedFeed, split: LooSplit | TemporalSplit) -
     if isinstance(split, LooSplit):
         if len(split.users) == 0:
             return {"hr_at_10": 0.0, "ndcg_at_10": 0.0}
-        hr, ndcg = sampled_metrics(model.score(split.users, split.candidates), k=10)
+        if isinstance(model, ServedFeed):
+            # Each user asks for a page right after their last training interaction.
+            now = last_seen(split.train, split.users)
+            scores = model.score(split.users, split.candidates, now=now)
+        else:
+            scores = model.score(split.users, split.candidates)
+        hr, ndcg = sampled_metrics(scores, k=10)
         return {"hr_at_10": float(hr.mean()), "ndcg_at_10": float(ndcg.mean())}
     if len(split.users) == 0:
         return {"recall_at_20": 0.0, "ndcg_at_20": 0.0}
