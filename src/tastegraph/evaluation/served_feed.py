@@ -67,9 +67,10 @@ SERVED = "served-feed"
 # The engine's events for one rating: a save, the strongest engagement a log can hold. Every
 # rating is one implicit interaction whatever its value (see recs.data), for every model.
 EVENT_KIND = "save"
-# Dimension of the all-zero "no image" vectors: any works (every cosine is 0); small keeps the
-# in-memory index and the feature products cheap.
-NO_IMAGE_DIM = 8
+# Dimension of the all-zero "no image" vectors: any works (every cosine is 0). One keeps the
+# index and the feature products cheap, and a history of zero vectors never looks square to
+# scipy's Ward linkage (which warns about "a distance matrix" for an m x m input).
+NO_IMAGE_DIM = 1
 
 
 def pin_table(data: Interactions) -> PinTable:
