@@ -354,10 +354,19 @@ def test_evaluate_recs_report_on_a_small_file(tmp_path: Path) -> None:
     assert report["protocol"] == "temporal"
     assert report["dataset"]["n_users"] == data.n_users
     names = [row["model"] for row in report["models"]]
-    assert names == ["popularity", "itemknn", "ease", "als", "bpr", "tastegraph"]
+    assert names == [
+        "popularity",
+        "itemknn",
+        "ease",
+        "als",
+        "bpr",
+        "offline-tastegraph",
+        "served-feed",
+    ]
     for row in report["models"]:
         assert {"recall_at_20", "ndcg_at_20", "params", "fit_seconds"} <= set(row)
-    assert report["best_peer"] in names[:-1]
+    assert report["served"] == "served-feed"
+    assert report["best_peer"] in names[:5]
     assert Path(report["plot"]).is_file() and Path(report["plot"]).parent == tmp_path / "out"
     with pytest.raises(InvalidInput, match="unknown protocol"):
         evaluate_recs(f, "kfold", progress=False)

@@ -117,7 +117,8 @@ def eval_recs(
     out_dir: Annotated[Path | None, typer.Option(help="Where the plot goes.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recommenders side by side: popularity, ItemKNN, EASE, ALS, BPR and tastegraph."""
+    """The served feed engine against popularity, ItemKNN, EASE, ALS and BPR (and the
+    offline-only tastegraph model, for reference)."""
     from tastegraph.recs.evaluate import evaluate_recs
 
     try:

@@ -19,8 +19,18 @@ of the training period), never on the test split.
 
 Example
 -------
+Models
+------
+``served-feed`` (:data:`SERVED`) is what users get: the feed engine the server runs, built from the
+training interactions as ``tastegraph train`` and a server start build it, under the server's
+settings (never tuned here), and asked for pages through its own ``feed`` call
+(:mod:`tastegraph.evaluation.served_feed`). The peers are ``popularity``, ``itemknn``, ``ease``,
+``als`` and ``bpr``. ``offline-tastegraph`` is :class:`~tastegraph.recs.models.TasteGraph`, a
+candidates + LambdaRank model that only this evaluation runs; it is reported for reference and
+no user is served by it.
+
 >>> report = evaluate_recs(Path("../shared/data/movielens-100k"), "loo")  # doctest: +SKIP
->>> report["best_peer"], report["tastegraph_vs_best_peer"]                 # doctest: +SKIP
+>>> report["served"], report["best_peer"], report["served_vs_best_peer"]   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,11 +49,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput
+from tastegraph.evaluation.served_feed import SERVED, ServedFeed, last_seen
 from tastegraph.recs.data import Interactions, latest_per_user, load_interactions, split_by_time
 from tastegraph.recs.models import Recommender, make_model
 
 __all__ = [
+    "OFFLINE",
     "PROTOCOLS",
+    "SERVED",
     "LooSplit",
     "TemporalSplit",
     "evaluate_recs",
@@ -251,15 +264,24 @@ def _fit(model: Recommender, train: Interactions) -> Recommender:
     return model.fit(train.to_csr(), train.time_csr())
 
 
-def _measure(model: Recommender, split: LooSplit | TemporalSplit) -> dict[str, float]:
+def _measure(model: Recommender | ServedFeed, split: LooSplit | TemporalSplit) -> dict[str, float]:
     if isinstance(split, LooSplit):
         if len(split.users) == 0:
             return {"hr_at_10": 0.0, "ndcg_at_10": 0.0}
-        hr, ndcg = sampled_metrics(model.score(split.users, split.candidates), k=10)
+        if isinstance(model, ServedFeed):
+            # Each user asks for a page right after their last training interaction.
+            now = last_seen(split.train, split.users)
+            scores = model.score(split.users, split.candidates, now=now)
+        else:
+            scores = model.score(split.users, split.candidates)
+        hr, ndcg = sampled_metrics(scores, k=10)
         return {"hr_at_10": float(hr.mean()), "ndcg_at_10": float(ndcg.mean())}
     if len(split.users) == 0:
         return {"recall_at_20": 0.0, "ndcg_at_20": 0.0}
-    recs, _ = model.recommend(split.users, n=20, exclude_seen=True)
+    if isinstance(model, ServedFeed):
+        recs = model.recommend(split.users, n=20)  # a feed never repeats what the user saw
+    else:
+        recs, _ = model.recommend(split.users, n=20, exclude_seen=True)
     recall, ndcg = full_ranking_metrics(recs, split.truth, k=20)
     return {"recall_at_20": float(recall.mean()), "ndcg_at_20": float(ndcg.mean())}
 
@@ -288,6 +310,8 @@ FIXED: dict[str, dict[str, Any]] = {
     "bpr": {"num_threads": 1},  # one thread: lock-free SGD is only reproducible single-threaded
 }
 PEERS = tuple(GRIDS)
+# The row of recs.models.TasteGraph: a model only this evaluation runs, named for what it is.
+OFFLINE = "offline-tastegraph"
 
 
 def _key(metrics: dict[str, float], protocol: str) -> tuple[float, float]:
@@ -396,7 +420,7 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_column("fit s", justify="right")
     table.add_column("params")
     for row in report["models"]:
-        style = "bold green" if row["model"] == "tastegraph" else None
+        style = "bold green" if row["model"] == report["served"] else None
         shown = {k: v for k, v in row["params"].items() if k != "num_threads"}
         table.add_row(
             row["model"],
@@ -408,10 +432,10 @@ def _print_table(report: dict[str, Any]) -> None:
         )
     console = Console(stderr=True)
     console.print(table)
-    ratio = report["tastegraph_vs_best_peer"]
+    ratio = report["served_vs_best_peer"]
     console.print(
-        f"best peer: {report['best_peer']}; tastegraph / best peer on {primary}: "
-        f"{'n/a' if ratio is None else f'{ratio:.3f}'}; plot: {report['plot']}"
+        f"best peer: {report['best_peer']}; {report['served']} (what users get) / best peer on "
+        f"{primary}: {'n/a' if ratio is None else f'{ratio:.3f}'}; plot: {report['plot']}"
     )
 
 
@@ -433,6 +457,14 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
         bars = ax.bar(x + (j - 0.5) * width, values, width, label=metric)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     ax.set_xticks(x, names)
+    # The served engine is the row that matters to users: outlined bars, bold name.
+    served = names.index(report["served"]) if report.get("served") in names else None
+    if served is not None:
+        for patch in ax.patches[served :: len(names)]:
+            patch.set_edgecolor("black")
+            patch.set_linewidth(1.6)
+        ax.get_xticklabels()[served].set_fontweight("bold")
+        ax.axvspan(served - 0.5, served + 0.5, color="0.92", zorder=0)
     ax.set_ylabel("score")
     ax.set_title(
         f"{Path(report['dataset']['path']).name}: {protocol} protocol "
@@ -456,7 +488,7 @@ def evaluate_recs(
     out_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate the peers and tastegraph's pipeline side by side on one protocol.
+    """Evaluate the served feed engine and the peers side by side on one protocol.
 
     Parameters
     ----------
@@ -476,8 +508,9 @@ def evaluate_recs(
     -------
     dict
         ``protocol``, ``dataset`` (path, n_users, n_items, n_interactions), ``split``, ``models``
-        (one row per model: metrics, tuned ``params``, ``fit_seconds``), ``best_peer``,
-        ``tastegraph_vs_best_peer`` (ratio on the primary metric), ``plot`` and ``seconds``.
+        (one row per model: metrics, tuned ``params``, ``fit_seconds``), ``served`` (the row
+        of the engine users get), ``best_peer``, ``served_vs_best_peer`` and
+        ``offline_vs_best_peer`` (ratios on the primary metric), ``plot`` and ``seconds``.
 
     Raises
     ------
@@ -525,13 +558,16 @@ def _evaluate(
         tune_s = time.perf_counter() - t0
         rows.append(_final(name, {**FIXED.get(name, {}), **point}, split, seed, tune_s, log))
     params = tastegraph_params(protocol, tuned)
-    rows.append(_final("tastegraph", params, split, seed, 0.0, log))
+    rows.append(_final("tastegraph", params, split, seed, 0.0, log, row=OFFLINE))
+    rows.append(_final_served(split, log))
 
     primary = PRIMARY[protocol]
-    peers = [r for r in rows if r["model"] != "tastegraph"]
-    best = max(peers, key=lambda r: (r[primary], r[SECONDARY[protocol]]))
-    ours = rows[-1]
-    ratio = _round(ours[primary] / best[primary]) if best[primary] > 0 else None
+    by_name = {r["model"]: r for r in rows}
+    best = max((by_name[p] for p in PEERS), key=lambda r: (r[primary], r[SECONDARY[protocol]]))
+
+    def ratio(row: str) -> float | None:
+        return _round(by_name[row][primary] / best[primary]) if best[primary] > 0 else None
+
     report: dict[str, Any] = {
         "protocol": protocol,
         "dataset": {
@@ -542,8 +578,10 @@ def _evaluate(
         },
         "split": _split_info(split),
         "models": rows,
+        "served": SERVED,
         "best_peer": best["model"],
-        "tastegraph_vs_best_peer": ratio,
+        "served_vs_best_peer": ratio(SERVED),
+        "offline_vs_best_peer": ratio(OFFLINE),
         "seed": seed,
     }
     folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="tg-recs-"))
@@ -561,24 +599,50 @@ def _final(
     seed: int,
     tune_s: float,
     log: Callable[[str], None],
+    *,
+    row: str | None = None,
 ) -> dict[str, Any]:
-    """Fit on the whole training split with the chosen params and measure on the test."""
+    """Fit on the whole training split with the chosen params and measure on the test;
+    ``row`` names the row (default: the model's name)."""
     if "seed" in make_model(name)._param_names():
         params = {**params, "seed": seed}
     t0 = time.perf_counter()
     model = _fit(make_model(name, **params), split.train)
     fit_s = time.perf_counter() - t0
     metrics = _measure(model, split)
+    shown = {k: v for k, v in params.items() if k != "seed"}
+    return _row(row or name, metrics, shown, fit_s, tune_s, log)
+
+
+def _final_served(split: LooSplit | TemporalSplit, log: Callable[[str], None]) -> dict[str, Any]:
+    """The served engine under the server's settings: nothing is tuned, so no validation."""
+    t0 = time.perf_counter()
+    model = ServedFeed().fit(split.train)
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    metrics = _measure(model, split)
+    out = _row(SERVED, metrics, model.get_params(), fit_s, 0.0, log)
+    out["serve_seconds"] = _round(time.perf_counter() - t1)
+    return out
+
+
+def _row(
+    name: str,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    fit_s: float,
+    tune_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     log(
         f"{name}: "
         + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         + f" (tuning {tune_s:.1f}s, fit {fit_s:.1f}s)"
     )
-    shown = {k: v for k, v in params.items() if k != "seed"}
     return {
         "model": name,
         **{k: _round(v) for k, v in metrics.items()},
-        "params": shown,
+        "params": params,
         "fit_seconds": _round(fit_s),
         "tune_seconds": _round(tune_s),
     }

@@ -146,6 +146,9 @@ _GENERATORS = ("interest", "walk", "cf", "popular", "fresh", "explore")
 SURFACES = ("", "home", "related", "search", "board", "profile")
 _MISSING_RANK = 1000.0
 _ANN_BATCH_K = 64  # interests wanting at most this many neighbours share one index search
+# Candidates kept as negatives per engagement when the ranker learns without impressions (more
+# cost training time and, measured on MovieLens, did not rank better).
+_ENGAGED_NEGATIVES = 100
 _COL = {name: j for j, name in enumerate(FEATURES)}
 
 
@@ -1278,11 +1281,16 @@ class FeedEngine:
         X[:, col["log_pop"]] = np.log1p(self._pop.score(cand, now))
         X[:, col["log_age_days"]] = np.log1p(np.maximum(now - created, 0.0) / DAY)
         impr = self._impr[cand]
-        tot_impr = max(self._totals[0], 1.0)
-        prior_save = self._totals[1] / tot_impr
-        prior_hide = self._totals[2] / tot_impr
-        X[:, col["save_rate"]] = (self._saves[cand] + 10 * prior_save) / (impr + 10)
-        X[:, col["hide_rate"]] = (self._hides[cand] + 10 * prior_hide) / (impr + 10)
+        saves, hides = self._saves[cand], self._hides[cand]
+        # A save or a hide means the pin was seen, impression logged or not (imported logs hold
+        # none), so both count as views: the rates stay in [0, 1]. Over impressions alone, a log
+        # of saves turned the "rate" into the save count, which swamped the linear score.
+        views = np.maximum(impr, saves + hides)
+        tot_views = max(self._totals[0], self._totals[1] + self._totals[2], 1.0)
+        prior_save = self._totals[1] / tot_views
+        prior_hide = self._totals[2] / tot_views
+        X[:, col["save_rate"]] = (saves + 10 * prior_save) / (views + 10)
+        X[:, col["hide_rate"]] = (hides + 10 * prior_hide) / (views + 10)
         X[:, col["log_impressions"]] = np.log1p(impr)
         if st is not None and hist is not None:
             rows, w, last, _ = hist
@@ -1607,13 +1615,18 @@ class FeedEngine:
         from the state at that instant, exactly as serving would have computed them (no leakage
         from the future, no skew in the real-time features), whose labels come from the
         engagement that followed (save 3, click or long dwell 2, closeup or dwell 1, hide 0),
-        and whose weights correct for position bias. After the replay every event has been
-        observed, so serving continues from the full state.
+        and whose weights correct for position bias. A log with no such request (no impressions
+        logged: engagement imported from elsewhere) is learnt from its engagements instead:
+        replay stops before each sampled one, and the candidates serving would have ranked at
+        that instant become rows labelled by whether they are the engaged pin. After the replay
+        every event has been observed, so serving continues from the full state.
 
         Returns
         -------
         FeedEngine
-            ``self``; ``ranker_`` stays None when the log holds no engaged impressions.
+            ``self``; ``ranker_`` stays None when the log holds no engagement to learn from.
+            ``fit_report_["labels"]`` says what it learnt from (``"impressions"``,
+            ``"next_engagement"`` or None).
         """
         p = self.params
         batch = as_batch(events)
@@ -1636,7 +1649,8 @@ class FeedEngine:
             positions: list[I32] = []
             items: list[I64] = []
             done = cut
-            for members in self._training_requests(b, cut, labels, rng):
+            requests = self._training_requests(b, cut, labels, rng)
+            for members in requests:
                 start = int(np.searchsorted(b.ts, b.ts[members[0]], side="left"))
                 if start > done:
                     self._observe(b.take(np.arange(done, start)))
@@ -1646,6 +1660,20 @@ class FeedEngine:
                 ys.append(labels[members])
                 positions.append(b.position[members])
                 items.append(rows)
+            # A log whose impressions teach nothing (none logged: engagement imported from
+            # elsewhere) still says what each person chose next among what serving would have
+            # offered; the ranker learns from that instead of not being trained at all.
+            for event in [] if requests else self._engaged_requests(b, cut, rng):
+                start = int(np.searchsorted(b.ts, b.ts[event], side="left"))
+                if start > done:
+                    self._observe(b.take(np.arange(done, start)))
+                    done = start
+                got = self._engaged_features(b, int(event), rng)
+                if got is not None:
+                    Xs.append(got[0])
+                    ys.append(got[1])
+                    positions.append(np.full(len(got[1]), -1, np.int32))  # no position bias
+                    items.append(got[2])
             if done < n:
                 self._observe(b.take(np.arange(done, n)))
             self._cf = self._fit_cf(b)
@@ -1657,6 +1685,8 @@ class FeedEngine:
                 "train_rows": int(sum(groups)),
                 "users": len(self._users),
                 "skipped_events": dict(skipped),
+                # what the ranker learned from: logged impressions, or each next engagement
+                "labels": "impressions" if requests else "next_engagement" if groups else None,
             }
             if groups:
                 self.ranker_ = LambdaRanker(
@@ -1725,6 +1755,43 @@ class FeedEngine:
         pool = _make_pool(gen, uniq)
         X = self._features(st, pool, gen.interests, ts, int(b.surface[members[0]]))
         return X[inv], rows
+
+    def _engaged_requests(self, b: EventBatch, cut: int, rng: np.random.Generator) -> I64:
+        """Sampled engagements after ``cut`` (event indices in time order), for a log without
+        useful impressions: each is one request, at its own time, answered by its pin."""
+        p = self.params
+        engaged = cut + np.flatnonzero(self._weights(b.kind[cut:], b.dwell_ms[cut:]) > 0)
+        if len(engaged) > p.max_train_requests:
+            engaged = np.sort(rng.choice(engaged, p.max_train_requests, replace=False))
+        return engaged
+
+    def _engaged_features(
+        self, b: EventBatch, event: int, rng: np.random.Generator
+    ) -> tuple[F32, NDArray[np.int32], I64] | None:
+        """Training rows of one engagement from the current state: the candidates serving would
+        have ranked at that instant (generated, not filtered out, the best ``rank_top`` by the
+        linear score), labelled 1 for the engaged pin; ``_ENGAGED_NEGATIVES`` of the others are
+        kept. None when serving would not have offered the pin at all."""
+        p = self.params
+        user, ts = int(b.user[event]), float(b.ts[event])
+        st = self._users.get(user)
+        gen = self._generate(st, ts, rng)
+        pool = _make_pool(gen)
+        ok = ~self._blocked[pool.rows]
+        if st is not None and (st.seen or st.hidden):
+            ok &= ~_member(pool.rows, self._excluded(st))
+        pool = pool.take(np.flatnonzero(ok))
+        X = self._features(st, pool, gen.interests, ts, int(b.surface[event]))
+        keep = _prerank(self._fallback_score(X), _SOURCE_ARM[pool.source()], p.rank_top)
+        rows, X = pool.rows[keep], X[keep]
+        y = (rows == self._rows_of(b.pin[event : event + 1])[0]).astype(np.int32)
+        if not y.any():
+            return None
+        others = np.flatnonzero(y == 0)
+        if len(others) > _ENGAGED_NEGATIVES:
+            others = rng.choice(others, _ENGAGED_NEGATIVES, replace=False)
+        sel = np.sort(np.concatenate([np.flatnonzero(y), others]))
+        return X[sel], y[sel], rows[sel]
 
     def _fit_cf(self, b: EventBatch) -> sp.csr_matrix:
         p = self.params
