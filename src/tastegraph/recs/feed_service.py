@@ -175,7 +175,7 @@ def load_event_batch(
     """
     import sqlalchemy as sa
 
-    from tastegraph.recs.feed import KINDS, SURFACES, EventBatch
+    from tastegraph.recs.feed_data import KINDS, SURFACES, EventBatch
     from tastegraph.store import schema as t
 
     ev = t.events
