@@ -117,29 +117,12 @@ def _pin_meta(
     Only the columns the engine uses, read as tuples: building full ``Pin`` objects (every JSON
     column decoded) for the whole catalog took most of the engine's start-up.
     """
-    import sqlalchemy as sa
-
-    from tastegraph.store import schema as t
-
-    p = t.pins
-    q = sa.select(p.c.id, p.c.title, p.c.board, p.c.labels, p.c.created_at, p.c.dup_group)
-    rows: list[Any] = []
-    with store.read() as conn:
-        if ids is None:
-            rows = conn.execute(q).fetchall()
-        else:
-            for start in range(0, len(ids), 500):
-                rows.extend(conn.execute(q.where(p.c.id.in_(ids[start : start + 500]))))
+    rows = store.pin_meta(ids)
     return {int(r[0]): (r[1], r[2], _first_label(r[3]), r[4], r[5]) for r in rows}
 
 
 def _user_ids(store: Any, limit: int) -> list[int]:
-    import sqlalchemy as sa
-
-    from tastegraph.store import schema as t
-
-    with store.read() as conn:
-        return [int(r[0]) for r in conn.execute(sa.select(t.users.c.id).limit(limit)).fetchall()]
+    return list(store.user_ids(limit))
 
 
 def to_engine_event(row: dict[str, Any]) -> Event:
@@ -173,31 +156,9 @@ def load_event_batch(
     a position beyond 32 bits) are left out and counted in ``skipped``; times and dwell that
     are not numbers become NaN, which the engine skips and counts itself.
     """
-    import sqlalchemy as sa
-
     from tastegraph.recs.feed_data import KINDS, SURFACES, EventBatch
-    from tastegraph.store import schema as t
 
-    ev = t.events
-    q = (
-        sa.select(
-            ev.c.id,
-            ev.c.user_id,
-            ev.c.pin_id,
-            ev.c.kind,
-            ev.c.ts,
-            ev.c.dwell_ms,
-            ev.c.surface,
-            ev.c.position,
-            ev.c.request_id,
-        )
-        .where(ev.c.id > after_id)
-        .order_by(ev.c.id)
-    )
-    if limit:
-        q = q.limit(limit)
-    with store.read() as conn:
-        rows = conn.execute(q).fetchall()
+    rows = store.event_columns(after_id, limit)
     if not rows:
         return EventBatch.from_arrays([], [], np.zeros(0, np.int8), []), after_id
     ids, users, pins, kinds, ts, dwell, surfaces, positions, requests = zip(*rows, strict=True)
