@@ -74,7 +74,13 @@ def test_every_public_method_of_the_store_belongs_to_a_port() -> None:
     declared = {
         p for p in vars(ports).values() if is_protocol(p) and p.__module__ == ports.__name__
     }
-    assert declared - set(PORTS) == {Store, ports.KeywordIndex}
+    # besides: the combination, the backend's keyword index, and what event queries are given
+    assert declared - set(PORTS) == {
+        Store,
+        ports.KeywordIndex,
+        ports.EventSelection,
+        ports.EventTimes,
+    }
 
 
 def test_keyword_index_matches_its_port() -> None:
@@ -426,3 +432,49 @@ class TestEvents:
         assert store.audit_entries()[0]["action"] == "delete_events"
         stats = log.event_stats(window)
         assert (stats["events"], stats["by_kind"], stats["future"]) == (2, {"click": 2}, 1)
+
+
+# ----------------------------------------------------------------------- layering
+def _store_imports() -> dict[str, set[str]]:
+    """Module -> the ``tastegraph`` modules it imports (TYPE_CHECKING ones included)."""
+    import ast
+
+    root = Path(ports.__file__).parent
+    out: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        name = "tastegraph.store" + ("" if path.stem == "__init__" else f".{path.stem}")
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        out[name] = {m for m in found if m.startswith("tastegraph")}
+    return out
+
+
+def test_store_imports_only_lower_layers_and_has_no_cycle() -> None:
+    graph = _store_imports()
+    allowed = ("tastegraph.store", "tastegraph.domain", "tastegraph.errors")
+    for mod, deps in graph.items():
+        bad = {d for d in deps if not d.startswith(allowed)}
+        assert not bad, f"{mod} imports {sorted(bad)}"
+    edges = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    edges.pop("tastegraph.store")  # the package's entry point imports its modules, none it
+    for deps in edges.values():
+        deps.discard("tastegraph.store")
+    state: dict[str, int] = {}
+
+    def visit(m: str, chain: list[str]) -> None:
+        if state.get(m) == 1:
+            raise AssertionError("import cycle: " + " -> ".join([*chain, m]))
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for d in sorted(edges.get(m, ())):
+            visit(d, [*chain, m])
+        state[m] = 2
+
+    for m in sorted(edges):
+        visit(m, [])

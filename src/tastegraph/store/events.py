@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
+from tastegraph.domain import EVENT_KINDS, MAX_DWELL_MS, MAX_POSITION
 from tastegraph.errors import InvalidInput
-from tastegraph.recs.events import EVENT_KINDS, MAX_DWELL_MS, MAX_POSITION
 from tastegraph.store import schema as t
 from tastegraph.store.artefacts import put_kv
 from tastegraph.store.audit import audit_row
 from tastegraph.store.db import Database, now_iso
-
-if TYPE_CHECKING:
-    from tastegraph.recs.events import EventFilter, TimeWindow
+from tastegraph.store.ports import EventSelection, EventTimes
 
 __all__ = ["EVENTS_GENERATION_KEY", "EventRepository"]
 
@@ -91,7 +89,7 @@ class EventRepository:
             return int(conn.execute(sa.select(sa.func.max(t.events.c.id))).scalar_one() or 0)
 
     def count_events(
-        self, where: EventFilter | None = None, window: TimeWindow | None = None
+        self, where: EventSelection | None = None, window: EventTimes | None = None
     ) -> int:
         """All logged events, or those ``where`` selects (``window`` gives its "future")."""
         q = sa.select(sa.func.count()).select_from(t.events)
@@ -101,7 +99,7 @@ class EventRepository:
             return int(conn.execute(q).scalar_one())
 
     def find_events(
-        self, where: EventFilter, window: TimeWindow, limit: int = 100
+        self, where: EventSelection, window: EventTimes, limit: int = 100
     ) -> list[dict[str, Any]]:
         """The first ``limit`` events ``where`` selects, in id order."""
         q = sa.select(t.events).where(*_event_clauses(where, window))
@@ -110,8 +108,8 @@ class EventRepository:
 
     def delete_events(
         self,
-        where: EventFilter,
-        window: TimeWindow,
+        where: EventSelection,
+        window: EventTimes,
         *,
         actor: tuple[int | None, str],
         note: dict[str, Any] | None = None,
@@ -152,10 +150,8 @@ class EventRepository:
             ).scalar_one_or_none()
         return str(rec["id"]) if rec else None
 
-    def event_stats(self, window: TimeWindow) -> dict[str, Any]:
+    def event_stats(self, window: EventTimes) -> dict[str, Any]:
         """Counts per kind, the time range, and how many rows lie past or outside ``window``."""
-        from tastegraph.recs.events import EventFilter
-
         ev = t.events
         with self._db.read() as conn:
             q = sa.select(ev.c.kind, sa.func.count()).group_by(ev.c.kind)
@@ -166,12 +162,17 @@ class EventRepository:
             "by_kind": kinds,
             "min_ts": lo,
             "max_ts": hi,
-            "future": self.count_events(EventFilter(future=True), window),
-            "invalid": self.count_events(EventFilter(invalid=True), window),
+            "future": self._count(_future(window)),
+            "invalid": self._count(_invalid(window)),
         }
 
+    def _count(self, clause: sa.ColumnElement[bool]) -> int:
+        with self._db.read() as conn:
+            q = sa.select(sa.func.count()).select_from(t.events).where(clause)
+            return int(conn.execute(q).scalar_one())
 
-def _event_clauses(f: EventFilter, window: TimeWindow | None) -> list[Any]:
+
+def _event_clauses(f: EventSelection, window: EventTimes | None) -> list[Any]:
     """SQL conditions for ``f``; an empty filter is refused unless it says ``all``."""
     if f.is_empty() and not f.all:
         raise InvalidInput(
@@ -199,22 +200,29 @@ def _event_clauses(f: EventFilter, window: TimeWindow | None) -> list[Any]:
         if window is None:
             raise InvalidInput("'future' and 'invalid' need the accepted time window")
         if f.future:
-            c.append(ev.c.ts > window.max_ts)
+            c.append(_future(window))
         if f.invalid:
-            # What parse_event rejects today, for rows logged before it did (or by other tools).
-            c.append(
-                sa.or_(
-                    ev.c.ts.is_(None),
-                    ev.c.ts < window.min_ts,
-                    ev.c.ts > window.max_ts,
-                    ev.c.kind.not_in(EVENT_KINDS),
-                    ev.c.position < 0,
-                    ev.c.position > MAX_POSITION,
-                    ev.c.dwell_ms < 0,
-                    ev.c.dwell_ms > MAX_DWELL_MS,
-                    sa.and_(ev.c.kind == "dwell", ev.c.dwell_ms <= 0),
-                    ev.c.user_id < 1,
-                    ev.c.pin_id < 1,
-                )
-            )
+            c.append(_invalid(window))
     return c
+
+
+def _future(window: EventTimes) -> sa.ColumnElement[bool]:
+    return t.events.c.ts > window.max_ts
+
+
+def _invalid(window: EventTimes) -> sa.ColumnElement[bool]:
+    # What parse_event rejects today, for rows logged before it did (or by other tools).
+    ev = t.events
+    return sa.or_(
+        ev.c.ts.is_(None),
+        ev.c.ts < window.min_ts,
+        ev.c.ts > window.max_ts,
+        ev.c.kind.not_in(EVENT_KINDS),
+        ev.c.position < 0,
+        ev.c.position > MAX_POSITION,
+        ev.c.dwell_ms < 0,
+        ev.c.dwell_ms > MAX_DWELL_MS,
+        sa.and_(ev.c.kind == "dwell", ev.c.dwell_ms <= 0),
+        ev.c.user_id < 1,
+        ev.c.pin_id < 1,
+    )

@@ -20,16 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tastegraph.domain import Pin, QuarantineEntry
-
-if TYPE_CHECKING:
-    from tastegraph.recs.events import EventFilter, TimeWindow
 
 __all__ = [
     "PIN_RECORD_FIELDS",
@@ -39,6 +36,8 @@ __all__ = [
     "Duplicates",
     "Engagement",
     "EventLog",
+    "EventSelection",
+    "EventTimes",
     "IngestRuns",
     "KeywordDoc",
     "KeywordIndex",
@@ -287,6 +286,45 @@ class Engagement(Protocol):
     def board_edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]: ...
 
 
+class EventSelection(Protocol):
+    """Which logged events to count, list or delete (``recs.events.EventFilter`` is one): every
+    given criterion must hold; ``future``/``invalid`` are judged against an :class:`EventTimes`."""
+
+    @property
+    def user_id(self) -> int | None: ...
+    @property
+    def pin_id(self) -> int | None: ...
+    @property
+    def kind(self) -> str | None: ...
+    @property
+    def after(self) -> float | None: ...
+    @property
+    def before(self) -> float | None: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def min_id(self) -> int | None: ...
+    @property
+    def max_id(self) -> int | None: ...
+    @property
+    def future(self) -> bool: ...
+    @property
+    def invalid(self) -> bool: ...
+    @property
+    def all(self) -> bool: ...
+    def is_empty(self) -> bool: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class EventTimes(Protocol):
+    """The accepted event times, epoch seconds, both ends included (``recs.events.TimeWindow``)."""
+
+    @property
+    def min_ts(self) -> float: ...
+    @property
+    def max_ts(self) -> float: ...
+
+
 class EventLog(Protocol):
     """The engagement log: idempotent by ``key``, read in id order, deleted only audited::
 
@@ -302,22 +340,22 @@ class EventLog(Protocol):
     ) -> list[tuple[Any, ...]]: ...
     def last_event_id(self) -> int: ...
     def count_events(
-        self, where: EventFilter | None = None, window: TimeWindow | None = None
+        self, where: EventSelection | None = None, window: EventTimes | None = None
     ) -> int: ...
     def find_events(
-        self, where: EventFilter, window: TimeWindow, limit: int = 100
+        self, where: EventSelection, window: EventTimes, limit: int = 100
     ) -> list[dict[str, Any]]: ...
     def delete_events(
         self,
-        where: EventFilter,
-        window: TimeWindow,
+        where: EventSelection,
+        window: EventTimes,
         *,
         actor: tuple[int | None, str],
         note: dict[str, Any] | None = None,
         keep: Callable[[Iterator[dict[str, Any]]], None] | None = None,
     ) -> int: ...
     def events_generation(self) -> str | None: ...
-    def event_stats(self, window: TimeWindow) -> dict[str, Any]: ...
+    def event_stats(self, window: EventTimes) -> dict[str, Any]: ...
 
 
 class SQLAccess(Protocol):

@@ -24,14 +24,19 @@ from tastegraph.store.duplicates import DuplicateRepository
 from tastegraph.store.engagement import EngagementRepository
 from tastegraph.store.events import EventRepository
 from tastegraph.store.pins import PinRepository
-from tastegraph.store.ports import KeywordIndex, NewPin, PinMeta, TokenInfo, VectorEdits
+from tastegraph.store.ports import (
+    EventSelection,
+    EventTimes,
+    KeywordIndex,
+    NewPin,
+    PinMeta,
+    TokenInfo,
+    VectorEdits,
+)
 from tastegraph.store.runs import IngestRunRepository
 from tastegraph.store.sqlite import SQLiteDialect
 from tastegraph.store.tokens import TokenRepository
 from tastegraph.store.vectors import VectorRepository
-
-if TYPE_CHECKING:
-    from tastegraph.recs.events import EventFilter, TimeWindow
 
 __all__ = ["DIALECTS", "NewPin", "SQLStore", "TokenInfo", "now_iso"]
 
@@ -258,19 +263,19 @@ class SQLStore:
         return self.events.last_event_id()
 
     def count_events(
-        self, where: EventFilter | None = None, window: TimeWindow | None = None
+        self, where: EventSelection | None = None, window: EventTimes | None = None
     ) -> int:
         return self.events.count_events(where, window)
 
     def find_events(
-        self, where: EventFilter, window: TimeWindow, limit: int = 100
+        self, where: EventSelection, window: EventTimes, limit: int = 100
     ) -> list[dict[str, Any]]:
         return self.events.find_events(where, window, limit)
 
     def delete_events(
         self,
-        where: EventFilter,
-        window: TimeWindow,
+        where: EventSelection,
+        window: EventTimes,
         *,
         actor: tuple[int | None, str],
         note: dict[str, Any] | None = None,
@@ -281,7 +286,7 @@ class SQLStore:
     def events_generation(self) -> str | None:
         return self.events.events_generation()
 
-    def event_stats(self, window: TimeWindow) -> dict[str, Any]:
+    def event_stats(self, window: EventTimes) -> dict[str, Any]:
         return self.events.event_stats(window)
 
 
