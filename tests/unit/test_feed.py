@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 
 from tastegraph.errors import IndexMismatch, NotFound
-from tastegraph.recs.blend import EXPLOIT, EXPLORE, ThompsonArms, blend
-from tastegraph.recs.candidates import BipartiteGraph, Popularity, cluster_history, pixie_walk
-from tastegraph.recs.feed import (
+from tastegraph.feed import (
     Event,
     EventBatch,
     FeedEngine,
@@ -24,7 +22,9 @@ from tastegraph.recs.feed import (
     FeedParams,
     PinTable,
 )
-from tastegraph.recs.ranker import LambdaRanker, estimate_propensity
+from tastegraph.feed.blend import EXPLOIT, EXPLORE, ThompsonArms, blend
+from tastegraph.feed.candidates import BipartiteGraph, Popularity, cluster_history, pixie_walk
+from tastegraph.feed.ranker import LambdaRanker, estimate_propensity
 
 World = tuple[PinTable, np.ndarray, np.ndarray]
 

@@ -1,6 +1,6 @@
 """The feed engine's inputs and outputs: events, pins, feed items and parameters (plain data).
 
-Split out of :mod:`tastegraph.recs.feed`, which re-exports what it always exported.
+Split out of :mod:`tastegraph.feed.engine`, which re-exports what it always exported.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput
-from tastegraph.recs.ranker import FEATURES
+from tastegraph.feed.ranker import FEATURES
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -346,7 +346,7 @@ class FeedParams:
     seed: int = 0
     # event hygiene: the engine uses only events dated inside this window (epoch seconds) and,
     # when the caller passes the clock, at most this far ahead of it; others are skipped and
-    # counted (see recs.hygiene)
+    # counted (see feed.hygiene)
     event_ts_min: float = 0.0
     event_ts_max: float = 4102444800.0  # 2100-01-01
     event_max_future_s: float = 3600.0

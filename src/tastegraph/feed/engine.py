@@ -15,7 +15,7 @@ Pipeline of one ``feed(user, n, now)`` call
    co-engagement (CF), popular pins (overall and per coarse visual cluster) and fresh pins.
 3. **Filters**: hidden, already seen (impressed or engaged), blocked (moderated) and ``exclude``.
 4. **Ranking**: a fixed linear score of the candidate features
-   (:data:`tastegraph.recs.ranker.FEATURES`) keeps the best ``rank_top`` candidates (quotas per
+   (:data:`tastegraph.feed.ranker.FEATURES`) keeps the best ``rank_top`` candidates (quotas per
    arm); a LightGBM LambdaRank model orders those once ``fit`` has trained one, the linear score
    before any training.
 5. **Blending**: scores scaled to [0, 1], minus a penalty for looking like hidden pins (their
@@ -27,7 +27,7 @@ Pipeline of one ``feed(user, n, now)`` call
    ``fresh_share_max``); maximal marginal relevance over image vectors; caps per board and per
    label in each window of 10; one pin per near-duplicate group.
 6. **Reasons**: every item says why ("because you saved ...", "popular in ...", "new", ...),
-   naming pins in words people wrote (:mod:`tastegraph.recs.reasons`).
+   naming pins in words people wrote (:mod:`tastegraph.feed.reasons`).
 
 Real time
 ---------
@@ -36,7 +36,7 @@ history (so their interests), hidden and seen sets, bandit posteriors, the pin-u
 (edges are walkable at once through the graph's delta), engagement counters and popularity.
 Events it cannot use (unknown pins, times that are not finite, outside the accepted window or
 far ahead of the clock, bad dwell or position) are skipped and counted in ``skipped_``
-(:mod:`tastegraph.recs.hygiene`): no single event can stop the engine.
+(:mod:`tastegraph.feed.hygiene`): no single event can stop the engine.
 
 Concurrency
 -----------
@@ -87,10 +87,8 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from tastegraph.errors import IndexMismatch, NotFound
-from tastegraph.index import IndexMeta, VectorIndex, open_index
-from tastegraph.index.base import RWLock
-from tastegraph.recs import reasons
-from tastegraph.recs.blend import (
+from tastegraph.feed import reasons
+from tastegraph.feed.blend import (
     EXPLOIT,
     EXPLORE,
     ThompsonArms,
@@ -99,7 +97,7 @@ from tastegraph.recs.blend import (
     lookalike_penalty,
     rrf,
 )
-from tastegraph.recs.candidates import (
+from tastegraph.feed.candidates import (
     BipartiteGraph,
     Popularity,
     cluster_history,
@@ -107,7 +105,7 @@ from tastegraph.recs.candidates import (
     kmeans,
     pixie_walk,
 )
-from tastegraph.recs.feed_data import (
+from tastegraph.feed.data import (
     _SOURCE_CODE,
     CLICK,
     CLOSEUP,
@@ -126,8 +124,10 @@ from tastegraph.recs.feed_data import (
     _surface_code,
     as_batch,
 )
-from tastegraph.recs.hygiene import SkipCounter, usable
-from tastegraph.recs.ranker import FEATURES, LambdaRanker
+from tastegraph.feed.hygiene import SkipCounter, usable
+from tastegraph.feed.ranker import FEATURES, LambdaRanker
+from tastegraph.index import IndexMeta, VectorIndex, open_index
+from tastegraph.index.base import RWLock
 
 __all__ = [
     "KINDS",
@@ -378,7 +378,7 @@ class FeedEngine:
         self._created_sorted: F64 = np.zeros(0)
         self.ranker_: LambdaRanker | None = None
         self.fit_report_: dict[str, Any] = {}
-        # Events observe() could not use, by reason (see recs.hygiene.REASONS).
+        # Events observe() could not use, by reason (see feed.hygiene.REASONS).
         self.skipped_ = SkipCounter()
         # Look-alike cut per hidden pin row (see _lookalike_floors); cleared when pins arrive.
         self._floor_cache: dict[int, float] = {}

@@ -1,7 +1,7 @@
 """Candidate generators for the home feed and related pins: the data structures and algorithms.
 
 Everything here works on *pin rows* (``0..n_pins-1``, the engine's dense numbering) and plain
-numpy arrays; ``tastegraph.recs.feed`` maps store ids to rows and composes the generators.
+numpy arrays; ``tastegraph.feed.engine`` maps store ids to rows and composes the generators.
 
 - :func:`kmeans`: spherical k-means, used for coarse catalog clusters (diverse exploration) and by
   the simulator to find the catalog's visual clusters.

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tastegraph.errors import InvalidInput, NotFound, TastegraphError
-from tastegraph.recs.hygiene import INT32_MAX, REASONS, SkipCounter, float_column, int_column
+from tastegraph.feed.hygiene import INT32_MAX, REASONS, SkipCounter, float_column, int_column
 
 if TYPE_CHECKING:
     from tastegraph.app import App
+    from tastegraph.feed.data import Event, EventBatch, FeedItem, FeedParams
+    from tastegraph.feed.engine import FeedEngine
     from tastegraph.index import VectorIndex
-    from tastegraph.recs.feed import Event, EventBatch, FeedEngine, FeedItem, FeedParams
 
 __all__ = ["FeedService", "decode_cursor", "encode_cursor", "load_event_batch"]
 
@@ -96,7 +97,7 @@ def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
     "more than chance" means depends on the embedding, so the threshold is the 99th percentile
     of cosines between random pairs of this catalog (serving-only: no retraining needed).
     """
-    from tastegraph.recs.feed import FeedParams
+    from tastegraph.feed.data import FeedParams
 
     n = len(vectors)
     if n < 50:
@@ -143,7 +144,7 @@ def _user_ids(store: Any, limit: int) -> list[int]:
 
 
 def to_engine_event(row: dict[str, Any]) -> Event:
-    from tastegraph.recs.feed import Event
+    from tastegraph.feed.data import Event
 
     surface = str(row.get("surface") or "")
     board = surface.split(":", 1)[1] if surface.startswith("board:") else ""
@@ -175,7 +176,7 @@ def load_event_batch(
     """
     import sqlalchemy as sa
 
-    from tastegraph.recs.feed_data import KINDS, SURFACES, EventBatch
+    from tastegraph.feed.data import KINDS, SURFACES, EventBatch
     from tastegraph.store import schema as t
 
     ev = t.events
@@ -279,7 +280,7 @@ class FeedService:
 
     # ------------------------------------------------------------- engine
     def _pin_table(self, ids: list[int] | None = None) -> Any:
-        from tastegraph.recs.feed import PinTable
+        from tastegraph.feed.data import PinTable
 
         app = self.app
         pid, mat, _ = app.store.get_vectors("image", ids)
@@ -323,7 +324,7 @@ class FeedService:
         return index
 
     def _new_engine(self) -> FeedEngine:
-        from tastegraph.recs.feed import FeedEngine
+        from tastegraph.feed.engine import FeedEngine
 
         table = self._pin_table()
         params = catalog_params(table.vectors)
