@@ -23,8 +23,10 @@ from tastegraph.feed import (
     PinTable,
 )
 from tastegraph.feed.blend import EXPLOIT, EXPLORE, ThompsonArms, blend
-from tastegraph.feed.candidates import BipartiteGraph, Popularity, cluster_history, pixie_walk
 from tastegraph.feed.ranker import LambdaRanker, estimate_propensity
+from tastegraph.feed.sources.clusters import cluster_history
+from tastegraph.feed.sources.popularity import Popularity
+from tastegraph.feed.sources.walks import BipartiteGraph, pixie_walk
 
 World = tuple[PinTable, np.ndarray, np.ndarray]
 

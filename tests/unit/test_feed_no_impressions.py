@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tastegraph.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable
-from tastegraph.feed.engine import _make_pool
+from tastegraph.feed.pool import make_pool as _make_pool
 from tastegraph.feed.ranker import FEATURES
 
 DAY = 86400.0

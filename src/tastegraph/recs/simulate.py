@@ -68,8 +68,9 @@ from tastegraph.feed import (
     PinTable,
     as_batch,
 )
-from tastegraph.feed.candidates import Popularity, kmeans
 from tastegraph.feed.data import CLICK, CLOSEUP, DWELL, HIDE, IMPRESSION, SAVE
+from tastegraph.feed.sources.clusters import kmeans
+from tastegraph.feed.sources.popularity import Popularity
 
 __all__ = [
     "POLICIES",
