@@ -171,7 +171,7 @@ def test_feed_routes_serve_the_same_pin_json_as_the_pin_route(world: App) -> Non
 
 def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: App) -> None:
     from tastegraph.feed import EventBatch
-    from tastegraph.feed.service import load_event_batch, to_engine_event
+    from tastegraph.feed.store_view import load_event_batch, to_engine_event
 
     store = world.store
     uid = store.create_user("bo", "")["id"]
