@@ -4,16 +4,19 @@ A source reads one request's :class:`SourceInput` (the catalog, the shared state
 interests and seed pins, ``now`` and the request's random generator) and returns its candidates
 best first, or None when it has nothing to offer. :data:`REGISTRY` lists the sources in
 priority order: a candidate several sources propose counts as the first one's (its reason, its
-bandit arm), and the ranker sees one rank column per source.
+bandit arm); the ranker sees each candidate's rank in the interest, walk, cf and popular lists.
 
 Adding a source
 ---------------
 Write ``def my_source(inp: SourceInput, found: Mapping[str, Candidates]) -> Candidates | None``
 (``found`` holds what the sources before it returned), add ``Source("my_source", arm, my_source)``
-to :data:`REGISTRY` and its name to :data:`tastegraph.feed.data.SOURCES` (the logged code), and
-give it a reason in :func:`tastegraph.feed.reasons.reason_for`. Sources draw from ``inp.rng`` in
-registry order, so a new source that draws randomness goes after the existing ones to leave
-their draws unchanged.
+to :data:`REGISTRY`, append its name to :data:`tastegraph.feed.data.SOURCES` (logged codes: the
+existing ones must not move), and
+give it a reason in :func:`tastegraph.feed.reasons.reason_for`. Its candidates count in the
+``n_sources`` feature at once; for the ranker to see its own rank or score, add a column to
+:data:`tastegraph.feed.ranker.FEATURES` and fill it in :func:`tastegraph.feed.features.features`.
+Sources draw from ``inp.rng`` in registry order, so a new source that draws randomness goes after
+the existing ones to leave their draws unchanged.
 """
 
 from __future__ import annotations
