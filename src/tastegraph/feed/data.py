@@ -1,6 +1,6 @@
 """The feed engine's inputs and outputs: events, pins, feed items and parameters (plain data).
 
-Split out of :mod:`tastegraph.feed.engine`, which re-exports what it always exported.
+The facade (:mod:`tastegraph.feed`) exports them; the parts of the engine share them.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ class FeedParams:
     max_history: int = 100  # engaged pins kept per user
     interest_half_life_days: float = 14.0
     recent_half_life_h: float = 6.0  # fading of the "latest engagements" signal
-    cluster_threshold: float = 1.0  # Ward cut (see candidates.cluster_history)
+    cluster_threshold: float = 1.0  # Ward cut (see sources.clusters.cluster_history)
     max_clusters: int = 8
     query_clusters: int = 5  # interests queried per feed call
     # generators
