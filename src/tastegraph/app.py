@@ -159,7 +159,7 @@ class App:
     def feeds(self) -> Any:
         with self._lock:
             if self._feeds is None:
-                from tastegraph.recs.feed_service import FeedService
+                from tastegraph.feed.service import FeedService
 
                 self._events_seen = self.store.events_generation()
                 self._feeds = FeedService(self)

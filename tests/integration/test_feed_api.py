@@ -127,7 +127,7 @@ def _store_event(uid: int, pin: int, kind: str, ts: float, key: str) -> dict[str
 
 
 def test_events_logged_by_another_process_are_not_skipped(world: App) -> None:
-    from tastegraph.recs.feed_service import FeedService
+    from tastegraph.feed.service import FeedService
 
     store = world.store
     uid = store.create_user("ann", "")["id"]
@@ -170,8 +170,8 @@ def test_feed_routes_serve_the_same_pin_json_as_the_pin_route(world: App) -> Non
 
 
 def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: App) -> None:
-    from tastegraph.recs.feed import EventBatch
-    from tastegraph.recs.feed_service import load_event_batch, to_engine_event
+    from tastegraph.feed import EventBatch
+    from tastegraph.feed.store_view import load_event_batch, to_engine_event
 
     store = world.store
     uid = store.create_user("bo", "")["id"]

@@ -25,8 +25,8 @@ from PIL import Image
 from tastegraph.api import create_api
 from tastegraph.app import App
 from tastegraph.catalog.ingest import ingest
-from tastegraph.recs import feed_service
-from tastegraph.recs.feed_service import FeedService
+from tastegraph.feed import service as feed_service
+from tastegraph.feed.service import FeedService
 
 COLUMNS = "key, user_id, pin_id, kind, ts, dwell_ms, surface, position, request_id"
 

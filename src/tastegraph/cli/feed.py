@@ -93,7 +93,7 @@ def related(
 def train(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Fit the feed's learned models on the event log and publish a new version."""
     from tastegraph.cli.render import ranker_verdict, train_table
-    from tastegraph.recs.feed import FeedParams
+    from tastegraph.feed import FeedParams
 
     try:
         res = common.build_app(settings_for(data)).feeds.train()
