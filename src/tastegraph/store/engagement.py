@@ -11,14 +11,14 @@ import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
+from tastegraph.engagement.events import EVENT_KINDS, MAX_DWELL_MS, MAX_POSITION
 from tastegraph.errors import Conflict, InvalidInput, NotFound
-from tastegraph.recs.events import EVENT_KINDS, MAX_DWELL_MS, MAX_POSITION
 from tastegraph.store import schema as t
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from tastegraph.recs.events import EventFilter, TimeWindow
+    from tastegraph.engagement.events import EventFilter, TimeWindow
 
 __all__ = ["EVENTS_GENERATION_KEY", "EngagementMixin"]
 
@@ -266,7 +266,7 @@ class EngagementMixin:
 
     def event_stats(self, window: TimeWindow) -> dict[str, Any]:
         """Counts per kind, the time range, and how many rows lie past or outside ``window``."""
-        from tastegraph.recs.events import EventFilter
+        from tastegraph.engagement.events import EventFilter
 
         ev = t.events
         with self.read() as conn:
