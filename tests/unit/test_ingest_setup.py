@@ -194,7 +194,7 @@ def test_read_commands_work_once_the_catalog_has_pins(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "a.jpg").write_bytes(fx.jpeg_bytes(seed=1))
     ingest(app, str(tmp_path / "imgs"), progress=False)
     app.close()
-    again = open_existing(s)
+    again = open_existing(s, build)
     assert again.store.count_pins() == 1
     again.close()
 

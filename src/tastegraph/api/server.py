@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -38,7 +38,6 @@ from tastegraph.api.models import (
     errors,
     thumbnail_url,
 )
-from tastegraph.app import App
 from tastegraph.catalog.images import ImageLimits, read_source_bytes
 from tastegraph.catalog.metadata import update_pin as edit_pin
 from tastegraph.catalog.sources import SourceItem
@@ -46,6 +45,9 @@ from tastegraph.domain import Hit, Pin
 from tastegraph.engagement.bus import PinsDeleted
 from tastegraph.errors import Forbidden, InvalidInput, NotFound
 from tastegraph.search.service import Page, parse_box, parse_filters
+
+if TYPE_CHECKING:
+    from tastegraph.app import App
 
 __all__ = ["create_api", "error_body"]
 
