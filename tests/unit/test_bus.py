@@ -12,8 +12,8 @@ from tastegraph.engagement.bus import (
     EventBus,
     EventsDeleted,
     EventsRecorded,
-    PinSaved,
     PinsAdded,
+    PinSaved,
 )
 from tastegraph.lazy import Lazy
 
