@@ -5,10 +5,11 @@ An :class:`Eligibility` is a list of rules. Each rule answers, for candidate pin
 every rule allows it. Rules that know their excluded pins as a set also list them
 (``excluded``), so a vector search can leave them out inside the index and still fill its page.
 
-Today's rules: pins blocked by the operator or deleted in this process (:class:`BlockedPins`)
-and pins the viewer hid (:class:`HiddenByViewer`). Moderation verdicts, private boards and
-deletions elsewhere are new rules appended to the list: a class with ``name``, ``allows`` and
-``excluded``, taking the viewer and ``now`` from the context, never the clock or the database.
+Today's rules: pins blocked by the operator (:class:`BlockedPins`) and pins the viewer hid
+(:class:`HiddenByViewer`); deleted pins leave the indexes and the feed engine themselves.
+Moderation verdicts, private boards and deletions elsewhere are new rules appended to the list:
+a class with ``name``, ``allows`` and ``excluded``, taking the viewer and ``now`` from the
+context, never the clock or the database.
 Near-duplicate suppression (the best of each group is kept, in rank order) is
 :func:`first_of_each_group`, applied by :meth:`Eligibility.filter_ranked`.
 
@@ -77,7 +78,7 @@ def _ids(values: Iterable[int]) -> I64:
 
 
 class BlockedPins:
-    """Pins nobody may see (operator blocks; pins deleted while derived state catches up)."""
+    """Pins nobody may see (operator blocks; the home of moderation's "remove" verdicts)."""
 
     def __init__(self, name: str = "blocked") -> None:
         self.name = name

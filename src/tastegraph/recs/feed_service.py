@@ -570,8 +570,12 @@ class FeedService:
         if verify:
             self.store.get_pin(pin_id)
         now = time.time() if now is None else now
+        ctx = Context(now=now)
+        ruled = self.eligibility.excluded(ctx)
+        # Ask for as many more as the rule may drop, so that the page stays full.
+        ask = n + (min(len(ruled), n) if ruled is not None else 0)
         try:
-            return self._visible(self.engine.related(pin_id, n, now), Context(now=now))
+            return self._visible(self.engine.related(pin_id, ask, now), ctx)[:n]
         except NotFound:
             if not verify:
                 self.store.get_pin(pin_id)  # the store's own error for unknown pins
