@@ -22,11 +22,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["Lazy"]
+__all__ = ["Lazy", "Loaded"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Loaded(Protocol[T_co]):
+    """The read-and-drop side of a :class:`Lazy`, for code that works on what is already made
+    and never makes it (catch-up)."""
+
+    def peek(self) -> T_co | None: ...
+
+    def reset(self) -> None: ...
 
 
 class Lazy(Generic[T]):

@@ -113,9 +113,10 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str
                 pkg = module.split(".") if is_package else module.split(".")[:-1]
                 pkg = pkg[: len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([base] if base else []))
+            # ``from pkg import sub`` imports the module ``pkg.sub``; ``from pkg import name``
+            # imports ``pkg`` (``_resolve`` falls back to the longest module named).
             for alias in node.names:
                 yield f"{base}.{alias.name}", node.lineno
-            yield base, node.lineno
         stack.extend(ast.iter_child_nodes(node))
 
 
@@ -150,10 +151,8 @@ def import_graph() -> dict[str, dict[str, int]]:
             dst = _resolve(name, modules)
             if dst is None or dst in (mod, ROOT) or _known(mod, dst):
                 continue
-            # ``from pkg import mod`` names pkg too: count only the most precise target.
             edges.setdefault(dst, line)
-        precise = {d for d in edges if not any(o != d and o.startswith(d + ".") for o in edges)}
-        graph[mod] = {d: edges[d] for d in precise}
+        graph[mod] = edges
     return graph
 
 

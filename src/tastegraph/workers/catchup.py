@@ -19,7 +19,7 @@ import threading
 from typing import Any, Protocol
 
 from tastegraph.index.spaces import PROJECTION_KEY
-from tastegraph.lazy import Lazy
+from tastegraph.lazy import Loaded
 
 __all__ = ["CatchUp"]
 
@@ -48,13 +48,13 @@ class CatchUp:
     def __init__(
         self,
         store: CatchUpStore,
-        indexes: Lazy[Any],
-        feeds: Lazy[Any],
+        indexes: Loaded[CaughtUpIndexes],
+        feeds: Loaded[CaughtUpFeeds],
         lock: threading.RLock | None = None,
     ) -> None:
         self.store = store
-        self.indexes: Lazy[CaughtUpIndexes] = indexes
-        self.feeds: Lazy[CaughtUpFeeds] = feeds
+        self.indexes = indexes
+        self.feeds = feeds
         self._lock = lock or threading.RLock()
 
     def events(self) -> bool:
