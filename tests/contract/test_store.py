@@ -17,8 +17,8 @@ import pytest
 from typing_extensions import get_protocol_members, is_protocol
 
 from tastegraph.domain import QuarantineEntry
+from tastegraph.engagement.events import EventFilter, TimeWindow
 from tastegraph.errors import Conflict, InvalidInput, NotFound
-from tastegraph.recs.events import EventFilter, TimeWindow
 from tastegraph.store import NewPin, open_store, ports
 from tastegraph.store.ports import (
     Artefacts,

@@ -24,7 +24,7 @@ from tastegraph.api.models import (
     errors,
     thumbnail_url,
 )
-from tastegraph.recs.events import EVENT_KINDS, EventFilter
+from tastegraph.engagement.events import EVENT_KINDS, EventFilter
 
 __all__ = ["router"]
 

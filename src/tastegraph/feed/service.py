@@ -2,9 +2,9 @@
 trains it, and hot-swaps trained models without a restart.
 
 Events reach the engine by id: the service remembers the last event id it applied and reads
-every newer one from the store, whether this process wrote it (the engagement service's
-listener triggers a catch-up at once, so the next feed call reflects a save or a hide) or
-another process did (``tastegraph events import`` while the server runs: the next local event,
+every newer one from the store, whether this process wrote it (``EventsRecorded`` on the bus
+triggers a catch-up at once, so the next feed call reflects a save or a hide) or another
+process did (``tastegraph events import`` while the server runs: the next local event,
 or :meth:`FeedService.catch_up`, which the server calls every few seconds, applies them). The
 log is read as columns straight into an ``EventBatch``, never as one object per event, so a
 server starts on a million events in seconds.
@@ -17,20 +17,24 @@ import json
 import logging
 import threading
 import time
-import weakref
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tastegraph.eligibility import Context, Eligibility
+from tastegraph.engagement.bus import EventBus, EventsRecorded, PinsAdded, PinsDeleted
 from tastegraph.errors import InvalidInput, NotFound, TastegraphError
 from tastegraph.feed.hygiene import REASONS, SkipCounter
+from tastegraph.feed.ports import FeedIndexes, FeedStore
 from tastegraph.feed.store_view import load_event_batch, pin_meta, pin_table, user_ids
+from tastegraph.models.base import Encoders
+from tastegraph.settings import Settings
 
 if TYPE_CHECKING:
-    from tastegraph.app import App
     from tastegraph.feed.data import FeedItem, FeedParams, PinTable
     from tastegraph.feed.engine import FeedEngine
     from tastegraph.index import VectorIndex
@@ -91,8 +95,23 @@ def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
 class FeedService:
     """The one entry point for feeds, related pins and training."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        store: FeedStore,
+        indexes: Callable[[], FeedIndexes],
+        encoders: Callable[[], Encoders],
+        settings: Settings,
+        bus: EventBus,
+        eligibility: Eligibility | None = None,
+    ) -> None:
+        self.store = store
+        self.indexes = indexes
+        self.encoders = encoders
+        self.settings = settings
+        self.eligibility = eligibility or Eligibility()
+        # The event log's generation this service was made on (see workers.catchup): logged
+        # events deleted since cannot be un-learned, the service is then replaced.
+        self.events_generation = store.events_generation()
         self._engine: FeedEngine | None = None
         self._version: str | None = None
         self._lock = threading.RLock()
@@ -113,11 +132,15 @@ class FeedService:
         self._model_error: str | None = None
         self._failed_version: str | None = None
         self._caught_up_at = 0.0
+        # Weakly: a service the app replaces (e.g. after a whitening refit) must not be kept
+        # alive, and fed every event, by its subscriptions.
+        bus.subscribe(EventsRecorded, self._on_events, weak=True)
+        bus.subscribe(PinsAdded, self._on_pins_added, weak=True)
+        bus.subscribe(PinsDeleted, self._on_pins_deleted, weak=True)
 
     # ------------------------------------------------------------- engine
     def _pin_table(self, ids: list[int] | None = None) -> PinTable:
-        app = self.app
-        pid, mat, _ = app.store.get_vectors("image", ids)
+        pid, mat, _ = self.store.get_vectors("image", ids)
         if len(pid):
             # A pin whose stored vector is NaN or zero cannot be ranked; it must not keep the
             # whole engine (every user's feed) from building.
@@ -130,10 +153,10 @@ class FeedService:
                     pid[~usable][:20].tolist(),
                 )
                 pid, mat = pid[usable], mat[usable]
-        vecs = app.indexes.to_index_space("image", mat) if len(pid) else mat
-        meta = pin_meta(app.store, None if ids is None else pid.tolist())
+        vecs = self.indexes().to_index_space("image", mat) if len(pid) else mat
+        meta = pin_meta(self.store, None if ids is None else pid.tolist())
         if not len(pid):
-            vecs = np.zeros((0, app.encoders.image.dim), np.float32)
+            vecs = np.zeros((0, self.encoders().image.dim), np.float32)
         return pin_table(pid, vecs, meta)
 
     def _shared_index(self, params: FeedParams) -> VectorIndex | None:
@@ -142,9 +165,9 @@ class FeedService:
         It holds the same vectors (index space, keyed by pin id) and is kept in step with the
         store, so the engine need not build a second one of the whole catalog at start.
         """
-        if self.app.settings.index_kind != params.index_kind:
+        if self.settings.index_kind != params.index_kind:
             return None
-        index: VectorIndex = self.app.indexes.get("image")
+        index: VectorIndex = self.indexes().get("image")
         return index
 
     def _new_engine(self) -> FeedEngine:
@@ -169,22 +192,12 @@ class FeedService:
                     raise
                 self._build_error = None
                 self._engine = engine
-                # Weakly: a service the app replaces (e.g. after a whitening refit) must not be
-                # kept alive, and fed every event, by its subscription.
-                ref = weakref.ref(self)
-
-                def listener(rows: list[dict[str, Any]]) -> None:
-                    service = ref()
-                    if service is not None:
-                        service._on_events(rows)
-
-                self.app.engagement.subscribe(listener)
             return self._engine
 
     def _build(self) -> FeedEngine:
         # Read before the pin table: a change made while it is built is applied twice
         # (harmless: known pins are ignored) rather than missed.
-        self._catalog_seq = self.app.store.last_change()
+        self._catalog_seq = self.store.last_change()
         self.skipped_pins = Counter()
         engine = self._new_engine()
         self._last_event_id = 0
@@ -192,7 +205,7 @@ class FeedService:
         self._logged_skips = 0
         self._load_model(engine)
         self._replay(engine)
-        self._known_users.update(user_ids(self.app.store, MAX_KNOWN_USERS))
+        self._known_users.update(user_ids(self.store, MAX_KNOWN_USERS))
         engine.warm_up(time.time())
         return engine
 
@@ -202,11 +215,11 @@ class FeedService:
         A model saved under other settings, or whose files were lost, must not keep the feeds
         down: it is reported (log, /ready) and ``tastegraph train`` publishes a fresh one.
         """
-        rec = self.app.store.get_kv(MODEL_KEY)
+        rec = self.store.get_kv(MODEL_KEY)
         if not rec or rec.get("version") == self._failed_version:
             return
         try:
-            engine.load(self.app.settings.data_dir / rec["path"])
+            engine.load(self.settings.data_dir / rec["path"])
         except (TastegraphError, OSError, ValueError, KeyError) as e:
             self._model_error = f"model {rec.get('version')!r} not loaded: {e}"
             self._failed_version = rec.get("version")
@@ -260,7 +273,7 @@ class FeedService:
         while True:
             skipped = SkipCounter()
             batch, last = load_event_batch(
-                self.app.store, self._last_event_id, REPLAY_CHUNK, skipped=skipped
+                self.store, self._last_event_id, REPLAY_CHUNK, skipped=skipped
             )
             if last == self._last_event_id:
                 self._caught_up_at = time.time()
@@ -288,11 +301,17 @@ class FeedService:
             self._catch_up_error = None
             return applied
 
-    def _on_events(self, rows: list[dict[str, Any]]) -> None:
+    def _on_events(self, event: EventsRecorded) -> None:
         # Real time: the next feed call sees these. They are read back by id rather than taken
         # from ``rows``, so that events another process logged in between are not skipped.
         # Never raises: the events are stored already, and a failure is reported by status().
         self.catch_up()
+
+    def _on_pins_added(self, event: PinsAdded) -> None:
+        self.add_pins(list(event.pin_ids))
+
+    def _on_pins_deleted(self, event: PinsDeleted) -> None:
+        self.catch_up_catalog()  # never served again, from the next feed call on
 
     def add_pins(self, ids: list[int]) -> None:
         with self._lock:
@@ -310,7 +329,7 @@ class FeedService:
         with self._lock:
             if self._engine is None:
                 return 0
-            last, ups, dels = self.app.store.changes_since(self._catalog_seq)
+            last, ups, dels = self.store.changes_since(self._catalog_seq)
             if last == self._catalog_seq:
                 return 0
             # Pins this process added (ingest, uploads) or edited are known already: only read
@@ -322,7 +341,7 @@ class FeedService:
             edited = [p for p, k in zip(ups, known, strict=True) if k]
             if edited:
                 # A title written after ingest is what reasons should quote from now on.
-                meta = pin_meta(self.app.store, edited)
+                meta = pin_meta(self.store, edited)
                 ids = [p for p in edited if p in meta]
                 self._engine.set_titles(ids, [meta[p][0] or "" for p in ids])
             if dels:
@@ -341,13 +360,24 @@ class FeedService:
             raise NotFound(f"user {user_id} does not exist")
         engine = self.engine  # built first: it also lists the users that exist
         if user_id not in self._known_users:
-            self.app.store.get_user(user_id)  # NotFound for unknown users
+            self.store.get_user(user_id)  # NotFound for unknown users
             if len(self._known_users) >= MAX_KNOWN_USERS:
                 self._known_users.clear()
             self._known_users.add(user_id)
         served = decode_cursor(cursor)
-        items = engine.feed(user_id, n, time.time() if now is None else now, exclude=served)
+        now = time.time() if now is None else now
+        ctx = Context(viewer=user_id, now=now)
+        ruled = self.eligibility.excluded(ctx)
+        exclude = served if ruled is None else served + ruled.tolist()
+        items = self._visible(engine.feed(user_id, n, now, exclude=exclude), ctx)
         return items, encode_cursor(served + [it.pin for it in items])
+
+    def _visible(self, items: list[FeedItem], ctx: Context) -> list[FeedItem]:
+        """The items the eligibility rule lets this viewer see (order kept)."""
+        if not items or not self.eligibility.rules:
+            return items
+        ok = self.eligibility.mask(np.array([it.pin for it in items], np.int64), ctx)
+        return [it for it, keep in zip(items, ok, strict=True) if keep]
 
     def related(
         self, pin_id: int, n: int = 20, now: float | None = None, *, verify: bool = True
@@ -363,12 +393,17 @@ class FeedService:
         if not _is_id(pin_id):
             raise NotFound(f"pin {pin_id} does not exist")
         if verify:
-            self.app.store.get_pin(pin_id)
+            self.store.get_pin(pin_id)
+        now = time.time() if now is None else now
+        ctx = Context(now=now)
+        ruled = self.eligibility.excluded(ctx)
+        # Ask for as many more as the rule may drop, so that the page stays full.
+        ask = n + (min(len(ruled), n) if ruled is not None else 0)
         try:
-            return self.engine.related(pin_id, n, time.time() if now is None else now)
+            return self._visible(self.engine.related(pin_id, ask, now), ctx)[:n]
         except NotFound:
             if not verify:
-                self.app.store.get_pin(pin_id)  # the store's own error for unknown pins
+                self.store.get_pin(pin_id)  # the store's own error for unknown pins
             raise
 
     # ------------------------------------------------------------ training
@@ -378,7 +413,7 @@ class FeedService:
 
         t0 = time.perf_counter()
         skipped = SkipCounter()
-        batch, _ = load_event_batch(self.app.store, skipped=skipped)
+        batch, _ = load_event_batch(self.store, skipped=skipped)
         engine = self._new_engine()
         # Fitting replays the log through thousands of small matrix products, which a BLAS
         # thread team only slows down (more so on a busy machine).
@@ -386,8 +421,8 @@ class FeedService:
             engine.fit(batch, time.time() if now is None else now)
         version = time.strftime("%Y%m%dT%H%M%S") + f"-{engine.digest()[:8]}"
         rel = Path("models") / "recs" / version
-        engine.save(self.app.settings.data_dir / rel)
-        self.app.store.set_kv(
+        engine.save(self.settings.data_dir / rel)
+        self.store.set_kv(
             MODEL_KEY, {"path": str(rel), "version": version, "digest": engine.digest()}
         )
         self.reload()
@@ -402,7 +437,7 @@ class FeedService:
 
     def reload(self) -> bool:
         """Load a newer published model into the running engine (hot swap, no restart)."""
-        rec = self.app.store.get_kv(MODEL_KEY)
+        rec = self.store.get_kv(MODEL_KEY)
         with self._lock:
             if not rec or rec["version"] == self._version or self._engine is None:
                 return False

@@ -287,8 +287,9 @@ class Engagement(Protocol):
 
 
 class EventSelection(Protocol):
-    """Which logged events to count, list or delete (``recs.events.EventFilter`` is one): every
-    given criterion must hold; ``future``/``invalid`` are judged against an :class:`EventTimes`."""
+    """Which logged events to count, list or delete (``engagement.events.EventFilter`` is
+    one): every given criterion must hold; ``future``/``invalid`` are judged against an
+    :class:`EventTimes`."""
 
     @property
     def user_id(self) -> int | None: ...
@@ -317,7 +318,8 @@ class EventSelection(Protocol):
 
 
 class EventTimes(Protocol):
-    """The accepted event times, epoch seconds, both ends included (``recs.events.TimeWindow``)."""
+    """The accepted event times, epoch seconds, both ends included
+    (``engagement.events.TimeWindow``)."""
 
     @property
     def min_ts(self) -> float: ...
