@@ -9,19 +9,17 @@ import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.catalog.service import PROJECTION_KEY, CatalogHooks, CatalogService
 from tastegraph.models.base import Encoders
 from tastegraph.settings import Settings
 from tastegraph.store import SQLStore, open_store
 
 __all__ = ["App", "build"]
-
-PROJECTION_KEY = "image_projection"
 
 
 @dataclass
@@ -33,6 +31,7 @@ class App:
     _search: Any = None
     _engagement: Any = None
     _feeds: Any = None
+    _catalog: CatalogService | None = None
     # Digest of the whitening projection record this process last read or wrote (see catch_up).
     _projection_seen: str | None = None
     # The store's event generation when the feed service was made (see catch_up_events).
@@ -115,28 +114,40 @@ class App:
             # A stale projection (other model or dim) is derived data: drop it, refit later.
             return None
 
-    def fit_projection(self, force: bool = False) -> bool:
-        """Fit the PCA-whitening of image vectors on the catalog once it is large enough."""
-        from tastegraph.models.whiten import PCAWhitener
-
-        idx = self.indexes
-        if idx.projection is not None and not force:
-            return False
-        n = self.store.count_pins()
-        dim = self.settings.image_dim
-        if n < max(self.settings.whiten_min_pins, dim + 1):
-            return False
-        _, mat, _ = self.store.get_vectors("image")
-        model_id = self.encoders.image.model_id
-        w = PCAWhitener(dim=dim, model_id=model_id).fit(mat)
-        rel = Path("models") / f"whitener-{w.digest_}.npz"
-        w.save(self.settings.data_dir / rel)
-        self.store.set_kv(PROJECTION_KEY, {"path": str(rel), "digest": w.digest_, "n": n})
-        self._projection_seen = w.digest_
-        idx.set_projection(w)
-        return True
-
     # --------------------------------------------------------------- services
+    @property
+    def catalog(self) -> CatalogService:
+        with self._lock:
+            if self._catalog is None:
+
+                def pins_added(ids: list[int], vectors_moved: bool) -> None:
+                    feeds = self._feeds
+                    if feeds is None:
+                        return
+                    if vectors_moved:  # vectors changed space: rebuild the engine on next use
+                        self._feeds = None
+                    else:
+                        feeds.add_pins(ids)
+
+                def pins_deleted(_: list[int]) -> None:
+                    feeds = self._feeds
+                    if feeds is not None:
+                        feeds.catch_up_catalog()  # never served again, from the next feed call
+
+                def projection_fitted(digest: str) -> None:
+                    self._projection_seen = digest
+
+                self._catalog = CatalogService(
+                    self.store,
+                    self.settings,
+                    encoders=lambda: self.encoders,
+                    indexes=lambda: self.indexes,
+                    preprocess=lambda: self.preprocess,
+                    top_labels=self.top_labels,
+                    hooks=CatalogHooks(pins_added, pins_deleted, projection_fitted),
+                )
+            return self._catalog
+
     @property
     def search(self) -> Any:
         with self._lock:
@@ -174,30 +185,6 @@ class App:
                 return False
             self._feeds = None
             return True
-
-    def after_ingest(self, new_ids: list[int]) -> None:
-        """Keep derived state in step after pins were added: duplicates, whitening, indexes."""
-        from tastegraph.catalog.duplicates import group_near_duplicates
-
-        ids, hashes = self.store.phashes()
-        existing = {p: g for g, members in self.store.dup_groups().items() for p in members}
-        groups = group_near_duplicates(
-            ids,
-            hashes,
-            np.array(new_ids, np.int64),
-            max_distance=self.settings.dup_max_distance,
-            existing=existing,
-        )
-        changed = {p: g for p, g in groups.items() if existing.get(p) != g}
-        if changed:
-            self.store.set_dup_groups(changed)
-        refit = self.fit_projection()
-        self.indexes.sync(save=True)
-        if self._feeds is not None:
-            if refit:  # vectors changed space: rebuild the feed engine on next use
-                self._feeds = None
-            else:
-                self._feeds.add_pins(new_ids)
 
     def catch_up(self) -> dict[str, int]:
         """Take in catalog changes made by other processes (``tastegraph ingest``, ``reindex``

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from tastegraph.app import build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.settings import Settings
 from tests.fakes import fake_encoders
 
@@ -15,6 +14,6 @@ if __name__ == "__main__":
     app = build(Settings(data_dir=data, index_kind="exact", batch_size=4, decode_workers=2))
     app._encoders = fake_encoders()
     app._label_names = list(app._encoders.image.label_names)
-    report = ingest(app, source, progress=False)
+    report = app.catalog.ingest(source, progress=False)
     app.close()
     print(report.added, flush=True)

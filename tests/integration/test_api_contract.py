@@ -39,13 +39,12 @@ PHOTO = _jpeg((120, 60, 200))
 
 @pytest.fixture
 def contract_api(fake_app: App) -> Iterator[FastAPI]:
-    from tastegraph.catalog.ingest import ingest_items
     from tastegraph.catalog.sources import SourceItem
 
     colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
     items = [SourceItem(ref=f"c{i}.jpg", title=f"pin {i}", board="b") for i in range(4)]
     data = {it.ref: _jpeg(c) for it, c in zip(items, colors, strict=True)}
-    ingest_items(fake_app, items, source_label="contract", progress=False, data=data)
+    fake_app.catalog.ingest_items(items, source_label="contract", progress=False, data=data)
     user = fake_app.store.create_user("ann")
     fake_app.store.create_board(user["id"], "looks")
     # No outside network here: URL routes answer 403 (documented) instead of trying to fetch.

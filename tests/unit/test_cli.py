@@ -19,7 +19,6 @@ from typer.testing import CliRunner, Result
 
 from tastegraph import cli
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.catalog.reencode import stale_vectors
 from tastegraph.cli.render import ranker_verdict
 from tastegraph.settings import Settings, get_settings
@@ -63,7 +62,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     d = tmp_path / "data"
     app = _fake_build(get_settings(data_dir=d))
     try:
-        assert ingest(app, str(folder), progress=False).added == 13
+        assert app.catalog.ingest(str(folder), progress=False).added == 13
     finally:
         app.close()
     yield d
@@ -338,7 +337,7 @@ def test_reindex_reencode_after_the_image_model_changed(
     assert body["indexes"]["image"]["model_id"] == "fake-image@2"
     app = _build_other_model(get_settings(data_dir=data))
     try:
-        assert stale_vectors(app) == {}
+        assert stale_vectors(app.catalog) == {}
     finally:
         app.close()
     assert run("similar", red, "--data", data).exit_code == 0
@@ -356,7 +355,7 @@ def test_reindex_reencode_reports_pins_it_cannot_redo(
     assert "re-encoded 12 of 13 pins" in text and f"pin {gone}" in text and "no such file" in text
     app = _build_other_model(get_settings(data_dir=data))
     try:
-        assert stale_vectors(app) == {gone: {"image"}}  # kept as it was, not half-done
+        assert stale_vectors(app.catalog) == {gone: {"image"}}  # kept as it was, not half-done
     finally:
         app.close()
 
@@ -410,7 +409,7 @@ def test_simulate_prints_a_table(data: Path) -> None:
 
 
 def test_feed_and_related_json_give_pin_objects_as_the_api(data: Path) -> None:
-    from tastegraph.api.server import _pin_json
+    from tastegraph.api.serialize import pin_json
 
     assert run("users", "create", "ann", "--data", data).stdout.strip() == "1"
     body = json.loads(run("feed", "1", "--n", "5", "--json", "--data", data).stdout)
@@ -419,7 +418,7 @@ def test_feed_and_related_json_give_pin_objects_as_the_api(data: Path) -> None:
     try:
         for item in body["results"]:
             assert item["pin"] == json.loads(
-                json.dumps(_pin_json(app.store.get_pin(item["pin"]["id"])))
+                json.dumps(pin_json(app.store.get_pin(item["pin"]["id"])))
             )
             assert item["reason"] and "score" in item
     finally:
@@ -508,7 +507,7 @@ def test_duplicates_and_quarantine_json_are_shaped_as_the_api(data: Path) -> Non
     (imgs / "split-copy.jpg").write_bytes(again.getvalue())
     app = _fake_build(get_settings(data_dir=data))
     try:
-        ingest(app, str(data.parent / "imgs"), progress=False)
+        app.catalog.ingest(str(data.parent / "imgs"), progress=False)
     finally:
         app.close()
     dup = json.loads(run("duplicates", "--json", "--data", data).stdout)

@@ -18,6 +18,9 @@ __all__ = [
     "BoardWithPins",
     "Duplicates",
     "ErrorBody",
+    "EventRow",
+    "EventsDeleted",
+    "EventsFound",
     "EventsResult",
     "FeedPage",
     "Health",
@@ -270,6 +273,42 @@ class EventsResult(BaseModel):
     duplicates: int
     rejected: int
     errors: list[RowError]
+
+
+class EventRow(BaseModel):
+    """A logged engagement event, as the store keeps it."""
+
+    id: int
+    key: str = Field(description="the idempotency key")
+    user_id: int
+    pin_id: int
+    kind: str
+    ts: float = Field(description="epoch seconds")
+    dwell_ms: float
+    surface: str
+    position: int | None
+    request_id: str
+
+
+class EventsFound(BaseModel):
+    matched: int = Field(description="how many logged events the filter selects")
+    events: list[EventRow] = Field(description="the first of them, in id order")
+    filter: dict[str, Any] = Field(description="the criteria given")
+    window: str = Field(description="the times the log accepts")
+
+
+class EventsDeleted(BaseModel):
+    matched: int
+    deleted: int = Field(description="0 on a dry run")
+    dry_run: bool
+    filter: dict[str, Any] = Field(description="the criteria given")
+    events: list[EventRow] | None = Field(
+        None, description="dry run: the first events that would be deleted"
+    )
+    window: str | None = Field(None, description="dry run: the times the log accepts")
+    saved_to: str | None = Field(
+        None, description="where the deleted rows were kept (null when none were deleted)"
+    )
 
 
 class FeedItem(BaseModel):

@@ -142,7 +142,9 @@ def users_show(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json({**user, "boards": boards})
+        from tastegraph.api.serialize import user_json
+
+        print_json(user_json(user, boards))
         return
     out.print(users_table([user]))
     if counted:
@@ -188,7 +190,9 @@ def boards_show(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json(board)
+        from tastegraph.api.serialize import board_json
+
+        print_json(board_json(board))
         return
     out.print(boards_table([board], "board"))
     t = Table("pin", "title / tags", "source")

@@ -45,8 +45,11 @@ class VectorSource(Protocol):
 
 
 class Projection(Protocol):
-    digest_: str
-    dim: int
+    @property
+    def digest_(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def transform(self, x: F32) -> F32: ...
 
