@@ -120,13 +120,9 @@ class App:
         with self._lock:
             if self._catalog is None:
 
-                def pins_added(ids: list[int], vectors_moved: bool) -> None:
+                def pins_added(ids: list[int]) -> None:
                     feeds = self._feeds
-                    if feeds is None:
-                        return
-                    if vectors_moved:  # vectors changed space: rebuild the engine on next use
-                        self._feeds = None
-                    else:
+                    if feeds is not None:
                         feeds.add_pins(ids)
 
                 def pins_deleted(_: list[int]) -> None:
@@ -136,6 +132,11 @@ class App:
 
                 def projection_fitted(digest: str) -> None:
                     self._projection_seen = digest
+                    self._feeds = None  # vectors changed space: rebuild the engine on next use
+
+                def indexes_reset() -> None:
+                    with self._lock:
+                        self._indexes = None  # reopened from the store on next use
 
                 self._catalog = CatalogService(
                     self.store,
@@ -144,7 +145,7 @@ class App:
                     indexes=lambda: self.indexes,
                     preprocess=lambda: self.preprocess,
                     top_labels=self.top_labels,
-                    hooks=CatalogHooks(pins_added, pins_deleted, projection_fitted),
+                    hooks=CatalogHooks(pins_added, pins_deleted, projection_fitted, indexes_reset),
                 )
             return self._catalog
 

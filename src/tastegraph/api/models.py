@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "MAX_ID",
     "AuditList",
+    "Because",
     "BoardOut",
     "BoardWithPins",
     "Duplicates",
@@ -311,6 +312,13 @@ class EventsDeleted(BaseModel):
     )
 
 
+class Because(BaseModel):
+    """The pin a feed item's reason names ("because you saved this pin")."""
+
+    pin_id: int
+    thumbnail_url: str
+
+
 class FeedItem(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -318,6 +326,7 @@ class FeedItem(BaseModel):
     score: float
     reason: str
     source: str
+    because: Because | None = Field(description="the pin the reason names; null when none")
 
 
 class FeedPage(BaseModel):

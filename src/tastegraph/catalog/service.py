@@ -51,17 +51,20 @@ def _ignore(*_: Any) -> None:
 
 @dataclass(frozen=True)
 class CatalogHooks:
-    """What the catalog tells whoever keeps state derived from it (the feed engine today).
+    """What the catalog tells whoever keeps state derived from it (the feed engine, the App's
+    indexes). Each is called after the store has the change.
 
-    ``pins_added(ids, vectors_moved)``: pins were added; ``vectors_moved`` when a new whitening
-    projection moved every image vector (derived state must be rebuilt, not extended).
-    ``pins_deleted(ids)``: pins were deleted. ``projection_fitted(digest)``: this process wrote
-    a new projection record (so its own catch-up does not take it for another process's).
+    ``pins_added(ids)``: pins were added (and are in the indexes). ``pins_deleted(ids)``: pins
+    were deleted. ``projection_fitted(digest)``: a new whitening projection moved every image
+    vector (derived state must be rebuilt, not extended; this process wrote the record named
+    ``digest``). ``indexes_reset()``: the index files were deleted: indexes held in memory must
+    be opened again, from the store.
     """
 
-    pins_added: Callable[[list[int], bool], None] = _ignore
+    pins_added: Callable[[list[int]], None] = _ignore
     pins_deleted: Callable[[list[int]], None] = _ignore
     projection_fitted: Callable[[str], None] = _ignore
+    indexes_reset: Callable[[], None] = _ignore
 
 
 @dataclass(frozen=True)
@@ -227,9 +230,8 @@ class CatalogService:
 
         ``reencode`` first remakes vectors of other models (``on_batch(done, total)`` follows
         it); when some pins could not be re-encoded the indexes are left as they were
-        (``rebuilt`` false). ``refit`` fits the image whitening again first. Run it before this
-        process has used the indexes (as ``tastegraph reindex`` does): the index folder is
-        deleted and the indexes are built from the store.
+        (``rebuilt`` false). ``refit`` fits the image whitening again first. The index folder
+        is deleted and the indexes are built again from the store.
         """
         report = ReindexReport()
         if reencode:
@@ -238,6 +240,7 @@ class CatalogService:
                 return report
         s = self._settings
         shutil.rmtree(s.data_dir / "indexes" / s.index_kind, ignore_errors=True)
+        self._hooks.indexes_reset()
         if refit:
             self.fit_projection(force=True)
         report.applied = self.indexes.sync(save=True)
@@ -265,9 +268,10 @@ class CatalogService:
         changed = {p: g for p, g in groups.items() if existing.get(p) != g}
         if changed:
             store.set_dup_groups(changed)
-        refit = self.fit_projection()
+        refit = self.fit_projection()  # says projection_fitted itself
         self.indexes.sync(save=True)
-        self._hooks.pins_added(new_ids, refit)
+        if not refit:
+            self._hooks.pins_added(new_ids)
 
     def fit_projection(self, force: bool = False) -> bool:
         """Fit the PCA-whitening of image vectors on the catalog once it is large enough."""
