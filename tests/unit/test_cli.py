@@ -189,12 +189,40 @@ def test_http_wording_hints_carry_a_cli_hint() -> None:
 # Every `tastegraph ...` a hint or the README names exists
 
 
+# A command written out in a hint without backticks: command words, flags, PLACEHOLDERS, {fields}.
+_BARE_COMMAND = re.compile(r"\btastegraph((?: (?:--[\w-]+|[a-z][\w-]*|[A-Z][A-Z_]*|\{[^}]*\}))+)")
+
+
+def _hint_texts(path: Path) -> list[tuple[int, str]]:
+    """The literal text of every ``hint=`` and ``cli_hint=`` given in a source file."""
+    import ast
+
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        for k in node.keywords:
+            if k.arg not in ("hint", "cli_hint"):
+                continue
+            if isinstance(k.value, ast.Constant) and isinstance(k.value.value, str):
+                out.append((node.lineno, k.value.value))
+            elif isinstance(k.value, ast.JoinedStr):
+                parts = (v.value if isinstance(v, ast.Constant) else "{}" for v in k.value.values)
+                out.append((node.lineno, "".join(map(str, parts))))
+    return out
+
+
 def _named_commands() -> list[tuple[str, str]]:
+    """Every ``tastegraph ...`` the source (in backticks, or bare in a hint) and docs name."""
     repo = Path(cli.__file__).parents[3]
     found: list[tuple[str, str]] = []
     for path in sorted((repo / "src").rglob("*.py")):
         for m in re.finditer(r"`tastegraph ([^`]+)`", path.read_text()):
             found.append((path.name, m.group(1)))
+        for line, text in _hint_texts(path):
+            bare = re.sub(r"`[^`]*`", "", text)  # backticked ones are found above
+            for m in _BARE_COMMAND.finditer(bare):
+                found.append((f"{path.name}:{line}", m.group(1).strip()))
     for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
         text = doc.read_text()
         for m in re.finditer(r"`tastegraph ([^`]+)`", text):
@@ -239,6 +267,14 @@ def test_every_named_command_and_flag_exists() -> None:
         if problem:
             wrong.append(f"{where}: `tastegraph {text}`: {problem}")
     assert wrong == []
+
+
+def test_bare_commands_in_hints_are_found() -> None:
+    named = {text for _, text in _named_commands()}
+    assert "token list" in named  # store: "list them: tastegraph token list"
+    assert "search" in named  # search: 'e.g. tastegraph search "red dress"'
+    found = _BARE_COMMAND.findall("run tastegraph reindex --reencode, then tastegraph serve.")
+    assert [f.strip() for f in found] == ["reindex --reencode", "serve"]
 
 
 def test_resolve_catches_what_does_not_exist() -> None:
