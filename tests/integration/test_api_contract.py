@@ -109,3 +109,19 @@ def test_api_matches_its_openapi_document(contract_api: FastAPI) -> None:
         if params and op.method.upper() != "DELETE":
             _run_operation(op, GenerationMode.POSITIVE, failures, dict.fromkeys(params, 1))
     assert not failures, "\n\n".join(failures)
+
+
+def test_every_json_success_body_has_a_model(contract_api: FastAPI) -> None:
+    """No route answers a bare ``object``: each JSON 2xx body names its model (``/ready``
+    spells its model out inline)."""
+    doc = contract_api.openapi()
+    bare = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, resp in op["responses"].items():
+                schema = resp.get("content", {}).get("application/json", {}).get("schema")
+                if not status.startswith("2") or schema is None:
+                    continue
+                if "$ref" not in schema and "properties" not in schema:
+                    bare.append(f"{method.upper()} {path} {status}")
+    assert bare == []
