@@ -111,7 +111,9 @@ def users_list(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json({"results": users, "offset": offset, "limit": limit})
+        from tastegraph.api.serialize import user_json
+
+        print_json({"results": [user_json(u) for u in users], "offset": offset, "limit": limit})
         return
     out.print(users_table(users))
     if not users:
@@ -169,7 +171,9 @@ def boards_list(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json({"results": boards})
+        from tastegraph.api.serialize import board_json
+
+        print_json({"results": [board_json(b) for b in boards]})
         return
     out.print(boards_table(boards))
 
