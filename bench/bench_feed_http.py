@@ -9,7 +9,7 @@ Steps (everything in a temporary data dir that is removed at the end):
 1. build: ``pins`` synthetic pins written through the store (no images): clustered random
    1280-d unit vectors in the "image" space (the encoder's raw dimension), one cluster per 500
    pins, boards nested in clusters, a label per pair of clusters. The PCA-whitening projection is
-   then fitted as ingest would (``app.fit_projection()``, default ``image_dim`` 256) and the
+   then fitted as ingest would (``app.catalog.fit_projection()``, default ``image_dim`` 256) and the
    indexes synced, so the server and the feed engine work on 256-d vectors, as in production.
    ``users`` users (bulk SQL) who each like one to three clusters; about ``events`` events
    (bulk SQL) in logged home-feed requests of 10 impressions with positions, half from the
@@ -126,7 +126,7 @@ def build_installation(
     # Whitening as ingest does it (256-d index space), then the indexes, outside the server.
     t0 = time.perf_counter()
     app.settings.whiten_min_pins = 16
-    fitted = app.fit_projection()
+    fitted = app.catalog.fit_projection()
     times["projection_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     app.indexes.sync(save=True)

@@ -98,7 +98,6 @@ def measure_forward(
 
 def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, float]]:
     from tastegraph.app import build
-    from tastegraph.catalog.ingest import ingest
 
     app = build(settings)  # type: ignore[arg-type]
     app.encoders.text.encode(["warm up"])
@@ -106,7 +105,7 @@ def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, f
     folder.mkdir()
     for f in files:
         (folder / f.name).symlink_to(f.resolve())
-    report = ingest(app, str(folder), progress=False)
+    report = app.catalog.ingest(str(folder), progress=False)
     app.close()
     assert report.added == len(files), report.to_dict()
     # Where the time went, per stage (they overlap: see tastegraph.catalog.ingest._Clock).

@@ -12,15 +12,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.eligibility import BlockedPins, Eligibility, HiddenByViewer
-from tastegraph.engagement.bus import EventBus, EventsDeleted, PinsAdded, SpaceChanged
-from tastegraph.index.spaces import PROJECTION_KEY, SpaceIndexes, load_projection
+from tastegraph.engagement.bus import (
+    EventBus,
+    EventsDeleted,
+    PinsAdded,
+    PinsDeleted,
+    SpaceChanged,
+)
+from tastegraph.index.spaces import SpaceIndexes, load_projection
 from tastegraph.lazy import Lazy
 from tastegraph.models.base import Encoders
 from tastegraph.models.inputs import preprocess_for, tag_labels
@@ -31,6 +36,7 @@ from tastegraph.workers.catchup import CatchUp
 if TYPE_CHECKING:
     # The services are imported when first made: a command that needs none of them (tokens,
     # quarantine) does not pay for their imports.
+    from tastegraph.catalog.service import CatalogService
     from tastegraph.engagement.service import EngagementService
     from tastegraph.feed.service import FeedService
     from tastegraph.search.service import SearchService
@@ -44,6 +50,7 @@ class Parts:
 
     encoders: Lazy[Encoders]
     indexes: Lazy[SpaceIndexes]
+    catalog: Lazy[CatalogService]
     search: Lazy[SearchService]
     engagement: Lazy[EngagementService]
     feeds: Lazy[FeedService]
@@ -68,6 +75,10 @@ class App:
         return self.parts.indexes.get()
 
     @property
+    def catalog(self) -> CatalogService:
+        return self.parts.catalog.get()
+
+    @property
     def search(self) -> SearchService:
         return self.parts.search.get()
 
@@ -86,52 +97,6 @@ class App:
 
     def top_labels(self, probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
         return tag_labels(self.encoders.image, probs, k=k)
-
-    # --------------------------------------------------------------- catalog upkeep
-    # TODO(api helper): these two move to catalog/service.py.
-    def fit_projection(self, force: bool = False) -> bool:
-        """Fit the PCA-whitening of image vectors on the catalog once it is large enough."""
-        from tastegraph.models.whiten import PCAWhitener
-
-        idx = self.indexes
-        if idx.projection is not None and not force:
-            return False
-        n = self.store.count_pins()
-        dim = self.settings.image_dim
-        if n < max(self.settings.whiten_min_pins, dim + 1):
-            return False
-        _, mat, _ = self.store.get_vectors("image")
-        model_id = self.encoders.image.model_id
-        w = PCAWhitener(dim=dim, model_id=model_id).fit(mat)
-        rel = Path("models") / f"whitener-{w.digest_}.npz"
-        w.save(self.settings.data_dir / rel)
-        self.store.set_kv(PROJECTION_KEY, {"path": str(rel), "digest": w.digest_, "n": n})
-        idx.set_projection(w)
-        return True
-
-    def after_ingest(self, new_ids: list[int]) -> None:
-        """Keep derived state in step after pins were added: duplicates, whitening, indexes."""
-        from tastegraph.catalog.duplicates import group_near_duplicates
-
-        ids, hashes = self.store.phashes()
-        existing = {p: g for g, members in self.store.dup_groups().items() for p in members}
-        groups = group_near_duplicates(
-            ids,
-            hashes,
-            np.array(new_ids, np.int64),
-            max_distance=self.settings.dup_max_distance,
-            existing=existing,
-        )
-        changed = {p: g for p, g in groups.items() if existing.get(p) != g}
-        if changed:
-            self.store.set_dup_groups(changed)
-        refit = self.fit_projection()
-        idx = self.indexes
-        idx.sync(save=True)
-        if refit:  # vectors changed space: the feed engine is rebuilt on next use
-            self.bus.publish(SpaceChanged(idx.projection_record))
-        else:
-            self.bus.publish(PinsAdded(tuple(new_ids)))
 
     def close(self) -> None:
         indexes = self.parts.indexes.peek()
@@ -164,6 +129,36 @@ def _make_encoders(settings: Settings) -> Encoders:
     from tastegraph.models import make_encoders
 
     return make_encoders(settings)
+
+
+def _make_catalog(
+    store: SQLStore,
+    settings: Settings,
+    enc: Lazy[Encoders],
+    indexes: Lazy[SpaceIndexes],
+    bus: EventBus,
+) -> CatalogService:
+    from tastegraph.catalog.service import CatalogHooks, CatalogService
+
+    hooks = CatalogHooks(
+        pins_added=lambda ids: bus.publish(PinsAdded(tuple(ids))),
+        pins_deleted=lambda ids: bus.publish(PinsDeleted(tuple(ids))),
+        # The vectors changed space: the feed engine is rebuilt on next use.
+        projection_fitted=lambda digest: bus.publish(SpaceChanged(digest)),
+        indexes_reset=indexes.reset,  # the index files are gone: reopened from the store
+    )
+    def top_labels(probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
+        return tag_labels(enc.get().image, probs, k=k)
+
+    return CatalogService(
+        store,
+        settings,
+        encoders=enc.get,
+        indexes=indexes.get,
+        preprocess=lambda: preprocess_for(enc.get().image),
+        top_labels=top_labels,
+        hooks=hooks,
+    )
 
 
 def _make_search(
@@ -218,6 +213,7 @@ def build(
     parts = Parts(
         encoders=enc,
         indexes=indexes,
+        catalog=Lazy(lambda: _make_catalog(db, settings, enc, indexes, bus), lock),
         search=Lazy(lambda: _make_search(db, indexes, enc, settings, eligibility), lock),
         engagement=Lazy(lambda: _make_engagement(db, settings, bus), lock),
         feeds=Lazy(lambda: _make_feeds(db, indexes, enc, settings, bus, eligibility), lock),

@@ -127,7 +127,6 @@ def pick_demo_source(settings: Settings, images: Path | None) -> tuple[Path | li
 
 def run_demo(settings: Settings, *, images: Path | None = None, serve: bool = True) -> None:
     from tastegraph.app import build
-    from tastegraph.catalog.ingest import ingest, ingest_items
     from tastegraph.catalog.sources import SourceItem
     from tastegraph.server import run_server
 
@@ -137,9 +136,9 @@ def run_demo(settings: Settings, *, images: Path | None = None, serve: bool = Tr
     try:
         if isinstance(source, list):
             items = [SourceItem(ref=str(p), title=p.stem.replace("_", " ")) for p in source]
-            report = ingest_items(tg, items, source_label="samples")
+            report = tg.catalog.ingest_items(items, source_label="samples")
         else:
-            report = ingest(tg, str(source))
+            report = tg.catalog.ingest(str(source))
         console.print(
             f"{report.added} added, {report.skipped + report.existing} already there, "
             f"{report.rejected} rejected; {tg.store.count_pins()} pins in the catalog"

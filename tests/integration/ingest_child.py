@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from tastegraph.app import build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.settings import Settings
 from tests.fakes import fake_encoders
 
@@ -16,6 +15,6 @@ if __name__ == "__main__":
         Settings(data_dir=data, index_kind="exact", batch_size=4, decode_workers=2),
         encoders=fake_encoders(),
     )
-    report = ingest(app, source, progress=False)
+    report = app.catalog.ingest(source, progress=False)
     app.close()
     print(report.added, flush=True)

@@ -39,13 +39,12 @@ PHOTO = _jpeg((120, 60, 200))
 
 @pytest.fixture
 def contract_api(fake_app: App) -> Iterator[FastAPI]:
-    from tastegraph.catalog.ingest import ingest_items
     from tastegraph.catalog.sources import SourceItem
 
     colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
     items = [SourceItem(ref=f"c{i}.jpg", title=f"pin {i}", board="b") for i in range(4)]
     data = {it.ref: _jpeg(c) for it, c in zip(items, colors, strict=True)}
-    ingest_items(fake_app, items, source_label="contract", progress=False, data=data)
+    fake_app.catalog.ingest_items(items, source_label="contract", progress=False, data=data)
     user = fake_app.store.create_user("ann")
     fake_app.store.create_board(user["id"], "looks")
     # No outside network here: URL routes answer 403 (documented) instead of trying to fetch.
@@ -110,3 +109,19 @@ def test_api_matches_its_openapi_document(contract_api: FastAPI) -> None:
         if params and op.method.upper() != "DELETE":
             _run_operation(op, GenerationMode.POSITIVE, failures, dict.fromkeys(params, 1))
     assert not failures, "\n\n".join(failures)
+
+
+def test_every_json_success_body_has_a_model(contract_api: FastAPI) -> None:
+    """No route answers a bare ``object``: each JSON 2xx body names its model (``/ready``
+    spells its model out inline)."""
+    doc = contract_api.openapi()
+    bare = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, resp in op["responses"].items():
+                schema = resp.get("content", {}).get("application/json", {}).get("schema")
+                if not status.startswith("2") or schema is None:
+                    continue
+                if "$ref" not in schema and "properties" not in schema:
+                    bare.append(f"{method.upper()} {path} {status}")
+    assert bare == []

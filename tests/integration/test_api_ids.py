@@ -44,11 +44,10 @@ def _jpeg() -> bytes:
 
 @pytest.fixture
 def api(fake_app: App) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    from tastegraph.catalog.ingest import ingest_items
     from tastegraph.catalog.sources import SourceItem
 
     item = SourceItem(ref="a.jpg", title="a")
-    ingest_items(fake_app, [item], source_label="t", progress=False, data={"a.jpg": _jpeg()})
+    fake_app.catalog.ingest_items([item], source_label="t", progress=False, data={"a.jpg": _jpeg()})
     user = fake_app.store.create_user("ann")
     fake_app.store.create_board(user["id"], "b")
     _, secret = fake_app.store.create_token("admin", "admin")

@@ -16,7 +16,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.cli import app as cli
 from tastegraph.errors import InvalidInput
 
@@ -32,7 +31,7 @@ def world(fake_app: App, tmp_path: Path) -> App:
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, "PNG")
             (folder / f"{k}-{i}.png").write_bytes(buf.getvalue())
-    assert ingest(fake_app, str(folder), progress=False).added == 15
+    assert fake_app.catalog.ingest(str(folder), progress=False).added == 15
     fake_app.store.create_user("ann")
     return fake_app
 

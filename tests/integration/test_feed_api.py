@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tastegraph.app import App
-from tastegraph.catalog.ingest import ingest
 from tastegraph.engagement.bus import EventBus
 
 COLOURS = {
@@ -35,7 +34,7 @@ def world(fake_app: App, tmp_path: Path) -> App:
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, "PNG")
             (folder / f"{name}-{i:02d}.png").write_bytes(buf.getvalue())
-    report = ingest(fake_app, str(folder), progress=False)
+    report = fake_app.catalog.ingest(str(folder), progress=False)
     assert report.added == 48
     return fake_app
 
@@ -157,18 +156,17 @@ def test_events_logged_by_another_process_are_not_skipped(world: App) -> None:
 
 def test_feed_routes_serve_the_same_pin_json_as_the_pin_route(world: App) -> None:
     """The feed routes read pins in one plain query; the JSON must be the pin route's own."""
-    from tastegraph.api.engagement import _pins_json
-    from tastegraph.api.server import _pin_json
+    from tastegraph.api.serialize import pin_json, pins_json
 
     store = world.store
     ids = [p.id for p in store.list_pins(limit=100)]
     pid = ids[0]
     store.update_pin(pid, {"title": "a 'quoted' title", "tags": ["x", "ÿ"]})
     store.set_dup_groups({pid: 7})
-    got = _pins_json(world, [*ids, 99_999])  # unknown ids are left out
+    got = pins_json(world.store, [*ids, 99_999])  # unknown ids are left out
     assert list(got) == sorted(ids)
     for i in ids:
-        want = _pin_json(store.get_pin(i))
+        want = pin_json(store.get_pin(i))
         assert got[i] == want and list(got[i]) == list(want), i
 
 
@@ -238,7 +236,7 @@ def test_pins_added_or_deleted_by_another_process_reach_the_running_one(
         noise = rng.normal(0, 18, (48, 64, 3))
         arr = np.clip(np.array((240, 140, 20)) + noise, 0, 255).astype(np.uint8)
         Image.fromarray(arr).save(folder / f"orange-{i}.png")
-    assert ingest(other, str(folder), progress=False).added == 5
+    assert other.catalog.ingest(str(folder), progress=False).added == 5
     red = [p.id for p in world.store.list_pins(limit=100) if colour_of(world, p.id) == "red"]
     other.store.delete_pin(red[0])
     other.indexes.sync(save=True)

@@ -24,7 +24,6 @@ from PIL import Image
 
 from tastegraph.api import create_api
 from tastegraph.app import App
-from tastegraph.catalog.ingest import ingest
 from tastegraph.feed import service as feed_service
 from tastegraph.feed.service import FeedService
 
@@ -42,7 +41,7 @@ def world(fake_app: App, tmp_path: Path) -> App:
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, "PNG")
         (folder / f"p{i:02d}.png").write_bytes(buf.getvalue())
-    assert ingest(fake_app, str(folder), progress=False).added == 16
+    assert fake_app.catalog.ingest(str(folder), progress=False).added == 16
     for handle in ("ann", "bob"):
         fake_app.store.create_user(handle)
     pins = _pins(fake_app)

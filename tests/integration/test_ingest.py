@@ -15,7 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.settings import Settings
 from tests import fixtures as fx
 from tests.conftest import REPO
@@ -49,7 +48,7 @@ def write_catalog(folder: Path) -> dict[str, str]:
 
 def test_every_input_has_a_defined_outcome(fake_app: App, tmp_path: Path) -> None:
     expected = write_catalog(tmp_path / "imgs")
-    report = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    report = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     got = {Path(q.source).name: q.reason for q in report.quarantine}
     for name, reason in expected.items():
         if reason:
@@ -71,12 +70,12 @@ def test_every_input_has_a_defined_outcome(fake_app: App, tmp_path: Path) -> Non
 
 def test_reingest_does_nothing(fake_app: App, tmp_path: Path) -> None:
     write_catalog(tmp_path / "imgs")
-    first = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
-    again = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    first = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
+    again = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     assert again.added == 0 and again.skipped == first.added
     # the same bytes under another name are recognised by content hash
     (tmp_path / "imgs" / "copy.jpg").write_bytes((tmp_path / "imgs" / "good.jpg").read_bytes())
-    third = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    third = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     assert third.added == 0 and third.existing == 1
 
 
@@ -100,7 +99,7 @@ def test_manifest_metadata_and_bad_rows(fake_app: App, tmp_path: Path) -> None:
         + json.dumps({"image": "missing.jpg"})
         + "\n"
     )
-    report = ingest(fake_app, str(tmp_path / "m.jsonl"), progress=False)
+    report = fake_app.catalog.ingest(str(tmp_path / "m.jsonl"), progress=False)
     assert report.added == 2
     reasons = sorted(q.reason for q in report.quarantine)
     assert reasons == ["bad_row", "unreadable_file"]
@@ -167,7 +166,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
 
     app = build(Settings(data_dir=data, index_kind="exact", batch_size=8), encoders=fake_encoders())
     before = app.store.count_pins()
-    report = ingest(app, str(tmp_path / "imgs"), progress=False)
+    report = app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     # the killed run is no longer "running": it is marked interrupted, and this run resumed it
     assert len(report.interrupted) == 1
     with app.store.read() as conn:

@@ -12,7 +12,6 @@ import pytest
 
 from tastegraph.app import App, build
 from tastegraph.catalog import ingest as ing
-from tastegraph.catalog.ingest import ingest
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.settings import Settings
 from tests import fixtures as fx
@@ -94,10 +93,10 @@ def test_worker_pool_gives_what_in_process_ingest_gives(
 
     monkeypatch.setattr(ing._PixelSlots, "pixels", pixels)
     try:
-        a = ingest(pooled, str(src), progress=False)
+        a = pooled.catalog.ingest(str(src), progress=False)
         assert len(via_slots) == 42
         assert set(via_slots) == {(64, 64, 3), (64, 96, 3), (96, 64, 3)}
-        b = ingest(inline, str(src), progress=False)
+        b = inline.catalog.ingest(str(src), progress=False)
         assert a.added == b.added == 41 and a.existing == b.existing == 1
         reasons = sorted((Path(q.source).name, q.reason) for q in a.quarantine)
         assert reasons == [("zz-cut.jpg", "truncated"), ("zz-page.jpg", "not_an_image")]
@@ -145,10 +144,10 @@ def test_a_failed_write_stops_the_run_and_keeps_whole_batches(
     real_add = app.store.add_pins
     monkeypatch.setattr(app.store, "add_pins", _failing_on_call(3, real_add, OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
-        ingest(app, str(src), progress=False)
+        app.catalog.ingest(str(src), progress=False)
     assert app.store.count_pins() == 16  # the first two batches, whole; nothing after
     monkeypatch.setattr(app.store, "add_pins", real_add)
-    again = ingest(app, str(src), progress=False)
+    again = app.catalog.ingest(str(src), progress=False)
     assert again.skipped == 16 and again.added == 24
     assert app.store.count_pins() == 40
     ids, _, _ = app.store.get_vectors("image")
@@ -166,10 +165,10 @@ def test_a_failed_model_call_keeps_batches_already_encoded(
     failing = _failing_on_call(4, real_encode, RuntimeError("model crashed"))
     monkeypatch.setattr(enc, "encode", failing)
     with pytest.raises(RuntimeError, match="model crashed"):
-        ingest(app, str(src), progress=False)
+        app.catalog.ingest(str(src), progress=False)
     assert app.store.count_pins() == 24  # three batches were encoded before the failure
     monkeypatch.setattr(enc, "encode", real_encode)
-    again = ingest(app, str(src), progress=False)
+    again = app.catalog.ingest(str(src), progress=False)
     assert again.skipped == 24 and app.store.count_pins() == 40
     app.close()
 
@@ -190,7 +189,7 @@ def test_batches_fill_with_accepted_images(tmp_path: Path) -> None:
         return real_encode(pixels)
 
     app.encoders.image.encode = spy  # type: ignore[method-assign]
-    report = ingest(app, str(src), progress=False)
+    report = app.catalog.ingest(str(src), progress=False)
     assert report.added == 24 and report.rejected == 24
     assert sizes == [8, 8, 8]
     app.close()
@@ -203,7 +202,7 @@ def _items(n: int) -> Iterator[SourceItem]:
 
 def test_unreadable_files_in_a_pool_run_are_quarantined(tmp_path: Path) -> None:
     app = _app(tmp_path, "data", batch_size=4, decode_workers=2)
-    report = ing.ingest_items(app, _items(20), source_label="x", progress=False)
+    report = app.catalog.ingest_items(_items(20), source_label="x", progress=False)
     assert report.added == 0 and report.rejected == 20
     assert {q.reason for q in report.quarantine} == {"unreadable_file"}
     app.close()
@@ -219,8 +218,8 @@ def test_without_enough_shared_slots_arrays_travel_by_pipe(
     pooled = _app(tmp_path, "pooled", batch_size=8, decode_workers=2)
     inline = _app(tmp_path, "inline", batch_size=8, decode_workers=1)
     try:
-        assert ingest(pooled, str(src), progress=False).added == 40
-        assert ingest(inline, str(src), progress=False).added == 40
+        assert pooled.catalog.ingest(str(src), progress=False).added == 40
+        assert inline.catalog.ingest(str(src), progress=False).added == 40
         assert _by_source(pooled) == _by_source(inline)
     finally:
         pooled.close()

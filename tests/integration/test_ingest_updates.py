@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.catalog.runs import _KEY
 from tastegraph.catalog.sources import _csv_value
 from tastegraph.settings import Settings
@@ -44,7 +43,7 @@ def _manifest(path: Path, rows: list[dict[str, str]]) -> Path:
 
 def test_a_manifest_after_the_folder_updates_the_words(fake_app: App, tmp_path: Path) -> None:
     imgs = _folder(tmp_path / "imgs")
-    first = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    first = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     assert first.added == 3
     by_source = {p.source: p for p in fake_app.store.list_pins()}
     labels_before = {s: [lab for lab, _ in p.labels] for s, p in by_source.items()}
@@ -56,7 +55,7 @@ def test_a_manifest_after_the_folder_updates_the_words(fake_app: App, tmp_path: 
             {"image": "imgs/img1.jpg", "title": "", "board": "", "tags": "", "colour": ""},
         ],
     )  # fmt: skip
-    report = ingest(fake_app, str(m), progress=False)
+    report = fake_app.catalog.ingest(str(m), progress=False)
     assert (report.added, report.skipped, report.updated, report.unchanged) == (0, 2, 1, 1)
     pin = fake_app.store.get_pin(by_source[str(imgs[0])].id)
     assert pin.title == "Velvet blazer" and pin.board == "jackets"
@@ -69,20 +68,18 @@ def test_a_manifest_after_the_folder_updates_the_words(fake_app: App, tmp_path: 
     assert fake_app.search.text("velvet blazer").hits[0].pin_id == pin.id
     # the empty row changed nothing
     assert fake_app.store.get_pin(by_source[str(imgs[1])].id).title == ""
-    again = ingest(fake_app, str(m), progress=False)
+    again = fake_app.catalog.ingest(str(m), progress=False)
     assert (again.updated, again.unchanged) == (0, 2)
 
 
 def test_empty_cells_do_not_erase_words(fake_app: App, tmp_path: Path) -> None:
     _folder(tmp_path / "imgs", 1)
-    ingest(
-        fake_app,
+    fake_app.catalog.ingest(
         str(_manifest(tmp_path / "a.csv", [{"image": "imgs/img0.jpg", "title": "Linen shirt",
                                              "description": "loose fit", "tags": "linen"}])),
         progress=False,
     )  # fmt: skip
-    r = ingest(
-        fake_app,
+    r = fake_app.catalog.ingest(
         str(_manifest(tmp_path / "b.csv", [{"image": "imgs/img0.jpg", "title": "",
                                              "description": "", "board": "tops", "tags": ""}])),
         progress=False,
@@ -95,17 +92,17 @@ def test_empty_cells_do_not_erase_words(fake_app: App, tmp_path: Path) -> None:
 
 def test_same_bytes_under_another_name_get_the_words_too(fake_app: App, tmp_path: Path) -> None:
     (src,) = _folder(tmp_path / "imgs", 1)
-    ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "same.jpg").write_bytes(src.read_bytes())
     m = _manifest(tmp_path / "m.csv", [{"image": "copy/same.jpg", "title": "Red scarf"}])
-    r = ingest(fake_app, str(m), progress=False)
+    r = fake_app.catalog.ingest(str(m), progress=False)
     assert (r.added, r.existing, r.updated) == (0, 1, 1)
     (pin,) = fake_app.store.list_pins()
     assert pin.title == "Red scarf"
     assert fake_app.search.text("red scarf").hits[0].pin_id == pin.id
     # the rerun knows the reference now, and changes nothing
-    again = ingest(fake_app, str(m), progress=False)
+    again = fake_app.catalog.ingest(str(m), progress=False)
     assert (again.skipped, again.updated, again.unchanged) == (1, 0, 1)
 
 
@@ -130,7 +127,7 @@ def test_rows_for_known_images_any_words(
     tmp = tmp_path_factory.mktemp("rows")
     (img,) = _folder(tmp / "imgs", 1)
     # earlier examples' pins share the store: match this image by its bytes' pin
-    ingest(fake_app, str(tmp / "imgs"), progress=False)
+    fake_app.catalog.ingest(str(tmp / "imgs"), progress=False)
     pin_id = fake_app.store.source_pins()[str(img)]
     assert pin_id is not None
     before = fake_app.store.get_pin(pin_id)
@@ -140,7 +137,7 @@ def test_rows_for_known_images_any_words(
         for r in rows
     ]  # fmt: skip
     m = _manifest(tmp / "m.csv", csv_rows)
-    report = ingest(fake_app, str(m), progress=False)
+    report = fake_app.catalog.ingest(str(m), progress=False)
     assert report.updated + report.unchanged == report.skipped + report.existing == len(rows)
     pin = fake_app.store.get_pin(pin_id)
     for name in ("title", "board"):
@@ -151,7 +148,7 @@ def test_rows_for_known_images_any_words(
         assert pin.attributes["size"] == _csv_value(sizes[-1])
     labels = [lab for lab, _ in pin.labels]
     assert set(labels) <= set(pin.tags)
-    again = ingest(fake_app, str(m), progress=False)
+    again = fake_app.catalog.ingest(str(m), progress=False)
     assert again.updated == 0 and again.unchanged == len(rows)
     assert fake_app.store.get_pin(pin_id) == pin
 
@@ -161,17 +158,17 @@ def test_near_duplicate_count_is_the_runs_own(fake_app: App, tmp_path: Path) -> 
     a.mkdir()
     (a / "x.jpg").write_bytes(fx.jpeg_bytes(160, 120, seed=7, quality=92))
     (a / "x-copy.jpg").write_bytes(fx.jpeg_bytes(160, 120, seed=7, quality=60))
-    first = ingest(fake_app, str(a), progress=False)
+    first = fake_app.catalog.ingest(str(a), progress=False)
     assert first.near_duplicate_groups == 1
     b = tmp_path / "b"
     _folder(b, 2)
-    second = ingest(fake_app, str(b), progress=False)
+    second = fake_app.catalog.ingest(str(b), progress=False)
     assert second.added == 2 and second.near_duplicate_groups == 0
     assert len(fake_app.store.dup_groups()) == 1  # the catalog still has its group
     c = tmp_path / "c"
     c.mkdir()
     (c / "x-third.jpg").write_bytes(fx.jpeg_bytes(160, 120, seed=7, quality=75))
-    assert ingest(fake_app, str(c), progress=False).near_duplicate_groups == 1
+    assert fake_app.catalog.ingest(str(c), progress=False).near_duplicate_groups == 1
 
 
 def _dead_pid() -> int:
@@ -195,7 +192,7 @@ def test_a_run_whose_process_died_is_marked_interrupted(fake_app: App, tmp_path:
         _KEY + "alive", {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
     )
     _folder(tmp_path / "imgs", 1)
-    report = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    report = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     assert [r.run_id for r in report.interrupted] == ["deadbeef"]
     assert report.to_dict()["interrupted_runs"][0]["source"] == "somewhere"
     assert _status(fake_app, "deadbeef") == "interrupted"
@@ -220,7 +217,7 @@ def test_cli_ingest_says_an_earlier_run_was_interrupted(tmp_path: Path) -> None:
     data = tmp_path / "data"
     app = build(Settings(data_dir=data, index_kind="exact"), encoders=fake_encoders())
     _folder(tmp_path / "imgs", 2)
-    ingest(app, str(tmp_path / "imgs"), progress=False)
+    app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     # its process is gone and has been silent for long:
     app.store.start_run("cafe0001", str(tmp_path / "imgs"))
     app.store.set_kv(_KEY + "cafe0001", {"pid": _dead_pid(), "host": "x", "heartbeat": 0.0})
@@ -338,7 +335,7 @@ def test_a_source_that_cannot_be_listed_leaves_no_run_running(
     from tastegraph.store import schema as t
 
     with pytest.raises(InvalidInput, match="does not exist"):
-        ingest(fake_app, str(tmp_path / "nope"), progress=False)
+        fake_app.catalog.ingest(str(tmp_path / "nope"), progress=False)
     with fake_app.store.read() as conn:
         statuses = [r[0] for r in conn.execute(sa.select(t.ingest_runs.c.status))]
     assert statuses == ["failed"]
@@ -361,14 +358,16 @@ def test_word_edits_are_all_or_none_unless_missing_pins_are_skipped(
     from tastegraph.errors import NotFound
 
     _folder(tmp_path / "imgs", 1)
-    ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     (pin,) = fake_app.store.list_pins()
     gone = pin.id + 1000
     with pytest.raises(NotFound):
-        apply_edits(fake_app, [(pin.id, {"title": "kept?"}), (gone, {"title": "x"})])
+        apply_edits(fake_app.catalog, [(pin.id, {"title": "kept?"}), (gone, {"title": "x"})])
     assert fake_app.store.get_pin(pin.id).title == ""  # nothing stored
     done = apply_edits(
-        fake_app, [(pin.id, {"title": "Wool coat"}), (gone, {"title": "x"})], skip_missing=True
+        fake_app.catalog,
+        [(pin.id, {"title": "Wool coat"}), (gone, {"title": "x"})],
+        skip_missing=True,
     )
     assert [p.id for p in done] == [pin.id]
     assert fake_app.store.get_pin(pin.id).title == "Wool coat"

@@ -30,12 +30,11 @@ def _jpeg(seed: int) -> bytes:
 
 
 def _catalog(app: App, titles: list[str]) -> None:
-    from tastegraph.catalog.ingest import ingest_items
     from tastegraph.catalog.sources import SourceItem
 
     items = [SourceItem(ref=f"p{i}.jpg", title=t) for i, t in enumerate(titles)]
     data = {it.ref: _jpeg(i) for i, it in enumerate(items)}
-    ingest_items(app, items, source_label="t", progress=False, data=data)
+    app.catalog.ingest_items(items, source_label="t", progress=False, data=data)
 
 
 @pytest.fixture
@@ -92,12 +91,14 @@ def test_a_search_cut_at_its_depth_gives_no_count(fake_app: App) -> None:
 
 
 def test_scores_per_signal_only_on_request(small: App, capsys: pytest.CaptureFixture[str]) -> None:
-    from tastegraph.api.server import _page_json
+    from tastegraph.api.serialize import page_json
     from tastegraph.cli.search import _print_page
 
     page = small.search.text("linen dress", limit=3)
-    assert all("signals" not in r for r in _page_json(small, page)["results"])
-    assert all("bm25" in r["signals"] for r in _page_json(small, page, explain=True)["results"])
+    assert all("signals" not in r for r in page_json(small.store, page)["results"])
+    assert all(
+        "bm25" in r["signals"] for r in page_json(small.store, page, explain=True)["results"]
+    )
     _print_page(small, page, False)
     plain = capsys.readouterr().out
     assert "bm25" not in plain and "image_text" not in plain

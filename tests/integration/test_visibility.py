@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.eligibility import BlockedPins
 from tastegraph.engagement.bus import PinSaved
 from tastegraph.settings import Settings
@@ -28,7 +27,7 @@ def world(fake_app: App, tmp_path: Path) -> App:
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, "PNG")
             (folder / f"{name}-{i:02d}.png").write_bytes(buf.getvalue())
-    assert ingest(fake_app, str(folder), progress=False).added == 20
+    assert fake_app.catalog.ingest(str(folder), progress=False).added == 20
     return fake_app
 
 

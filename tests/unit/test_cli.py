@@ -19,7 +19,6 @@ from typer.testing import CliRunner, Result
 
 from tastegraph import cli
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.catalog.reencode import stale_vectors
 from tastegraph.cli.render import ranker_verdict
 from tastegraph.settings import Settings, get_settings
@@ -61,7 +60,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     d = tmp_path / "data"
     app = _fake_build(get_settings(data_dir=d))
     try:
-        assert ingest(app, str(folder), progress=False).added == 13
+        assert app.catalog.ingest(str(folder), progress=False).added == 13
     finally:
         app.close()
     yield d
@@ -188,12 +187,40 @@ def test_http_wording_hints_carry_a_cli_hint() -> None:
 # Every `tastegraph ...` a hint or the README names exists
 
 
+# A command written out in a hint without backticks: command words, flags, PLACEHOLDERS, {fields}.
+_BARE_COMMAND = re.compile(r"\btastegraph((?: (?:--[\w-]+|[a-z][\w-]*|[A-Z][A-Z_]*|\{[^}]*\}))+)")
+
+
+def _hint_texts(path: Path) -> list[tuple[int, str]]:
+    """The literal text of every ``hint=`` and ``cli_hint=`` given in a source file."""
+    import ast
+
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        for k in node.keywords:
+            if k.arg not in ("hint", "cli_hint"):
+                continue
+            if isinstance(k.value, ast.Constant) and isinstance(k.value.value, str):
+                out.append((node.lineno, k.value.value))
+            elif isinstance(k.value, ast.JoinedStr):
+                parts = (v.value if isinstance(v, ast.Constant) else "{}" for v in k.value.values)
+                out.append((node.lineno, "".join(map(str, parts))))
+    return out
+
+
 def _named_commands() -> list[tuple[str, str]]:
+    """Every ``tastegraph ...`` the source (in backticks, or bare in a hint) and docs name."""
     repo = Path(cli.__file__).parents[3]
     found: list[tuple[str, str]] = []
     for path in sorted((repo / "src").rglob("*.py")):
         for m in re.finditer(r"`tastegraph ([^`]+)`", path.read_text()):
             found.append((path.name, m.group(1)))
+        for line, text in _hint_texts(path):
+            bare = re.sub(r"`[^`]*`", "", text)  # backticked ones are found above
+            for m in _BARE_COMMAND.finditer(bare):
+                found.append((f"{path.name}:{line}", m.group(1).strip()))
     for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
         text = doc.read_text()
         for m in re.finditer(r"`tastegraph ([^`]+)`", text):
@@ -238,6 +265,14 @@ def test_every_named_command_and_flag_exists() -> None:
         if problem:
             wrong.append(f"{where}: `tastegraph {text}`: {problem}")
     assert wrong == []
+
+
+def test_bare_commands_in_hints_are_found() -> None:
+    named = {text for _, text in _named_commands()}
+    assert "token list" in named  # store: "list them: tastegraph token list"
+    assert "search" in named  # search: 'e.g. tastegraph search "red dress"'
+    found = _BARE_COMMAND.findall("run tastegraph reindex --reencode, then tastegraph serve.")
+    assert [f.strip() for f in found] == ["reindex --reencode", "serve"]
 
 
 def test_resolve_catches_what_does_not_exist() -> None:
@@ -334,7 +369,7 @@ def test_reindex_reencode_after_the_image_model_changed(
     assert body["indexes"]["image"]["model_id"] == "fake-image@2"
     app = _build_other_model(get_settings(data_dir=data))
     try:
-        assert stale_vectors(app) == {}
+        assert stale_vectors(app.catalog) == {}
     finally:
         app.close()
     assert run("similar", red, "--data", data).exit_code == 0
@@ -352,7 +387,7 @@ def test_reindex_reencode_reports_pins_it_cannot_redo(
     assert "re-encoded 12 of 13 pins" in text and f"pin {gone}" in text and "no such file" in text
     app = _build_other_model(get_settings(data_dir=data))
     try:
-        assert stale_vectors(app) == {gone: {"image"}}  # kept as it was, not half-done
+        assert stale_vectors(app.catalog) == {gone: {"image"}}  # kept as it was, not half-done
     finally:
         app.close()
 
@@ -406,7 +441,7 @@ def test_simulate_prints_a_table(data: Path) -> None:
 
 
 def test_feed_and_related_json_give_pin_objects_as_the_api(data: Path) -> None:
-    from tastegraph.api.server import _pin_json
+    from tastegraph.api.serialize import pin_json
 
     assert run("users", "create", "ann", "--data", data).stdout.strip() == "1"
     body = json.loads(run("feed", "1", "--n", "5", "--json", "--data", data).stdout)
@@ -415,7 +450,7 @@ def test_feed_and_related_json_give_pin_objects_as_the_api(data: Path) -> None:
     try:
         for item in body["results"]:
             assert item["pin"] == json.loads(
-                json.dumps(_pin_json(app.store.get_pin(item["pin"]["id"])))
+                json.dumps(pin_json(app.store.get_pin(item["pin"]["id"])))
             )
             assert item["reason"] and "score" in item
     finally:
@@ -504,7 +539,7 @@ def test_duplicates_and_quarantine_json_are_shaped_as_the_api(data: Path) -> Non
     (imgs / "split-copy.jpg").write_bytes(again.getvalue())
     app = _fake_build(get_settings(data_dir=data))
     try:
-        ingest(app, str(data.parent / "imgs"), progress=False)
+        app.catalog.ingest(str(data.parent / "imgs"), progress=False)
     finally:
         app.close()
     dup = json.loads(run("duplicates", "--json", "--data", data).stdout)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tastegraph.engagement.events import (
@@ -234,8 +234,17 @@ def test_epoch_units_are_told_apart_by_magnitude(seconds: int, unit: int, as_tex
 )
 def test_times_outside_the_window_are_rejected_whatever_the_unit(offset: float, unit: int) -> None:
     ts = NOW + offset
+    value = ts * unit
+    # The unit is told by magnitude: a far-future time in seconds can have the magnitude of a
+    # valid time in micro- or nanoseconds and is then read (correctly) as that one.
+    assume(
+        not any(
+            0 <= value < limit and WINDOW.min_ts <= value / per <= WINDOW.max_ts
+            for limit, per in ((1e11, 1), (1e14, 1e3), (1e17, 1e6), (1e20, 1e9))
+        )
+    )
     with pytest.raises(ValueError):
-        parse_time(ts * unit, WINDOW)
+        parse_time(value, WINDOW)
     if abs(ts) < 2e11:
         dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=ts)
         with pytest.raises(ValueError):

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest
 from tastegraph.catalog.runs import STALE_S, is_dead
 from tastegraph.models.base import ImageOutput
 from tastegraph.settings import Settings
@@ -58,7 +57,7 @@ def test_label_vectors_are_built_before_the_clock(fake_app: App, tmp_path: Path)
     (tmp_path / "imgs").mkdir()
     for i in range(3):
         (tmp_path / "imgs" / f"{i}.jpg").write_bytes(fx.jpeg_bytes(64, 48, seed=i))
-    report = ingest(fake_app, str(tmp_path / "imgs"), progress=False)
+    report = fake_app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     assert report.added == 3
     assert report.setup_seconds >= 1.0
     # the build is not inside the run: neither in its stages nor in its rate
@@ -192,7 +191,7 @@ def test_read_commands_work_once_the_catalog_has_pins(tmp_path: Path) -> None:
     app = build(s, encoders=fake_encoders())
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.jpg").write_bytes(fx.jpeg_bytes(seed=1))
-    ingest(app, str(tmp_path / "imgs"), progress=False)
+    app.catalog.ingest(str(tmp_path / "imgs"), progress=False)
     app.close()
     again = open_existing(s, build)
     assert again.store.count_pins() == 1

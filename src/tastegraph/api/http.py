@@ -17,7 +17,6 @@ __all__ = [
     "BodyLimit",
     "CatchAll",
     "allowed_methods",
-    "document",
     "document_body_errors",
     "error_body",
     "etags",
@@ -130,16 +129,6 @@ def install_error_handling(api: FastAPI, max_body_bytes: int) -> None:
             error_body("invalid_input", "the request is not valid", "see details", details),
             status_code=422,
         )
-
-
-def document(api: FastAPI, path: str, responses: dict[int | str, dict[str, Any]]) -> None:
-    """Add documented responses to a route defined elsewhere (kept out of its definition so
-    the route's own code stays as its owner wrote it)."""
-    from fastapi.routing import APIRoute
-
-    for route in api.router.routes:
-        if isinstance(route, APIRoute) and route.path == path:
-            route.responses.update(responses)
 
 
 def document_body_errors(api: FastAPI) -> None:

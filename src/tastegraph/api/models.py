@@ -14,10 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "MAX_ID",
     "AuditList",
+    "Because",
     "BoardOut",
     "BoardWithPins",
     "Duplicates",
     "ErrorBody",
+    "EventRow",
+    "EventsDeleted",
+    "EventsFound",
     "EventsResult",
     "FeedPage",
     "Health",
@@ -272,6 +276,49 @@ class EventsResult(BaseModel):
     errors: list[RowError]
 
 
+class EventRow(BaseModel):
+    """A logged engagement event, as the store keeps it."""
+
+    id: int
+    key: str = Field(description="the idempotency key")
+    user_id: int
+    pin_id: int
+    kind: str
+    ts: float = Field(description="epoch seconds")
+    dwell_ms: float
+    surface: str
+    position: int | None
+    request_id: str
+
+
+class EventsFound(BaseModel):
+    matched: int = Field(description="how many logged events the filter selects")
+    events: list[EventRow] = Field(description="the first of them, in id order")
+    filter: dict[str, Any] = Field(description="the criteria given")
+    window: str = Field(description="the times the log accepts")
+
+
+class EventsDeleted(BaseModel):
+    matched: int
+    deleted: int = Field(description="0 on a dry run")
+    dry_run: bool
+    filter: dict[str, Any] = Field(description="the criteria given")
+    events: list[EventRow] | None = Field(
+        None, description="dry run: the first events that would be deleted"
+    )
+    window: str | None = Field(None, description="dry run: the times the log accepts")
+    saved_to: str | None = Field(
+        None, description="where the deleted rows were kept (null when none were deleted)"
+    )
+
+
+class Because(BaseModel):
+    """The pin a feed item's reason names ("because you saved this pin")."""
+
+    pin_id: int
+    thumbnail_url: str
+
+
 class FeedItem(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -279,6 +326,7 @@ class FeedItem(BaseModel):
     score: float
     reason: str
     source: str
+    because: Because | None = Field(description="the pin the reason names; null when none")
 
 
 class FeedPage(BaseModel):

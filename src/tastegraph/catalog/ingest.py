@@ -55,7 +55,7 @@ from tastegraph.domain import QuarantineEntry
 from tastegraph.errors import ImageRejected, TastegraphError
 
 if TYPE_CHECKING:
-    from tastegraph.app import App
+    from tastegraph.catalog.ports import CatalogContext
     from tastegraph.catalog.runs import InterruptedRun
     from tastegraph.models.base import ImageOutput
     from tastegraph.store import NewPin
@@ -371,13 +371,13 @@ def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
 # The run
 
 
-def ingest(app: App, source: str, *, progress: bool = True) -> IngestReport:
+def ingest(app: CatalogContext, source: str, *, progress: bool = True) -> IngestReport:
     """Ingest every image a folder or a CSV/JSONL manifest names (resumable, idempotent)."""
     return ingest_items(app, iter_source(source), source_label=str(source), progress=progress)
 
 
 def ingest_items(
-    app: App,
+    app: CatalogContext,
     items: Iterable[SourceItem | SourceError],
     *,
     source_label: str,
@@ -402,7 +402,7 @@ def ingest_items(
 
 
 def _run(
-    app: App,
+    app: CatalogContext,
     items: Iterable[SourceItem | SourceError],
     report: IngestReport,
     clock: _Clock,
@@ -471,7 +471,7 @@ def _status(progress: bool) -> contextlib.AbstractContextManager[Callable[[str],
     return status_line(enabled=progress)
 
 
-def _prepare_models(app: App, progress: bool) -> float:
+def _prepare_models(app: CatalogContext, progress: bool) -> float:
     from tastegraph.models.warmup import prepare
 
     with _status(progress) as say:
@@ -479,7 +479,7 @@ def _prepare_models(app: App, progress: bool) -> float:
 
 
 def _pipeline(
-    app: App,
+    app: CatalogContext,
     todo: list[SourceItem],
     report: IngestReport,
     clock: _Clock,
@@ -579,7 +579,7 @@ def _one_blas_thread(pool: ProcessPoolExecutor | None) -> Iterator[None]:
 
 
 def _run_batches(
-    app: App,
+    app: CatalogContext,
     prepared: Iterable[Prepared | Rejected],
     report: IngestReport,
     bar: Any,
@@ -625,7 +625,7 @@ class _Writer:
 
     def __init__(
         self,
-        app: App,
+        app: CatalogContext,
         report: IngestReport,
         bar: Any,
         clock: _Clock,
@@ -702,14 +702,16 @@ class _Encoded:
     text_row: dict[int, int] = field(default_factory=dict)  # image i -> row of text_vecs
 
 
-def encode_batch(app: App, ok: list[Prepared], clock: _Clock | None = None) -> list[NewPin]:
+def encode_batch(
+    app: CatalogContext, ok: list[Prepared], clock: _Clock | None = None
+) -> list[NewPin]:
     """Run the models over a batch of prepared images -> rows ready for the store."""
     clock = clock or _Clock()
     return _pin_rows(app, _run_models(app, ok, clock), clock)
 
 
 def _run_models(
-    app: App, ok: list[Prepared], clock: _Clock, slots: _PixelSlots | None = None
+    app: CatalogContext, ok: list[Prepared], clock: _Clock, slots: _PixelSlots | None = None
 ) -> _Encoded:
     """The image and text encoders over a batch (the part that needs the cores)."""
     if not ok:
@@ -732,7 +734,7 @@ def _run_models(
     return _Encoded(ok, out, text_vecs, {i: r for r, i in enumerate(with_text)})
 
 
-def _pin_rows(app: App, batch: _Encoded, clock: _Clock) -> list[NewPin]:
+def _pin_rows(app: CatalogContext, batch: _Encoded, clock: _Clock) -> list[NewPin]:
     """ConSE vectors, labels and tags for an encoded batch -> rows ready for the store."""
     from tastegraph.store import NewPin
 

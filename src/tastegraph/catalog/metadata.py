@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from tastegraph.app import App
+    from tastegraph.catalog.ports import CatalogContext
     from tastegraph.catalog.sources import SourceItem
 
 __all__ = [
@@ -80,7 +80,9 @@ def fold_rows(pin: Pin, rows: Sequence[SourceItem]) -> tuple[dict[str, Any], int
     return net, changed if net else 0
 
 
-def apply_edits(app: App, edits: Sequence[PinEdit], *, skip_missing: bool = False) -> list[Pin]:
+def apply_edits(
+    app: CatalogContext, edits: Sequence[PinEdit], *, skip_missing: bool = False
+) -> list[Pin]:
     """Store the edits in one transaction, with new text vectors, and bring the indexes along.
 
     A pin that does not exist raises :class:`~tastegraph.errors.NotFound` (nothing stored), or
@@ -113,14 +115,14 @@ def apply_edits(app: App, edits: Sequence[PinEdit], *, skip_missing: bool = Fals
     return pins
 
 
-def update_pin(app: App, pin_id: int, fields: dict[str, Any]) -> Pin:
+def update_pin(app: CatalogContext, pin_id: int, fields: dict[str, Any]) -> Pin:
     """Set a pin's fields as given (``PATCH /pins/{id}``: an empty string does clear a field)."""
     pins = apply_edits(app, [(pin_id, fields)])
     return pins[0] if pins else app.store.get_pin(pin_id)
 
 
 def update_known(
-    app: App, known: Mapping[int, Sequence[SourceItem]], say: Callable[[str], None]
+    app: CatalogContext, known: Mapping[int, Sequence[SourceItem]], say: Callable[[str], None]
 ) -> tuple[int, int]:
     """Give pins already in the catalog the words their rows carry, in one transaction.
 

@@ -26,7 +26,7 @@ from tastegraph.catalog.images import (
 from tastegraph.errors import TastegraphError
 
 if TYPE_CHECKING:
-    from tastegraph.app import App
+    from tastegraph.catalog.ports import CatalogContext
     from tastegraph.domain import Pin
 
 __all__ = ["ReencodeReport", "reencode", "stale_vectors"]
@@ -50,12 +50,12 @@ class ReencodeReport:
         }
 
 
-def _current_models(app: App) -> dict[str, str]:
+def _current_models(app: CatalogContext) -> dict[str, str]:
     enc = app.encoders
     return {"image": enc.image.model_id, "conse": enc.bridge.model_id, "text": enc.text.model_id}
 
 
-def stale_vectors(app: App) -> dict[int, set[str]]:
+def stale_vectors(app: CatalogContext) -> dict[int, set[str]]:
     """Pins with a stored vector from another model than the current one, and which spaces."""
     out: dict[int, set[str]] = {}
     for space, model_id in _current_models(app).items():
@@ -69,7 +69,7 @@ def _pin_text(pin: Pin) -> str:
     return ". ".join(s.strip() for s in (pin.title, pin.description) if s and s.strip())
 
 
-def _pixels(app: App, pin: Pin) -> NDArray[np.uint8]:
+def _pixels(app: CatalogContext, pin: Pin) -> NDArray[np.uint8]:
     s = app.settings
     limits = ImageLimits.from_settings(s)
     data = read_source_bytes(pin.source, limits, timeout=s.fetch_timeout_s, allow_url=True)
@@ -81,7 +81,7 @@ def _pixels(app: App, pin: Pin) -> NDArray[np.uint8]:
 
 
 def reencode(
-    app: App, *, batch_size: int = 32, on_batch: Callable[[int, int], None] | None = None
+    app: CatalogContext, *, batch_size: int = 32, on_batch: Callable[[int, int], None] | None = None
 ) -> ReencodeReport:
     """Remake every vector that another model made; ``on_batch(done, total)`` after each batch."""
     enc = app.encoders

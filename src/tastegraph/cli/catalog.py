@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ from tastegraph.cli.common import (
 )
 from tastegraph.errors import TastegraphError
 
+if TYPE_CHECKING:
+    from tastegraph.catalog.reencode import ReencodeReport
+
 
 @app.command()
 def ingest(
@@ -34,12 +37,10 @@ def ingest(
     """Add every image a folder or manifest names; a manifest row for an image already in the
     catalog updates its words. Exit 3 when some inputs were rejected, 4 when the source is empty.
     """
-    from tastegraph.catalog.ingest import ingest as run
-
     try:
         tg = common.build_app(settings_for(data))
         try:
-            report = run(tg, source, progress=progress)
+            report = tg.catalog.ingest(source, progress=progress)
         finally:
             tg.close()
     except TastegraphError as e:
@@ -98,7 +99,9 @@ def duplicates(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     except TastegraphError as e:
         fail(e)
     if as_json:  # as GET /duplicates gives it
-        print_json({"groups": [{"group": g[0], "pins": g} for g in groups], "total": len(groups)})
+        from tastegraph.api.serialize import duplicates_json
+
+        print_json(duplicates_json(groups))
         return
     pins = tg.store.get_pins([p for g in groups for p in g])
     for g in groups:
@@ -116,7 +119,9 @@ def quarantine(
     tg = common.build_app(settings_for(data))
     rows = tg.store.quarantine_report(run_id)
     if as_json:  # as GET /quarantine gives it
-        print_json({"results": [r.__dict__ for r in rows], "total": len(rows)})
+        from tastegraph.api.serialize import quarantine_json
+
+        print_json(quarantine_json(rows))
         return
     for r in rows:
         out.print(f"{r.run_id} {r.source}: {r.reason}: {r.message}")
@@ -137,45 +142,33 @@ def reindex(
 ) -> None:
     """Rebuild the vector indexes from the vectors kept in the store. Exit 3 when some pins
     could not be re-encoded (the indexes are then left as they were)."""
-    import shutil
+    from rich.progress import Progress
 
     from tastegraph.cli.render import index_table
 
     try:
-        s = settings_for(data)
-        tg = common.build_app(s)
-        done = _reencode(tg, as_json) if reencode else None
-        if done is not None and done.failed:
-            if as_json:
-                print_json({"reencode": done.to_dict()})
-            raise typer.Exit(EXIT_PARTIAL)
-        shutil.rmtree(s.data_dir / "indexes" / s.index_kind, ignore_errors=True)
-        if refit:
-            tg.fit_projection(force=True)
-        applied = tg.indexes.sync(save=True)
-        if tg.fit_projection():  # the image index was dropped for the new projection
-            applied["image"] = tg.indexes.sync(save=True)["image"]
-        stats = tg.indexes.stats()
+        tg = common.build_app(settings_for(data))
+        with Progress(console=err, transient=True, disable=as_json or not reencode) as bar:
+            task = bar.add_task("re-encoding pins with the current models", total=None)
+            done = tg.catalog.reindex(
+                refit=refit,
+                reencode=reencode,
+                on_batch=lambda n, total: bar.update(task, completed=n, total=total),
+            )
     except TastegraphError as e:
         fail(e)
+    if done.reencode is not None:
+        _say_reencoded(done.reencode, as_json)
     if as_json:
-        extra = {"reencode": done.to_dict()} if done is not None else {}
-        print_json({"indexes": stats, "applied": applied, **extra})
-    else:
-        out.print(index_table(stats))
+        print_json(done.to_dict())
+    elif done.rebuilt:
+        out.print(index_table(done.stats))
+    if not done.rebuilt:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
-def _reencode(tg: Any, as_json: bool) -> Any:
-    """``reindex --reencode``'s first step, said on stderr; returns the ReencodeReport."""
-    from rich.progress import Progress
-
-    from tastegraph.catalog.reencode import reencode
-
-    with Progress(console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task("re-encoding pins with the current models", total=None)
-        rep = reencode(
-            tg, on_batch=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+def _say_reencoded(rep: ReencodeReport, as_json: bool) -> None:
+    """What ``reindex --reencode``'s first step did, on stderr."""
     done = rep.reencoded
     if not as_json:
         err.print(
@@ -191,4 +184,3 @@ def _reencode(tg: Any, as_json: bool) -> Any:
             "[yellow]hint:[/] put those files back where they were ingested from and run "
             "`tastegraph reindex --reencode` again; the indexes were left as they were"
         )
-    return rep

@@ -36,13 +36,13 @@ def feed(
     as_json: JsonOpt = False,
 ) -> None:
     """A user's home feed, with the reason for each pin."""
-    from tastegraph.api.engagement import _items
+    from tastegraph.api.serialize import feed_page_json
 
     try:
         tg = open_catalog(settings_for(data))
         items, nxt = tg.feeds.feed(user_id, n, cursor)
         # The API's own serialisation: --json gives exactly what GET /users/{id}/feed gives.
-        body = {"results": _items(tg, items), "next_cursor": nxt, "model": tg.feeds.version}
+        body = feed_page_json(tg.store, items, nxt, tg.feeds.version)
     except TastegraphError as e:
         fail(e)
     if as_json:
@@ -75,12 +75,12 @@ def related(
     as_json: JsonOpt = False,
 ) -> None:
     """Pins related to a pin (visual + co-engagement), with reasons."""
-    from tastegraph.api.engagement import _items
+    from tastegraph.api.serialize import related_json
 
     try:
         tg = open_catalog(settings_for(data))
         items = tg.feeds.related(pin_id, n)
-        body = {"results": _items(tg, items)}  # as GET /pins/{id}/related gives it
+        body = related_json(tg.store, items)  # as GET /pins/{id}/related gives it
     except TastegraphError as e:
         fail(e)
     if as_json:

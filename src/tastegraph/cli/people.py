@@ -111,7 +111,9 @@ def users_list(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json({"results": users, "offset": offset, "limit": limit})
+        from tastegraph.api.serialize import user_json
+
+        print_json({"results": [user_json(u) for u in users], "offset": offset, "limit": limit})
         return
     out.print(users_table(users))
     if not users:
@@ -142,7 +144,9 @@ def users_show(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json({**user, "boards": boards})
+        from tastegraph.api.serialize import user_json
+
+        print_json(user_json(user, boards))
         return
     out.print(users_table([user]))
     if counted:
@@ -167,7 +171,9 @@ def boards_list(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json({"results": boards})
+        from tastegraph.api.serialize import board_json
+
+        print_json({"results": [board_json(b) for b in boards]})
         return
     out.print(boards_table(boards))
 
@@ -188,7 +194,9 @@ def boards_show(
     except TastegraphError as e:
         fail(e)
     if as_json:
-        print_json(board)
+        from tastegraph.api.serialize import board_json
+
+        print_json(board_json(board))
         return
     out.print(boards_table([board], "board"))
     t = Table("pin", "title / tags", "source")

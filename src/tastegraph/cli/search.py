@@ -24,9 +24,9 @@ from tastegraph.errors import InvalidInput, TastegraphError
 
 
 def _print_page(tg: Any, page: Any, as_json: bool, explain: bool = False) -> None:
-    from tastegraph.api.server import _page_json
+    from tastegraph.api.serialize import page_json
 
-    body = _page_json(tg, page, explain)
+    body = page_json(tg.store, page, explain)
     if as_json:
         print_json(body)
         return

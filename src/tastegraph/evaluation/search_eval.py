@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from tastegraph.app import App, build
-from tastegraph.catalog.ingest import ingest_items
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.errors import InvalidInput
 from tastegraph.evaluation.metrics import average_precision_at_k, precision_at_k, recall_at_k
@@ -142,7 +141,7 @@ def _catalog(settings: Settings | None, data_dir: Path | None) -> Iterator[App]:
 
 def _ingest_files(app: App, files: list[Path], progress: bool) -> dict[str, int]:
     items = [SourceItem(ref=str(p)) for p in files]
-    report = ingest_items(app, items, source_label="eval", progress=progress)
+    report = app.catalog.ingest_items(items, source_label="eval", progress=progress)
     if report.quarantine:
         bad = ", ".join(f"{q.source}: {q.reason}" for q in report.quarantine[:5])
         raise InvalidInput(f"{len(report.quarantine)} evaluation images were rejected ({bad})")

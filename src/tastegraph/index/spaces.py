@@ -51,7 +51,8 @@ class Projection(Protocol):
     @property
     def digest_(self) -> str: ...
 
-    dim: int
+    @property
+    def dim(self) -> int: ...
 
     def transform(self, x: F32) -> F32: ...
 

@@ -11,15 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from tastegraph.app import App
     from tastegraph.models.base import Encoders
+    from tastegraph.settings import Settings
 
 __all__ = ["prepare", "text_export_message"]
 
 Say = Callable[[str], None]
+
+
+class ModelHost(Protocol):
+    """Settings and the encoders they describe (built on first use)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def encoders(self) -> Encoders: ...
 
 
 def text_export_message(model_pack: str, models_dir: Path) -> str:
@@ -63,7 +73,7 @@ def _warm_bridge(enc: Encoders, say: Say) -> None:
     warm()
 
 
-def prepare(app: App, say: Say) -> float:
+def prepare(app: ModelHost, say: Say) -> float:
     """Build every encoder ingest uses and do their one-off work now; returns the seconds spent."""
     t0 = time.perf_counter()
     message = text_export_message(app.settings.model_pack, app.settings.data_dir / "models")
