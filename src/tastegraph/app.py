@@ -59,7 +59,7 @@ class App:
         function without importing torch (about 2.5 s of CPU per worker); it is what the
         ``lite`` encoder's own ``preprocess`` does.
         """
-        from tastegraph.catalog.images import model_input
+        from tastegraph.imaging.geometry import model_input
 
         image = self.encoders.image
         return functools.partial(
@@ -70,7 +70,7 @@ class App:
         )
 
     def top_labels(self, probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
-        from tastegraph.models.image import top_labels
+        from tastegraph.models.labels import top_labels
 
         names = self._label_names or list(self.encoders.image.label_names)
         # Only confident labels become tags: a 3% guess is noise in search and filters.

@@ -39,11 +39,12 @@ from tastegraph.api.models import (
     thumbnail_url,
 )
 from tastegraph.app import App
-from tastegraph.catalog.images import ImageLimits, read_source_bytes
 from tastegraph.catalog.metadata import update_pin as edit_pin
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.domain import Hit, Pin
 from tastegraph.errors import Forbidden, InvalidInput, NotFound
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
 from tastegraph.search.service import Page, parse_box, parse_filters
 
 __all__ = ["create_api", "error_body"]
@@ -516,7 +517,7 @@ def create_api(tg: App) -> FastAPI:
 
 
 def _hash(data: bytes) -> str:
-    from tastegraph.catalog.images import content_hash
+    from tastegraph.imaging.hashes import content_hash
 
     return content_hash(data)
 

@@ -18,13 +18,11 @@ import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
 
-from tastegraph.catalog.images import (
-    ImageLimits,
-    content_hash,
-    decode_image,
-    read_source_bytes,
-)
 from tastegraph.errors import TastegraphError
+from tastegraph.imaging.decode import decode_image
+from tastegraph.imaging.hashes import content_hash
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
 from tastegraph.store import schema as t
 
 if TYPE_CHECKING:
