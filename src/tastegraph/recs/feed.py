@@ -88,7 +88,7 @@ from numpy.typing import NDArray
 
 from tastegraph.errors import IndexMismatch, NotFound
 from tastegraph.index import IndexMeta, VectorIndex, open_index
-from tastegraph.index.base import RWLock
+from tastegraph.index.locking import RWLock
 from tastegraph.recs import reasons
 from tastegraph.recs.blend import (
     EXPLOIT,
