@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tastegraph.errors import InvalidInput
+from tastegraph.errors import InvalidInput, TastegraphError
 from tastegraph.evaluation.recs.data import Interactions, load_interactions
 from tastegraph.evaluation.recs.models import Recommender, make_model
 from tastegraph.evaluation.recs.protocols import (
@@ -55,6 +55,7 @@ from tastegraph.evaluation.recs.protocols import (
     sampled_metrics,
 )
 from tastegraph.evaluation.served_feed import SERVED, ServedFeed, last_seen
+from tastegraph.extras import require
 
 __all__ = ["OFFLINE", "PEERS", "SERVED", "evaluate_recs", "main", "plot_report", "tune"]
 
@@ -246,6 +247,7 @@ def _print_table(report: dict[str, Any]) -> None:
 
 def plot_report(report: dict[str, Any], path: Path) -> Path:
     """Bar chart of every model's two metrics side by side; returns ``path``."""
+    require("matplotlib", extra="eval", purpose="The plot of `tastegraph eval recs`")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,11 +323,16 @@ def evaluate_recs(
     ------
     InvalidInput
         Unknown protocol, unreadable or malformed data.
+    MissingExtra
+        ``implicit`` or ``matplotlib`` is not installed (``pip install 'tastegraph[eval]'``).
     """
     if protocol not in PROTOCOLS:
         raise InvalidInput(
             f"unknown protocol {protocol!r}", hint="use one of: " + ", ".join(PROTOCOLS)
         )
+    # Checked before minutes of tuning, not when the first ALS fit or the plot needs them.
+    require("implicit", extra="eval", purpose="The ALS and BPR peers of `tastegraph eval recs`")
+    require("matplotlib", extra="eval", purpose="The plot of `tastegraph eval recs`")
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=THREADS):
@@ -498,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for p in protocols
         ]
-    except InvalidInput as exc:
+    except TastegraphError as exc:
         print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
         return 2
     if args.json:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.extras import require
+
 __all__ = ["Stats", "build_report"]
 
 F64 = NDArray[np.float64]
@@ -133,6 +135,7 @@ def _coverage_ci(
 
 def _plot(report: dict[str, Any], path: Path) -> Path:
     # The object-oriented API with the Agg canvas: no pyplot global state, no display needed.
+    require("matplotlib", extra="eval", purpose="The plot of `tastegraph simulate`")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

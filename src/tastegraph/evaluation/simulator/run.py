@@ -68,6 +68,7 @@ from tastegraph.evaluation.simulator.policies import (
 )
 from tastegraph.evaluation.simulator.report import Stats, build_report
 from tastegraph.evaluation.simulator.world import Behaviour, World
+from tastegraph.extras import require
 from tastegraph.recs.feed import (
     CLICK,
     CLOSEUP,
@@ -161,6 +162,8 @@ def simulate(
     n = len(vecs)
     if n < 20 or len(boards) != n or len(labels) != n:
         raise InvalidInput("the catalog needs at least 20 pins with a board and label each")
+    if plot_path is not None:  # before the run, not after it
+        require("matplotlib", extra="eval", purpose="The plot of `tastegraph simulate`")
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     behaviour = Behaviour()
     world = World(vecs, users, seed, clusters)

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastegraph.evaluation.recs.models.base import F32, I64, Recommender
+from tastegraph.extras import require
 
 __all__ = ["ALS", "BPR"]
 
@@ -53,6 +54,7 @@ class ALS(Recommender):
         self.num_threads = num_threads
 
     def _fit(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> None:
+        require("implicit", extra="eval", purpose="The ALS recommender")
         from implicit.cpu.als import AlternatingLeastSquares
 
         with _blas_single_thread():
@@ -107,6 +109,7 @@ class BPR(Recommender):
         self.num_threads = num_threads
 
     def _fit(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> None:
+        require("implicit", extra="eval", purpose="The BPR recommender")
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         with _blas_single_thread():
