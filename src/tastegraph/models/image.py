@@ -5,6 +5,7 @@ Example
 >>> enc = make_image_encoder(get_settings())                        # doctest: +SKIP
 >>> pixels = [enc.preprocess(img) for img in images]  # shapes may differ # doctest: +SKIP
 >>> out = enc.encode(pixels)                                        # doctest: +SKIP
+>>> from tastegraph.models.labels import top_labels                  # doctest: +SKIP
 >>> top_labels(out.probs[0], enc.label_names, k=5, min_prob=0.05)   # doctest: +SKIP
 [('Labrador Retriever', 0.71), ('Golden Retriever', 0.12)]
 """
