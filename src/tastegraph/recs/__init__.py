@@ -1,6 +1,6 @@
-"""Recommendations from implicit feedback: interaction loading, recommenders and offline evaluation.
+"""The served recommender (feed engine, candidates, ranking, blending) and engagement writes.
 
-``data`` turns a MovieLens folder or a user/item/timestamp file into contiguous integer ids;
-``models`` holds the recommenders (peers and tastegraph's candidates + ranker pipeline) behind one
-estimator API; ``evaluate`` runs the leave-one-out and temporal protocols side by side.
+The offline evaluation against peers (``tastegraph eval recs``) and the simulator
+(``tastegraph simulate``) live in :mod:`tastegraph.evaluation.recs` and
+:mod:`tastegraph.evaluation.simulator`.
 """
