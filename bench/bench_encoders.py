@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tastegraph.models.image import preprocess_image
 from tastegraph.models.lite import ExportOptions, export_onnx, load_lite
+from tastegraph.models.preprocess import preprocess_image
 from tastegraph.models.runtime import (
     OnnxRuntimeModel,
     OpenVinoModel,

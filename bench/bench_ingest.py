@@ -38,8 +38,9 @@ console = Console(stderr=True)
 
 
 def _decode_only(path: str, size: int = 224, max_aspect: float = 1.0) -> int:
-    from tastegraph.catalog.images import ImageLimits, decode_image
-    from tastegraph.models.image import preprocess_image
+    from tastegraph.imaging.decode import decode_image
+    from tastegraph.imaging.limits import ImageLimits
+    from tastegraph.models.preprocess import preprocess_image
 
     limits = ImageLimits(max_bytes=40 << 20, max_pixels=60_000_000)
     data = Path(path).read_bytes()
@@ -65,7 +66,7 @@ def measure_forward(
     by the share of ``files`` that get each shape; also returns that share."""
     from PIL import Image
 
-    from tastegraph.catalog.images import model_input_shape
+    from tastegraph.imaging.geometry import model_input_shape
     from tastegraph.models.image import LiteImageEncoder
 
     enc = LiteImageEncoder(settings)  # type: ignore[arg-type]
@@ -123,8 +124,8 @@ def measure_naive(files: list[Path], size: int = 224, variant: str = "lite0") ->
     import torch
     from PIL import Image
 
-    from tastegraph.models.image import preprocess_image
     from tastegraph.models.lite import load_lite
+    from tastegraph.models.preprocess import preprocess_image
 
     model = load_lite(image_size=size, variant=variant).eval()  # type: ignore[arg-type]
     t0 = time.perf_counter()

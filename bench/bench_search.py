@@ -35,13 +35,13 @@ import faiss
 import numpy as np
 
 from tastegraph.index import IndexMeta, open_index
-from tastegraph.index.base import block_rows, brute_force
 from tastegraph.index.hnsw import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_EF_SEARCH,
     DEFAULT_M,
     HNSWIndex,
 )
+from tastegraph.index.topk import block_rows, brute_force
 
 F16_FROM = 500_000  # with dtype "auto", sizes from here on store float16 (memory target at 1M)
 

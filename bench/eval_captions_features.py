@@ -35,7 +35,8 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from tastegraph.models.bridge import BridgeConfig, ConSEBridge, LabelText, label_vectors
-from tastegraph.models.image import draft_size, make_image_encoder, preprocess_image
+from tastegraph.models.image import draft_size, make_image_encoder
+from tastegraph.models.preprocess import preprocess_image
 from tastegraph.models.text import make_text_encoder
 from tastegraph.settings import Settings
 

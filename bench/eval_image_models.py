@@ -36,7 +36,8 @@ from rich.progress import track
 
 from eval_retrieval_features import aqe, retrieval_metrics
 from tastegraph.models.bridge import BridgeConfig, ConSEBridge, label_vectors
-from tastegraph.models.image import draft_size, preprocess_image
+from tastegraph.models.image import draft_size
+from tastegraph.models.preprocess import preprocess_image
 from tastegraph.models.text import make_text_encoder
 from tastegraph.settings import Settings
 

@@ -35,7 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_quality_push import map10, topk
-from tastegraph.models.image import preprocess_image
+from tastegraph.models.preprocess import preprocess_image
 from tastegraph.models.whiten import PCAWhitener, l2_normalize
 
 F32 = NDArray[np.float32]

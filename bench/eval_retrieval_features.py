@@ -39,7 +39,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tastegraph.models.image import draft_size, preprocess_image
+from tastegraph.models.image import draft_size
+from tastegraph.models.preprocess import preprocess_image
 from tastegraph.models.whiten import PCAWhitener, expand_queries
 
 F32 = NDArray[np.float32]

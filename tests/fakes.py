@@ -28,17 +28,17 @@ class FakeImageEncoder:
     input_size = 32
     label_names: ClassVar[list[str]] = ["red thing", "green thing", "blue thing", "grey thing"]
 
-    max_aspect = 1.0  # > 1: wide inputs as the lite encoder has them (see catalog.images)
+    max_aspect = 1.0  # > 1: wide inputs as the lite encoder has them (see imaging.geometry)
 
     @property
     def input_shapes(self) -> list[tuple[int, int]]:
-        from tastegraph.catalog.images import wide_side
+        from tastegraph.imaging.geometry import wide_side
 
         s, w = self.input_size, wide_side(self.input_size, self.max_aspect)
         return [(s, s)] + ([(s, w), (w, s)] if w > s else [])
 
     def preprocess(self, image: object) -> NDArray[np.uint8]:
-        from tastegraph.models.image import preprocess_image
+        from tastegraph.models.preprocess import preprocess_image
 
         return preprocess_image(image, size=self.input_size, max_aspect=self.max_aspect)
 

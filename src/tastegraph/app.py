@@ -147,6 +147,7 @@ def _make_catalog(
         projection_fitted=lambda digest: bus.publish(SpaceChanged(digest)),
         indexes_reset=indexes.reset,  # the index files are gone: reopened from the store
     )
+
     def top_labels(probs: NDArray[np.float32], k: int = 3) -> list[list[tuple[str, float]]]:
         return tag_labels(enc.get().image, probs, k=k)
 

@@ -17,6 +17,7 @@ __all__ = [
     "ImageRejected",
     "IndexMismatch",
     "InvalidInput",
+    "MissingExtra",
     "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
@@ -89,6 +90,13 @@ class Forbidden(TastegraphError):
 
 class ModelUnavailable(TastegraphError):
     code = "model_unavailable"
+    status = 503
+
+
+class MissingExtra(TastegraphError):
+    """An optional dependency that this command needs is not installed; ``extra`` names it."""
+
+    code = "missing_extra"
     status = 503
 
 

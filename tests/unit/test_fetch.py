@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tastegraph.catalog import fetch as fetch_mod
-from tastegraph.catalog.fetch import address_refusal
-from tastegraph.catalog.images import ImageLimits, read_source_bytes
 from tastegraph.errors import ImageRejected
+from tastegraph.imaging import fetch as fetch_mod
+from tastegraph.imaging.fetch import address_refusal
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
 from tests import fixtures as fx
 
 LIMITS = ImageLimits(max_bytes=1 << 20, max_pixels=10**8)

@@ -18,20 +18,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tastegraph.catalog.images import model_input_shape, wide_side
 from tastegraph.errors import InvalidInput, ModelUnavailable
+from tastegraph.imaging.geometry import model_input_shape, wide_side
 from tastegraph.models.base import ImageEncoder
-from tastegraph.models.image import (
-    CROP_FRACTION,
-    KNOWN_PACKS,
-    LiteImageEncoder,
-    draft_size,
-    make_image_encoder,
-    preprocess_image,
-    top_labels,
-)
+from tastegraph.models.image import KNOWN_PACKS, LiteImageEncoder, draft_size, make_image_encoder
+from tastegraph.models.labels import top_labels
 from tastegraph.models.lite import LITE_STAGES, _same_pad, gem_pool
 from tastegraph.models.lite_files import DEFAULT_INPUT_SIZE
+from tastegraph.models.preprocess import CROP_FRACTION, preprocess_image
 from tastegraph.models.runtime import RuntimeChoice, resolve_runtime
 from tastegraph.settings import Settings
 from tests.conftest import MODEL_CACHE, eval_data, real_settings

@@ -16,20 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps, features
 
-from tastegraph.catalog.images import (
-    ACCEPTED_FORMATS,
-    REJECT_REASONS,
-    DecodedImage,
-    ImageLimits,
-    content_hash,
-    crop,
-    decode_image,
-    hamming,
-    make_thumbnail,
-    perceptual_hash,
-    read_source_bytes,
-)
 from tastegraph.errors import ImageRejected, InvalidInput
+from tastegraph.imaging.decode import DecodedImage, decode_image
+from tastegraph.imaging.geometry import crop
+from tastegraph.imaging.hashes import content_hash, hamming, perceptual_hash
+from tastegraph.imaging.limits import ACCEPTED_FORMATS, REJECT_REASONS, ImageLimits
+from tastegraph.imaging.read import read_source_bytes
+from tastegraph.imaging.thumbnails import make_thumbnail
 from tastegraph.settings import get_settings
 from tests import fixtures as fx
 

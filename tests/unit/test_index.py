@@ -16,10 +16,21 @@ import numpy as np
 import pytest
 
 import tastegraph.index as index_pkg
-from tastegraph.index import IndexMeta, VectorIndex, base, exact, hnsw, open_index
-from tastegraph.index.base import IdMap, brute_force, topk_rows
+from tastegraph.errors import IndexMismatch
+from tastegraph.index import (
+    IndexMeta,
+    VectorIndex,
+    base,
+    exact,
+    hnsw,
+    open_index,
+    persistence,
+    topk,
+)
+from tastegraph.index.arrays import IdMap
 from tastegraph.index.exact import ExactIndex
 from tastegraph.index.hnsw import HNSWIndex
+from tastegraph.index.topk import brute_force, topk_rows
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 256
@@ -203,7 +214,7 @@ def test_build_params_are_recorded(tmp_path: Path) -> None:
     assert (again.m, again.ef_construction, again.ef_search) == (8, 20, 33)
     tuned = open_index("hnsw", tmp_path, meta(dim=8), ef_search=90)
     assert isinstance(tuned, HNSWIndex) and tuned.ef_search == 90
-    with pytest.raises(base.IndexMismatch):
+    with pytest.raises(IndexMismatch):
         open_index("hnsw", tmp_path, meta(dim=8), m=16)
 
 
@@ -274,7 +285,7 @@ def test_failed_save_leaves_previous_version(
     old.save()
     idx = _filled(kind, tmp_path, 80, seed=2)
     calls = {"n": 0}
-    real = base.write_file
+    real = persistence.write_file
 
     def flaky(final: Path, write: Callable[[Path], None]) -> None:
         calls["n"] += 1
@@ -284,7 +295,7 @@ def test_failed_save_leaves_previous_version(
             raise OSError("disk full")
         real(final, write)
 
-    monkeypatch.setattr(base, "write_file", flaky)
+    monkeypatch.setattr(persistence, "write_file", flaky)
     with pytest.raises(OSError):
         idx.save()
     monkeypatch.undo()
@@ -300,14 +311,14 @@ CRASH_SCRIPT = """
 import os, sys
 import numpy as np
 from pathlib import Path
-from tastegraph.index import IndexMeta, base, open_index
+from tastegraph.index import IndexMeta, open_index, persistence
 folder, kind = Path(sys.argv[1]), sys.argv[2]
 idx = open_index(kind, folder, IndexMeta("image", "synthetic@1", 16, digest="t"))
 idx.add(np.arange(100, 130), np.random.default_rng(0).standard_normal((30, 16)))
 idx.watermark = 999
 def die(folder, text):
     os._exit(17)   # the process is killed between the data files and the manifest
-base.write_manifest = die
+persistence.write_manifest = die
 idx.save()
 """
 
@@ -328,18 +339,18 @@ def test_killed_process_mid_save(kind: str, tmp_path: Path) -> None:
 def test_reader_retries_when_a_save_swaps_files(tmp_path: Path) -> None:
     idx = _filled("exact", tmp_path, 20, seed=1)
     idx.save()
-    first = base.read_manifest(tmp_path)
+    first = persistence.read_manifest(tmp_path)
     idx.add(np.array([99]), clustered(1, 16))
     idx.save()  # deletes the files the first manifest names
     assert first is not None
-    reads = iter([first, base.read_manifest(tmp_path)])
-    real_read = base.read_manifest
+    reads = iter([first, persistence.read_manifest(tmp_path)])
+    real_read = persistence.read_manifest
 
     def stale_then_fresh(folder: Path) -> Any:
         return next(reads, None) or real_read(folder)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(base, "read_manifest", stale_then_fresh)
+    mp.setattr(persistence, "read_manifest", stale_then_fresh)
     try:
         got = exact.ExactIndex.open(tmp_path, meta(dim=16))
     finally:
@@ -398,7 +409,7 @@ def test_hnsw_storage_view_matches_reconstruct() -> None:
         assert np.array_equal(view[labels].astype(np.float32), recon)
 
 
-@pytest.mark.parametrize("module", [index_pkg, base, exact, hnsw])
+@pytest.mark.parametrize("module", [index_pkg, base, topk, exact, hnsw])
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

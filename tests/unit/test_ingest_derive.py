@@ -12,19 +12,17 @@ import pytest
 from PIL import Image
 
 from tastegraph.app import App
-from tastegraph.catalog.images import (
-    ImageLimits,
-    hamming,
-    model_input,
-    perceptual_hash,
-    quick_perceptual_hash,
+from tastegraph.errors import ImageRejected
+from tastegraph.imaging.geometry import model_input
+from tastegraph.imaging.hashes import hamming, perceptual_hash, quick_perceptual_hash
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
+from tastegraph.imaging.thumbnails import (
     quick_thumbnail,
     quick_thumbnail_and_phash,
-    read_source_bytes,
     thumbnail_image,
 )
-from tastegraph.errors import ImageRejected
-from tastegraph.models.image import preprocess_image
+from tastegraph.models.preprocess import preprocess_image
 from tests import fixtures as fx
 from tests.conftest import REPO
 

@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "lazy": 0,
     "progress": 0,
+    "extras": 0,
     "index": 1,
     "models": 1,
     "imaging": 1,
@@ -42,7 +43,6 @@ LAYERS: dict[str, int] = {
     "catalog": 2,
     "search": 2,
     "feed": 2,
-    "recs": 2,
     "engagement": 2,
     "people": 2,
     "api": 3,
@@ -57,18 +57,7 @@ LAYERS: dict[str, int] = {
 
 # Known edges, each removed by the helper named once its branch is merged. An edge listed here
 # is left out of both checks. (importer prefix, imported prefix)
-KNOWN: dict[tuple[str, str], str] = {
-    # lower helper: image decoding moves out of catalog/ into imaging/ (models must not
-    # import catalog), and the models/image <-> models/clip cycle.
-    ("tastegraph.models", "tastegraph.catalog.images"): "lower",
-    ("tastegraph.models.image", "tastegraph.models.clip"): "lower",
-    ("tastegraph.models.clip", "tastegraph.models.image"): "lower",
-    # lower helper: catalog/images <-> catalog/fetch (URL reads) split with imaging/.
-    ("tastegraph.catalog.images", "tastegraph.catalog.fetch"): "lower",
-    # lower helper: the offline recommender evaluation (recs/evaluate.py, models, data,
-    # simulate) moves under evaluation/.
-    ("tastegraph.recs.evaluate", "tastegraph.evaluation"): "lower",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:

@@ -11,15 +11,14 @@ import pytest
 import scipy.sparse as sp
 
 from tastegraph.errors import InvalidInput
-from tastegraph.recs.data import Interactions, latest_per_user, load_interactions, split_by_time
-from tastegraph.recs.evaluate import (
-    evaluate_recs,
-    full_ranking_metrics,
-    leave_one_out,
-    sampled_metrics,
-    temporal,
+from tastegraph.evaluation.recs.data import (
+    Interactions,
+    latest_per_user,
+    load_interactions,
+    split_by_time,
 )
-from tastegraph.recs.models import (
+from tastegraph.evaluation.recs.evaluate import evaluate_recs
+from tastegraph.evaluation.recs.models import (
     ALS,
     BPR,
     EASE,
@@ -29,6 +28,12 @@ from tastegraph.recs.models import (
     TasteGraph,
     load,
     make_model,
+)
+from tastegraph.evaluation.recs.protocols import (
+    full_ranking_metrics,
+    leave_one_out,
+    sampled_metrics,
+    temporal,
 )
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,6 +14,11 @@ from typer.testing import CliRunner
 
 from tastegraph.cli import app as cli
 from tastegraph.evaluation import served_feed
+from tastegraph.evaluation.recs import evaluate
+from tastegraph.evaluation.recs.data import Interactions, load_interactions
+from tastegraph.evaluation.recs.evaluate import PEERS, evaluate_recs
+from tastegraph.evaluation.recs.models import EASE
+from tastegraph.evaluation.recs.protocols import leave_one_out, temporal
 from tastegraph.evaluation.served_feed import (
     SERVED,
     ServedFeed,
@@ -22,10 +27,6 @@ from tastegraph.evaluation.served_feed import (
     pin_table,
 )
 from tastegraph.feed import FeedEngine, FeedItem, FeedParams
-from tastegraph.recs import evaluate
-from tastegraph.recs.data import Interactions, load_interactions
-from tastegraph.recs.evaluate import PEERS, evaluate_recs, leave_one_out, temporal
-from tastegraph.recs.models import EASE
 from tests.conftest import eval_data
 
 

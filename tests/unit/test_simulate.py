@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tastegraph.errors import InvalidInput
-from tastegraph.recs.simulate import POLICIES, assign, simulate
+from tastegraph.evaluation.simulator.policies import POLICIES, assign
+from tastegraph.evaluation.simulator.run import simulate
 
 
 def catalog(

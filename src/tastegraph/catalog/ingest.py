@@ -41,18 +41,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.catalog.duplicates import groups_touching
-from tastegraph.catalog.images import (
-    ImageLimits,
-    content_hash,
-    decode_image,
-    encode_thumbnail,
-    quick_thumbnail_and_phash,
-    read_source_bytes,
-)
 from tastegraph.catalog.metadata import pin_text, update_known
 from tastegraph.catalog.sources import SourceError, SourceItem, iter_source
 from tastegraph.domain import QuarantineEntry
 from tastegraph.errors import ImageRejected, TastegraphError
+from tastegraph.imaging.decode import decode_image
+from tastegraph.imaging.hashes import content_hash
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
+from tastegraph.imaging.thumbnails import encode_thumbnail, quick_thumbnail_and_phash
 
 if TYPE_CHECKING:
     from tastegraph.catalog.ports import CatalogContext

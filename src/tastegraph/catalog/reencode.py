@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from tastegraph.catalog.images import (
-    ImageLimits,
-    content_hash,
-    decode_image,
-    read_source_bytes,
-)
 from tastegraph.errors import TastegraphError
+from tastegraph.imaging.decode import decode_image
+from tastegraph.imaging.hashes import content_hash
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
 
 if TYPE_CHECKING:
     from tastegraph.catalog.ports import CatalogContext

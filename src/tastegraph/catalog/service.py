@@ -91,7 +91,7 @@ class ReindexReport:
 
 def upload_ref(data: bytes, filename: str | None) -> str:
     """The source reference of an uploaded file: its content, then the name it came with."""
-    from tastegraph.catalog.images import content_hash
+    from tastegraph.imaging.hashes import content_hash
 
     return f"upload:{content_hash(data)[:16]}:{filename or 'image'}"
 
@@ -173,7 +173,9 @@ class CatalogService:
 
         :class:`~tastegraph.errors.InvalidInput` when it is not an image we can read.
         """
-        from tastegraph.catalog.images import ImageLimits, content_hash, read_source_bytes
+        from tastegraph.imaging.hashes import content_hash
+        from tastegraph.imaging.limits import ImageLimits
+        from tastegraph.imaging.read import read_source_bytes
 
         if data is None:
             s = self._settings

@@ -116,7 +116,7 @@ def simulate(
     as_json: JsonOpt = False,
 ) -> None:
     """A/B test feed policies (chronological, popular, tastegraph) on simulated people."""
-    from tastegraph.recs.simulate import simulate as run
+    from tastegraph.evaluation.simulator.run import simulate as run
 
     try:
         vecs, boards, labels, where = _simulation_catalog(settings_for(data), seed)

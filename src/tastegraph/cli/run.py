@@ -119,7 +119,7 @@ def eval_recs(
 ) -> None:
     """The served feed engine against popularity, ItemKNN, EASE, ALS and BPR (and the
     offline-only tastegraph model, for reference)."""
-    from tastegraph.recs.evaluate import evaluate_recs
+    from tastegraph.evaluation.recs.evaluate import evaluate_recs
 
     try:
         res = evaluate_recs(dataset, protocol, seed=seed, out_dir=out_dir, progress=True)

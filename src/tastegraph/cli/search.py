@@ -97,7 +97,8 @@ def similar(
     explain: ExplainOpt = False,
 ) -> None:
     """Image -> pins: more like a pin, an image file or URL, or a region of one."""
-    from tastegraph.catalog.images import ImageLimits, read_source_bytes
+    from tastegraph.imaging.limits import ImageLimits
+    from tastegraph.imaging.read import read_source_bytes
     from tastegraph.search.service import parse_box
 
     try:
@@ -131,8 +132,10 @@ def similar(
 
 def _pin_original(tg: Any, pin_id: int) -> bytes:
     """The file pin ``pin_id`` was ingested from, as it was then: a box is in its pixels."""
-    from tastegraph.catalog.images import ImageLimits, content_hash, read_source_bytes
     from tastegraph.errors import ImageRejected
+    from tastegraph.imaging.hashes import content_hash
+    from tastegraph.imaging.limits import ImageLimits
+    from tastegraph.imaging.read import read_source_bytes
 
     pin = tg.store.get_pin(pin_id)
     s = tg.settings

@@ -33,7 +33,7 @@ log knows), so "fresh" means new to the log.
 Example
 -------
 >>> import numpy as np
->>> from tastegraph.recs.data import Interactions
+>>> from tastegraph.evaluation.recs.data import Interactions
 >>> data = Interactions(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 1]),
 ...                     np.array([1, 2, 3, 4, 5]), np.array(["a", "b", "c"]),
 ...                     np.array(["x", "y", "z"]))
@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.evaluation.recs.data import Interactions
 from tastegraph.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable
 from tastegraph.feed.service import catalog_params
-from tastegraph.recs.data import Interactions
 
 __all__ = ["SERVED", "ServedFeed", "interaction_events", "last_seen", "pin_table"]
 
@@ -65,7 +65,7 @@ I64 = NDArray[np.int64]
 
 SERVED = "served-feed"
 # The engine's events for one rating: a save, the strongest engagement a log can hold. Every
-# rating is one implicit interaction whatever its value (see recs.data), for every model.
+# rating is one implicit interaction whatever its value (see evaluation.recs.data), for every model.
 EVENT_KIND = "save"
 # Dimension of the all-zero "no image" vectors: any works (every cosine is 0). One keeps the
 # index and the feature products cheap, and a history of zero vectors never looks square to

@@ -111,7 +111,7 @@ from tastegraph.feed.sources.popularity import Popularity
 from tastegraph.feed.state import EngagementState, Interests, UserState, interests
 from tastegraph.feed.training import Replay
 from tastegraph.index import IndexMeta, VectorIndex, open_index
-from tastegraph.index.base import RWLock
+from tastegraph.index.locking import RWLock
 
 __all__ = ["FeedEngine"]
 

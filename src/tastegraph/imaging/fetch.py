@@ -20,8 +20,8 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from tastegraph.catalog.images import ImageLimits, _reject, _too_large_bytes
 from tastegraph.errors import ImageRejected
+from tastegraph.imaging.limits import ImageLimits, reject, too_large_bytes
 
 if TYPE_CHECKING:
     import httpx
@@ -99,7 +99,7 @@ def address_refusal(address: IPAddress) -> str:
 
 
 def _refused(url: str, host: str, address: IPAddress, why: str) -> ImageRejected:
-    return _reject(
+    return reject(
         "unsupported_url",
         f"{host} resolves to {address}, {why}; it is not fetched.",
         "Give a URL on the public internet.",
@@ -108,7 +108,7 @@ def _refused(url: str, host: str, address: IPAddress, why: str) -> ImageRejected
 
 
 def _unreadable_url(url: str, why: str, **details: object) -> ImageRejected:
-    return _reject(
+    return reject(
         "unreadable_url",
         f"Cannot fetch {url}: {why}.",
         "Check the URL opens in a browser and points at the image itself; retry later if the "
@@ -119,7 +119,7 @@ def _unreadable_url(url: str, why: str, **details: object) -> ImageRejected:
 
 
 def _malformed(url: str, why: object) -> ImageRejected:
-    return _reject("unsupported_url", f"Malformed URL {url}: {why}.", "Fix the URL.", url)
+    return reject("unsupported_url", f"Malformed URL {url}: {why}.", "Fix the URL.", url)
 
 
 def resolve_public(host: str, port: int, url: str) -> list[IPAddress]:
@@ -159,7 +159,7 @@ def _parse(url: str) -> httpx.URL:
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
         raise _malformed(url, exc) from exc
     if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-        raise _reject(
+        raise reject(
             "unsupported_url",
             f"Only http(s) URLs with a host can be fetched, not {url}.",
             "Give an http(s) URL or a local file path.",
@@ -167,7 +167,7 @@ def _parse(url: str) -> httpx.URL:
         )
     if parsed.userinfo:
         # Credentials would be sent to whatever the URL names and kept in the pin's source.
-        raise _reject(
+        raise reject(
             "unsupported_url",
             f"URLs with a user name or password are not fetched ({parsed.host}).",
             "Give a URL that needs no login, or download the image and ingest the file.",
@@ -273,14 +273,14 @@ def _check_peer(resp: httpx.Response, pin: IPAddress, url: str) -> None:
 def _read_body(resp: httpx.Response, url: str, limits: ImageLimits, deadline: float) -> bytes:
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:
-        raise _too_large_bytes(int(declared), limits.max_bytes, url)
+        raise too_large_bytes(int(declared), limits.max_bytes, url)
     buf = bytearray()
     # No chunk_size: a fixed size would buffer a slow body out of sight of the deadline below.
     for chunk in resp.iter_bytes():
         buf += chunk
         if len(buf) > limits.max_bytes:
             # Stop reading: the rest of a huge body is never downloaded.
-            raise _too_large_bytes(len(buf), limits.max_bytes, url, cut=True)
+            raise too_large_bytes(len(buf), limits.max_bytes, url, cut=True)
         if time.monotonic() > deadline:
             # Each read has its own timeout; this bounds a server that drips bytes forever.
             raise _unreadable_url(url, "the download took longer than the timeout")
