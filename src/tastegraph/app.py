@@ -85,15 +85,15 @@ class App:
 
                 enc = self.encoders
                 self._indexes = SpaceIndexes(
-                    self.settings.data_dir / "indexes" / self.settings.index_kind,
-                    self.settings.index_kind,
+                    self.settings.data_dir / "indexes" / self.settings.index.kind,
+                    self.settings.index.kind,
                     self.store,
                     {
                         "image": (enc.image.model_id, enc.image.dim),
                         "text": (enc.text.model_id, enc.text.dim),
                         "conse": (enc.bridge.model_id, enc.bridge.dim),
                     },
-                    self.settings.digest("index_kind"),
+                    self.settings.digest("index.kind"),
                 )
                 self._indexes.set_projection(self._load_projection())
             return self._indexes
@@ -109,7 +109,7 @@ class App:
             return PCAWhitener.load(
                 self.settings.data_dir / rec["path"],
                 model_id=self.encoders.image.model_id,
-                dim=self.settings.image_dim,
+                dim=self.settings.models.image_dim,
             )
         except Exception:
             # A stale projection (other model or dim) is derived data: drop it, refit later.
@@ -123,8 +123,8 @@ class App:
         if idx.projection is not None and not force:
             return False
         n = self.store.count_pins()
-        dim = self.settings.image_dim
-        if n < max(self.settings.whiten_min_pins, dim + 1):
+        dim = self.settings.models.image_dim
+        if n < max(self.settings.models.whiten_min_pins, dim + 1):
             return False
         _, mat, _ = self.store.get_vectors("image")
         model_id = self.encoders.image.model_id
@@ -185,7 +185,7 @@ class App:
             ids,
             hashes,
             np.array(new_ids, np.int64),
-            max_distance=self.settings.dup_max_distance,
+            max_distance=self.settings.ingest.dup_max_distance,
             existing=existing,
         )
         changed = {p: g for p, g in groups.items() if existing.get(p) != g}

@@ -129,7 +129,7 @@ def create_api(tg: App) -> FastAPI:
         description="Visual discovery: find pins by photo and by words.",
     )
     api.state.tg = tg
-    install_error_handling(api, tg.settings.max_upload_bytes)
+    install_error_handling(api, tg.settings.api.max_upload_bytes)
 
     # ------------------------------------------------------------ health
     @api.get("/health", tags=["ops"], response_model=Health)
@@ -266,13 +266,13 @@ def create_api(tg: App) -> FastAPI:
         """
         require(request, "editor")
         s = tg.settings
-        _url_fetch_allowed(s.allow_url_fetch)
+        _url_fetch_allowed(s.api.allow_url_fetch)
         data = read_source_bytes(
             body.image_url,
             ImageLimits.from_settings(s),
-            timeout=s.fetch_timeout_s,
-            allow_url=s.allow_url_fetch,
-            allow_private_hosts=s.allow_private_url_hosts,
+            timeout=s.ingest.fetch_timeout_s,
+            allow_url=s.api.allow_url_fetch,
+            allow_private_hosts=s.api.allow_private_url_hosts,
             allow_local_files=False,
         )
         item = SourceItem(
@@ -424,7 +424,7 @@ def create_api(tg: App) -> FastAPI:
                 tg.search.by_image, data, box=region, limit=limit, offset=offset, filters=filters
             )
         elif url:
-            _url_fetch_allowed(tg.settings.allow_url_fetch)
+            _url_fetch_allowed(tg.settings.api.allow_url_fetch)
             page = await run_in_threadpool(
                 tg.search.by_url, url, box=region, limit=limit, offset=offset, filters=filters
             )

@@ -149,7 +149,7 @@ def reindex(
             if as_json:
                 print_json({"reencode": done.to_dict()})
             raise typer.Exit(EXIT_PARTIAL)
-        shutil.rmtree(s.data_dir / "indexes" / s.index_kind, ignore_errors=True)
+        shutil.rmtree(s.data_dir / "indexes" / s.index.kind, ignore_errors=True)
         if refit:
             tg.fit_projection(force=True)
         applied = tg.indexes.sync(save=True)

@@ -13,6 +13,7 @@ server starts on a million events in seconds.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ import time
 import weakref
 import zlib
 from collections import Counter
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from tastegraph.app import App
     from tastegraph.index import VectorIndex
     from tastegraph.recs.feed import Event, EventBatch, FeedEngine, FeedItem, FeedParams
+    from tastegraph.settings import FeedSettings
 
 __all__ = ["FeedService", "decode_cursor", "encode_cursor", "load_event_batch"]
 
@@ -89,24 +92,36 @@ def _group(value: Any) -> int:
     return value if isinstance(value, int) and -(2**63) <= value < 2**63 else -1
 
 
-def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
+def catalog_params(
+    vectors: np.ndarray, seed: int = 0, base: Any = None, fixed: Collection[str] = ()
+) -> Any:
     """Feed parameters adapted to this catalog's vectors.
 
     A hide pushes down *look-alikes*: pins more similar to the hidden one than chance. What
     "more than chance" means depends on the embedding, so the threshold is the 99th percentile
     of cosines between random pairs of this catalog (serving-only: no retraining needed).
+    ``base`` holds the configured parameters (default: ``FeedParams()``); a name in ``fixed``
+    (set explicitly, e.g. ``hide_threshold`` in ``[feed]``) is not adapted.
     """
     from tastegraph.recs.feed import FeedParams
 
+    params = base if base is not None else FeedParams()
     n = len(vectors)
-    if n < 50:
-        return FeedParams()
+    if n < 50 or "hide_threshold" in fixed:
+        return params
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, n, (2, 4000))
     keep = a != b
     cos = np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]])
     threshold = float(np.clip(np.quantile(cos, 0.99), 0.2, 0.9))
-    return FeedParams(hide_threshold=threshold)
+    return dataclasses.replace(params, hide_threshold=threshold)
+
+
+def feed_params(feed: FeedSettings) -> FeedParams:
+    """The engine's parameters from the ``[feed]`` settings (the same fields, see the test)."""
+    from tastegraph.recs.feed import FeedParams
+
+    return FeedParams(**feed.model_dump())
 
 
 def _pin_meta(
@@ -317,7 +332,7 @@ class FeedService:
         It holds the same vectors (index space, keyed by pin id) and is kept in step with the
         store, so the engine need not build a second one of the whole catalog at start.
         """
-        if self.app.settings.index_kind != params.index_kind:
+        if self.app.settings.index.kind != params.index_kind:
             return None
         index: VectorIndex = self.app.indexes.get("image")
         return index
@@ -326,7 +341,8 @@ class FeedService:
         from tastegraph.recs.feed import FeedEngine
 
         table = self._pin_table()
-        params = catalog_params(table.vectors)
+        feed = self.app.settings.feed
+        params = catalog_params(table.vectors, base=feed_params(feed), fixed=feed.model_fields_set)
         return FeedEngine(table, params=params, index=self._shared_index(params))
 
     @property

@@ -136,13 +136,13 @@ class SearchService:
             return _page([], offset, limit)
         excl = np.array(exclude or [], np.int64)
         s = self.app.settings
-        depth = s.rerank_depth if s.query_expansion > 0 else 0
+        depth = s.search.rerank_depth if s.search.query_expansion > 0 else 0
         ex = excl if len(excl) else None
         asked = max(want, depth)
         scores, ids = idx.search(query, asked, allow=allow, exclude=ex)
         found = int((ids[0] >= 0).sum())
         if depth > 0:
-            scores, ids = self._rerank(idx, query, scores, ids, depth, s.query_expansion)
+            scores, ids = self._rerank(idx, query, scores, ids, depth, s.search.query_expansion)
         scores, ids = scores[:, :want], ids[:, :want]
         hits = [
             Hit(int(i), float(s), {"image": round(float(s), 4)})
@@ -208,9 +208,9 @@ class SearchService:
         data = read_source_bytes(
             url,
             ImageLimits.from_settings(s),
-            timeout=s.fetch_timeout_s,
-            allow_url=s.allow_url_fetch,
-            allow_private_hosts=s.allow_private_url_hosts,
+            timeout=s.ingest.fetch_timeout_s,
+            allow_url=s.api.allow_url_fetch,
+            allow_private_hosts=s.api.allow_private_url_hosts,
             allow_local_files=False,  # refs from users never read the server's disk
         )
         return self.by_image(data, **kw)
@@ -221,7 +221,7 @@ class SearchService:
         limits = ImageLimits.from_settings(self.app.settings)
         enc = self.app.encoders.image
         # A crop needs full resolution; a whole image only needs the model's input size.
-        draft = max(self.app.settings.thumbnail_size, int(enc.input_size))
+        draft = max(self.app.settings.ingest.thumbnail_size, int(enc.input_size))
         dec = decode_image(data, limits, draft_to=None if box else draft)
         image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
         out = enc.encode(self.app.preprocess(image)[None])
@@ -256,8 +256,8 @@ class SearchService:
         lists["bm25"] = [(p, sc) for p, sc in bm25 if allowed_set is None or p in allowed_set]
         enc = self.app.encoders
         for space, vec, floor in (
-            ("text", enc.text.encode([query]), s.text_floor),
-            ("image_text", enc.bridge.encode_query([query]), s.conse_floor),
+            ("text", enc.text.encode([query]), s.search.text_floor),
+            ("image_text", enc.bridge.encode_query([query]), s.search.conse_floor),
         ):
             index_space = "conse" if space == "image_text" else space
             idx = self.app.indexes.get(index_space)
