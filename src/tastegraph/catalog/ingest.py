@@ -546,7 +546,7 @@ def usable_cores() -> int:
 def _largest_input(image: Any) -> int:
     """Bytes of the image encoder's largest model input (uint8, 3 channels)."""
     shapes = getattr(image, "input_shapes", None) or [(image.input_size, image.input_size)]
-    return max(rows * cols * 3 for rows, cols in shapes)
+    return int(max(rows * cols * 3 for rows, cols in shapes))
 
 
 def _make_slots(ctx: Any, slot_bytes: int, count: int) -> _PixelSlots | None:

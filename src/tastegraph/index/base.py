@@ -482,7 +482,7 @@ def _dot(queries: F32, vecs: F32) -> F32:
     einsum's own loops are single-threaded and within 1.5x of one BLAS thread at that size.
     """
     if len(queries) < 8:
-        return np.einsum("md,nd->mn", queries, vecs)
+        return cast(F32, np.einsum("md,nd->mn", queries, vecs))
     return queries @ vecs.T
 
 

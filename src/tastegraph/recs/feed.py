@@ -274,7 +274,7 @@ class _Pool:
     def source(self) -> I8:
         """Primary source code of each candidate: the first generator, in priority order."""
         first = np.argmax(self.member, axis=0)
-        code = np.array([_SOURCE_CODE[g] for g in _GENERATORS], np.int8)[first]
+        code: I8 = np.array([_SOURCE_CODE[g] for g in _GENERATORS], np.int8)[first]
         code[~self.member.any(axis=0)] = _SOURCE_CODE["explore"]
         return code
 

@@ -93,8 +93,8 @@ def _group(value: Any) -> int:
 
 
 def catalog_params(
-    vectors: np.ndarray, seed: int = 0, base: Any = None, fixed: Collection[str] = ()
-) -> Any:
+    vectors: np.ndarray, seed: int = 0, base: FeedParams | None = None, fixed: Collection[str] = ()
+) -> FeedParams:
     """Feed parameters adapted to this catalog's vectors.
 
     A hide pushes down *look-alikes*: pins more similar to the hidden one than chance. What
@@ -598,7 +598,7 @@ class FeedService:
             if not rec or rec["version"] == self._version or self._engine is None:
                 return False
             self._load_model(self._engine)
-            return self._version == rec["version"]
+            return bool(self._version == rec["version"])
 
     @property
     def version(self) -> str | None:

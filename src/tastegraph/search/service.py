@@ -225,7 +225,8 @@ class SearchService:
         dec = decode_image(data, limits, draft_to=None if box else draft)
         image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
         out = enc.encode(self.app.preprocess(image)[None])
-        return self.app.indexes.to_index_space("image", out.features)
+        vec: NDArray[np.float32] = self.app.indexes.to_index_space("image", out.features)
+        return vec
 
     # ----------------------------------------------------------- words -> pins
     def text(
