@@ -28,18 +28,9 @@ from tastegraph.settings import (
 from tastegraph.settings.docs import markdown
 
 REPO = Path(__file__).resolve().parents[2]
-# Environment variables that are not settings: the config file's path, the evaluation data
-# cache of benches, the tests' model cache, feature file and CLIP pack, bench-only switches.
-NOT_SETTINGS = {
-    "CONFIG",
-    "EVAL_CACHE",
-    "TEST_MODELS",
-    "TEST_FEATURES",
-    "TEST_CLIP_PACK",
-    "OV_CHUNKS",
-    "INFERENCE_THREADS",
-    "X",
-}
+# Environment variables that are not settings: the config file's path, the tests' model cache
+# and feature file, a bench-only switch.
+NOT_SETTINGS = {"CONFIG", "TEST_MODELS", "TEST_FEATURES", "OV_CHUNKS"}
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
