@@ -20,7 +20,7 @@ def _codemod() -> ModuleType:
 
 
 def test_its_table_is_the_settings_table() -> None:
-    assert _codemod().MAPPING == {old: f"{s}.{f}" for old, (s, f) in LEGACY.items()}
+    assert {old: f"{s}.{f}" for old, (s, f) in LEGACY.items()} == _codemod().MAPPING
 
 
 def test_it_rewrites_settings_reads_once_and_nothing_else() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tastegraph.app import App
 from tastegraph.cli import app
 from tastegraph.errors import InvalidSetting
 from tastegraph.recs.feed_data import FeedParams
@@ -123,22 +124,17 @@ def test_sources_follow_the_precedence_chain(
     assert (s.feed.n_fresh, s.feed.seed, s.feed.cf_k) == (5, 4, 9)
 
 
-def test_feed_settings_reach_the_served_engine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tastegraph.app import build
-    from tests.fakes import fake_encoders
-
+@pytest.fixture
+def feed_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``[feed]`` table and a TASTEGRAPH_FEED_* variable, set before the app's settings."""
     toml = tmp_path / "tastegraph.toml"
     toml.write_text("[feed]\nmmr_lambda = 0.5\nhide_threshold = 0.6\n")
     monkeypatch.setenv("TASTEGRAPH_CONFIG", str(toml))
     monkeypatch.setenv("TASTEGRAPH_FEED_N_FRESH", "7")
-    tg = build(Settings(data_dir=tmp_path / "d", index_kind="exact", whiten_min_pins=10_000))
-    tg._encoders = fake_encoders()
-    try:
-        params = tg.feeds.engine.params
-    finally:
-        tg.close()
+
+
+def test_feed_settings_reach_the_served_engine(feed_config: None, fake_app: App) -> None:
+    params = fake_app.feeds.engine.params
     assert (params.n_fresh, params.mmr_lambda, params.hide_threshold) == (7, 0.5, 0.6)
     assert params.walk_steps == FeedParams().walk_steps
 
