@@ -34,17 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tastegraph.recs.feed import (
-    CLOSEUP,
-    DWELL,
-    IMPRESSION,
-    SAVE,
-    Event,
-    EventBatch,
-    FeedEngine,
-    FeedParams,
-    PinTable,
-)
+from tastegraph.feed import Event, EventBatch, FeedEngine, FeedParams, PinTable
+from tastegraph.feed.data import CLOSEUP, DWELL, IMPRESSION, SAVE
 
 DAY = 86400.0
 NOW = 1_750_000_000.0

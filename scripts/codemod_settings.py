@@ -13,6 +13,9 @@ rewrite safely: ``model_copy(update={"<old>": ...})``, ``setattr(..., "<old>")``
 ``model_fields["<old>"]``. Flat keyword arguments (``Settings(port=9000)``) keep working and are
 left alone.
 
+A file containing ``codemod_settings: skip-file`` is left alone (tests that use the old names
+on purpose).
+
 Usage: ``python scripts/codemod_settings.py [--check] [PATH ...]`` (default: src tests bench docs
 README.md); ``--check`` changes nothing and exits 1 if something would change. Run
 ``ruff format`` and ``ruff check`` afterwards: a rewritten line can grow past the line limit.
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             text = f.read_text(encoding="utf-8")
         except UnicodeDecodeError:
+            continue
+        if "codemod_settings: skip-file" in text:
             continue
         new, changes = rewrite(text)
         for line_no, line in enumerate(new.splitlines(), 1):

@@ -32,9 +32,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def fake_app(settings: Settings) -> Iterator[App]:
-    app = build(settings)
-    app._encoders = fake_encoders()
-    app._label_names = list(app._encoders.image.label_names)
+    app = build(settings, encoders=fake_encoders())
     yield app
     app.close()
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SPACES", "Hit", "Pin", "QuarantineEntry", "Role"]
+__all__ = [
+    "EVENT_KINDS",
+    "MAX_DWELL_MS",
+    "MAX_POSITION",
+    "SPACES",
+    "Hit",
+    "Pin",
+    "QuarantineEntry",
+    "Role",
+]
 
 # Vector spaces every pin may have: image features, text of title+description, and the image's
 # vector mapped into text space (ConSE), so words can find pictures that have no words.
@@ -13,6 +22,13 @@ SPACES = ("image", "text", "conse")
 
 Role = str  # "admin" | "editor" | "viewer"
 ROLES = ("viewer", "editor", "admin")
+
+# Engagement event kinds, and the bounds of a valid event (the event parser enforces them, the
+# store selects rows outside them as invalid). The engine keeps positions as int32 and dwell as
+# float32; a feed slot past a million or a dwell over a day is a client bug, not engagement.
+EVENT_KINDS = ("impression", "closeup", "click", "save", "hide", "dwell")
+MAX_POSITION = 1_000_000
+MAX_DWELL_MS = 86_400_000.0
 
 
 @dataclass

@@ -51,12 +51,13 @@ def run_server(settings: Settings) -> None:
         # pins they added or deleted (`tastegraph ingest` while serving).
         while not stop.wait(5.0):
             try:
-                applied = tg.catch_up()
+                applied = tg.catchup.run()
                 if any(applied.values()):
                     log.info("catalog changes from other processes: %s", applied)
-                if tg._feeds is not None:
-                    tg.feeds.reload()
-                    tg.feeds.catch_up()
+                feeds = tg.parts.feeds.peek()
+                if feeds is not None:
+                    feeds.reload()
+                    feeds.catch_up()
             except Exception:
                 log.exception("model watch failed")
 

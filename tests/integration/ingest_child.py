@@ -12,9 +12,10 @@ from tests.fakes import fake_encoders
 
 if __name__ == "__main__":
     data, source = Path(sys.argv[1]), sys.argv[2]
-    app = build(Settings(data_dir=data, index_kind="exact", batch_size=4, decode_workers=2))
-    app._encoders = fake_encoders()
-    app._label_names = list(app._encoders.image.label_names)
+    app = build(
+        Settings(data_dir=data, index_kind="exact", batch_size=4, decode_workers=2),
+        encoders=fake_encoders(),
+    )
     report = ingest(app, source, progress=False)
     app.close()
     print(report.added, flush=True)

@@ -216,9 +216,9 @@ def test_feeds_forget_deleted_events_here_and_in_other_processes(
     assert r2.exit_code == 0, r2.output
     assert json.loads(r2.stdout)["deleted"] == 1
     assert hidden not in feed()  # not yet noticed...
-    assert world.catch_up().get("events_deleted") == 1
+    assert world.catchup.run().get("events_deleted") == 1
     assert hidden in feed()  # ...and forgotten after the catch-up
-    assert world.catch_up().get("events_deleted") is None
+    assert world.catchup.run().get("events_deleted") is None
 
 
 def test_cli_lists_and_deletes_events(world: App) -> None:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from tastegraph.app import App
 from tastegraph.catalog.ingest import ingest
+from tastegraph.engagement.bus import EventBus
 
 COLOURS = {
     "red": (210, 30, 30),
@@ -127,7 +128,7 @@ def _store_event(uid: int, pin: int, kind: str, ts: float, key: str) -> dict[str
 
 
 def test_events_logged_by_another_process_are_not_skipped(world: App) -> None:
-    from tastegraph.recs.feed_service import FeedService
+    from tastegraph.feed.service import FeedService
 
     store = world.store
     uid = store.create_user("ann", "")["id"]
@@ -144,7 +145,9 @@ def test_events_logged_by_another_process_are_not_skipped(world: App) -> None:
     live, _ = feeds.feed(uid, 100, now=now + 2)
     assert pins[0] not in [it.pin for it in live]
     # The live engine holds exactly what a fresh replay of the whole log builds.
-    fresh, _ = FeedService(world).feed(uid, 100, now=now + 2)
+    p = world.parts
+    fresh_service = FeedService(world.store, p.indexes, p.encoders, world.settings, EventBus())
+    fresh, _ = fresh_service.feed(uid, 100, now=now + 2)
     assert live == fresh
     # Events from elsewhere with no local event after them: the periodic catch-up applies them.
     store.add_events([_store_event(uid, pins[2], "hide", now + 3, "other-2")])
@@ -170,8 +173,8 @@ def test_feed_routes_serve_the_same_pin_json_as_the_pin_route(world: App) -> Non
 
 
 def test_event_log_is_read_as_columns_exactly_as_event_objects_would_be(world: App) -> None:
-    from tastegraph.recs.feed import EventBatch
-    from tastegraph.recs.feed_service import load_event_batch, to_engine_event
+    from tastegraph.feed import EventBatch
+    from tastegraph.feed.store_view import load_event_batch, to_engine_event
 
     store = world.store
     uid = store.create_user("bo", "")["id"]
@@ -225,11 +228,9 @@ def test_pins_added_or_deleted_by_another_process_reach_the_running_one(
     feeds = world.feeds
     engine = feeds.engine  # built: the running server's state
     n_before = engine.n_pins
-    assert world.catch_up() == {"image": 0, "text": 0, "conse": 0, "feeds": 0}
+    assert world.catchup.run() == {"image": 0, "text": 0, "conse": 0, "feeds": 0}
     # Another process on the same data: adds five orange pins, deletes a red one.
-    other = build(world.settings)
-    other._encoders = fake_encoders()
-    other._label_names = list(other._encoders.image.label_names)
+    other = build(world.settings, encoders=fake_encoders())
     folder = tmp_path / "more"
     folder.mkdir()
     rng = np.random.default_rng(7)
@@ -248,7 +249,7 @@ def test_pins_added_or_deleted_by_another_process_reach_the_running_one(
     assert len(new) == 5
     image = world.indexes.get("image")
     assert not any(p in image for p in new)  # not seen yet
-    applied = world.catch_up()
+    applied = world.catchup.run()
     assert applied["image"] == 6 and applied["feeds"] == 6
     assert all(p in image for p in new) and red[0] not in image
     _, near = image.search(world.indexes.vector_of("image", new[0]), 5)
@@ -262,21 +263,21 @@ def test_pins_added_or_deleted_by_another_process_reach_the_running_one(
     uid = world.store.create_user("bea", "")["id"]
     served = [it.pin for it in feeds.feed(uid, 60)[0]]
     assert red[0] not in served
-    assert world.catch_up() == {"image": 0, "text": 0, "conse": 0, "feeds": 0}
+    assert world.catchup.run() == {"image": 0, "text": 0, "conse": 0, "feeds": 0}
 
 
 def test_a_projection_fitted_elsewhere_reopens_the_indexes(world: App) -> None:
-    from tastegraph.app import PROJECTION_KEY
+    from tastegraph.index.spaces import PROJECTION_KEY
 
     _ = world.feeds.engine
-    assert world.catch_up()["image"] == 0
+    assert world.catchup.run()["image"] == 0
     # Another process fitted a whitening: this process's index vectors are in the old space.
     world.store.set_kv(PROJECTION_KEY, {"path": "models/none.npz", "digest": "elsewhere", "n": 1})
-    assert world.catch_up() == {"reopened": 1}
-    assert world._indexes is None and world._feeds is None
+    assert world.catchup.run() == {"reopened": 1}
+    assert not world.parts.indexes.loaded and not world.parts.feeds.loaded
     # Reopened on next use (this record cannot be loaded, so it is dropped, not retried).
     assert len(world.indexes.get("image")) == 48
-    assert world.catch_up() == {"image": 0, "text": 0, "conse": 0}
+    assert world.catchup.run() == {"image": 0, "text": 0, "conse": 0}
     assert len(world.feeds.feed(world.store.create_user("cy", "")["id"], 10)[0]) == 10
 
 
@@ -293,7 +294,7 @@ def test_reasons_name_saved_pins_in_words_people_wrote_with_their_thumbnail(
     titled = reds[3]
     assert c.get(f"/users/{uid}/feed").status_code == 200  # the engine is running
     c.patch(f"/pins/{titled}", json={"title": "Poppy field"}, headers=h)
-    world.catch_up()  # what the server's watcher does every few seconds
+    world.catchup.run()  # what the server's watcher does every few seconds
     c.post(f"/boards/{board}/pins", json={"pin_id": titled}, headers=h)
     results = c.get(f"/users/{uid}/feed", params={"n": 20}).json()["results"]
     related = c.get(f"/pins/{reds[0]}/related", params={"n": 8}).json()["results"]

@@ -25,8 +25,8 @@ from PIL import Image
 from tastegraph.api import create_api
 from tastegraph.app import App
 from tastegraph.catalog.ingest import ingest
-from tastegraph.recs import feed_service
-from tastegraph.recs.feed_service import FeedService
+from tastegraph.feed import service as feed_service
+from tastegraph.feed.service import FeedService
 
 COLUMNS = "key, user_id, pin_id, kind, ts, dwell_ms, surface, position, request_id"
 
@@ -126,7 +126,7 @@ def test_stored_hostile_events_are_skipped_reported_and_survive_a_restart(
     ev = {"user_id": 2, "pin_id": _pins(world)[9], "type": "save", "ts": time.time()}
     assert c.post("/events", json={"events": [ev]}, headers=h).json()["accepted"] == 1
     # A restart replays the whole log: the engine builds again.
-    world._feeds = FeedService(world)
+    world.parts.feeds.reset()
     _all_feeds_answer(c, world)
     assert world.feeds.status()["skipped_events"] == skipped
     assert world.feeds.train()["skipped_events"] == skipped
@@ -141,7 +141,7 @@ def test_ready_says_failed_when_the_engine_cannot_build(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(FeedService, "_new_engine", broken)
-    world._feeds = FeedService(world)
+    world.parts.feeds.reset()
     assert c.get("/users/1/feed").status_code == 500
     ready = c.get("/ready")
     assert ready.status_code == 503
@@ -215,7 +215,7 @@ def test_any_stored_rows_leave_every_feed_answering(
             for i, (u, p, k, ts, d, pos) in enumerate(rows)
         ],
     )
-    world._feeds = FeedService(world)  # a fresh start over the whole log
+    world.parts.feeds.reset()  # a fresh start over the whole log
     _all_feeds_answer(c, world)
     assert c.get("/ready").json()["checks"]["feeds"] == "ok"
 
@@ -229,7 +229,7 @@ def test_a_pin_whose_stored_vector_is_nan_is_left_out_not_fatal(
         conn.exec_driver_sql(
             "UPDATE vectors SET data = ? WHERE pin_id = ? AND space = 'image'", (nan, bad)
         )
-    world._feeds = FeedService(world)
+    world.parts.feeds.reset()
     c, _ = client
     _all_feeds_answer(c, world)  # old code: InvalidInput "pin vectors contain NaN" for everyone
     details = c.get("/ready").json()["checks"]["feeds_details"]

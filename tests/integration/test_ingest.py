@@ -165,8 +165,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
     if app is not None:
         app.close()
 
-    app = build(Settings(data_dir=data, index_kind="exact", batch_size=8))
-    app._encoders = fake_encoders()
+    app = build(Settings(data_dir=data, index_kind="exact", batch_size=8), encoders=fake_encoders())
     before = app.store.count_pins()
     report = ingest(app, str(tmp_path / "imgs"), progress=False)
     # the killed run is no longer "running": it is marked interrupted, and this run resumed it

@@ -20,9 +20,9 @@ from tests.fakes import fake_encoders
 
 
 def _app(tmp_path: Path, name: str, **kw: Any) -> App:
-    app = build(Settings(data_dir=tmp_path / name, index_kind="exact", **kw))
-    app._encoders = fake_encoders()
-    app._label_names = list(app._encoders.image.label_names)
+    app = build(
+        Settings(data_dir=tmp_path / name, index_kind="exact", **kw), encoders=fake_encoders()
+    )
     return app
 
 

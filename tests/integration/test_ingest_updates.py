@@ -218,8 +218,7 @@ def test_cli_ingest_says_an_earlier_run_was_interrupted(tmp_path: Path) -> None:
     from tastegraph.cli import app as cli
 
     data = tmp_path / "data"
-    app = build(Settings(data_dir=data, index_kind="exact"))
-    app._encoders = fake_encoders()
+    app = build(Settings(data_dir=data, index_kind="exact"), encoders=fake_encoders())
     _folder(tmp_path / "imgs", 2)
     ingest(app, str(tmp_path / "imgs"), progress=False)
     # its process is gone and has been silent for long:

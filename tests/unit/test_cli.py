@@ -31,9 +31,7 @@ HTTP_WORDING = re.compile(r"\b(GET|POST|PATCH|PUT|DELETE) /|\?\w+=|\b(attr|box|q
 
 
 def _fake_build(s: Settings) -> App:
-    app = build(s)
-    app._encoders = fake_encoders()
-    app._label_names = list(app._encoders.image.label_names)
+    app = build(s, encoders=fake_encoders())
     return app
 
 
@@ -316,9 +314,7 @@ class _OtherImageModel(FakeImageEncoder):
 
 
 def _build_other_model(s: Settings) -> App:
-    app = _fake_build(s)
-    app._encoders = dataclasses.replace(fake_encoders(), image=_OtherImageModel())
-    return app
+    return build(s, encoders=dataclasses.replace(fake_encoders(), image=_OtherImageModel()))
 
 
 def test_reindex_reencode_after_the_image_model_changed(

@@ -1,5 +1,6 @@
 """scripts/codemod_settings.py: rewrites only what is surely a settings read, and is idempotent."""
 
+# codemod_settings: skip-file (old names on purpose)
 from __future__ import annotations
 
 import importlib.util

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tastegraph.errors import InvalidInput
-from tastegraph.recs.events import (
+from tastegraph.engagement.events import (
     EVENT_KINDS,
     MAX_DWELL_MS,
     MAX_ID,
@@ -25,6 +24,7 @@ from tastegraph.recs.events import (
     parse_rows,
     parse_time,
 )
+from tastegraph.errors import InvalidInput
 from tastegraph.settings import Settings
 
 NOW = 1_764_633_600.0  # 2025-12-02T00:00:00Z

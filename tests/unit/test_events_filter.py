@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tastegraph.recs.events import (
+from tastegraph.engagement.events import (
     EVENT_KINDS,
     MAX_DWELL_MS,
     MAX_POSITION,

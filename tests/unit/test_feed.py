@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 
 from tastegraph.errors import IndexMismatch, NotFound
-from tastegraph.recs.blend import EXPLOIT, EXPLORE, ThompsonArms, blend
-from tastegraph.recs.candidates import BipartiteGraph, Popularity, cluster_history, pixie_walk
-from tastegraph.recs.feed import (
+from tastegraph.feed import (
     Event,
     EventBatch,
     FeedEngine,
@@ -24,7 +22,11 @@ from tastegraph.recs.feed import (
     FeedParams,
     PinTable,
 )
-from tastegraph.recs.ranker import LambdaRanker, estimate_propensity
+from tastegraph.feed.blend import EXPLOIT, EXPLORE, ThompsonArms, blend
+from tastegraph.feed.ranker import LambdaRanker, estimate_propensity
+from tastegraph.feed.sources.clusters import cluster_history
+from tastegraph.feed.sources.popularity import Popularity
+from tastegraph.feed.sources.walks import BipartiteGraph, pixie_walk
 
 World = tuple[PinTable, np.ndarray, np.ndarray]
 

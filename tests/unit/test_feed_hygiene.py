@@ -14,9 +14,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tastegraph.recs.candidates import Popularity
-from tastegraph.recs.feed import KINDS, Event, EventBatch, FeedEngine, FeedParams
-from tastegraph.recs.hygiene import SkipCounter, float_column, int_column
+from tastegraph.feed import KINDS, Event, EventBatch, FeedEngine, FeedParams
+from tastegraph.feed.hygiene import SkipCounter, float_column, int_column
+from tastegraph.feed.sources.popularity import Popularity
 from tests.unit.test_feed import DAY, NOW, background, engine_for, saves, world
 
 HOSTILE_TIMES = [1e300, 4.1e18, -5.0, math.nan, math.inf, -math.inf, 2**63 * 1.0]

@@ -12,8 +12,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tastegraph.recs.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable, _make_pool
-from tastegraph.recs.ranker import FEATURES
+from tastegraph.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable
+from tastegraph.feed.pool import make_pool as _make_pool
+from tastegraph.feed.ranker import FEATURES
 
 DAY = 86400.0
 NOW = 1_700_000_000.0

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tastegraph.recs.blend import EXPLORE, ThompsonArms
-from tastegraph.recs.feed import Event, FeedEngine, FeedItem, FeedParams, PinTable
+from tastegraph.feed import Event, FeedEngine, FeedItem, FeedParams, PinTable
+from tastegraph.feed.blend import EXPLORE, ThompsonArms
 from tests.unit.test_feed import DAY, NOW, D, N, World, background, engine_for, saves, world
 
 EXPLORE_SOURCES = ("popular", "fresh", "explore")
@@ -152,7 +152,7 @@ def test_a_hide_penalises_at_most_its_k_nearest_neighbours(
 def test_the_bandit_moves_the_explore_share_only_within_its_budget(
     wins: list[float], losses: list[float], n: int, seed: int
 ) -> None:
-    from tastegraph.recs.blend import bound_slots
+    from tastegraph.feed.blend import bound_slots
 
     p = FeedParams()
     arms = ThompsonArms(wins=np.array(wins), losses=np.array(losses))
@@ -222,7 +222,7 @@ def test_reasons_name_the_saved_pin_by_board_or_as_this_pin_never_by_id_or_label
 
 @given(title=st.text(max_size=80), board=st.text(max_size=80))
 def test_a_pin_is_named_by_words_people_wrote(title: str, board: str) -> None:
-    from tastegraph.recs.reasons import pin_phrase
+    from tastegraph.feed.reasons import pin_phrase
 
     phrase = pin_phrase(title, board)
     if title.strip():

@@ -54,7 +54,7 @@ class _SlowFirstBridge:
 
 
 def test_label_vectors_are_built_before_the_clock(fake_app: App, tmp_path: Path) -> None:
-    fake_app._encoders.bridge = _SlowFirstBridge(fake_app._encoders.bridge, 1.0)  # type: ignore[union-attr]
+    fake_app.encoders.bridge = _SlowFirstBridge(fake_app.encoders.bridge, 1.0)  # type: ignore[assignment]
     (tmp_path / "imgs").mkdir()
     for i in range(3):
         (tmp_path / "imgs" / f"{i}.jpg").write_bytes(fx.jpeg_bytes(64, 48, seed=i))
@@ -73,11 +73,11 @@ def test_each_one_off_step_is_announced(
     from tastegraph.models.warmup import prepare
 
     loaded: list[object] = []
-    image = fake_app._encoders.image  # type: ignore[union-attr]
+    image = fake_app.encoders.image
     image.load = loaded.append  # type: ignore[attr-defined]
     image.options = SimpleNamespace()  # type: ignore[attr-defined]
     image.models_dir = tmp_path  # type: ignore[attr-defined]
-    fake_app._encoders.bridge = _SlowFirstBridge(fake_app._encoders.bridge, 0.0)  # type: ignore[union-attr]
+    fake_app.encoders.bridge = _SlowFirstBridge(fake_app.encoders.bridge, 0.0)  # type: ignore[assignment]
     said: list[str] = []
     import tastegraph.models.lite_files as lf
 
@@ -189,13 +189,12 @@ def test_read_commands_work_once_the_catalog_has_pins(tmp_path: Path) -> None:
     from tastegraph.catalog.existing import open_existing
 
     s = Settings(data_dir=tmp_path / "d", index_kind="exact")
-    app = build(s)
-    app._encoders = fake_encoders()
+    app = build(s, encoders=fake_encoders())
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.jpg").write_bytes(fx.jpeg_bytes(seed=1))
     ingest(app, str(tmp_path / "imgs"), progress=False)
     app.close()
-    again = open_existing(s)
+    again = open_existing(s, build)
     assert again.store.count_pins() == 1
     again.close()
 

@@ -21,10 +21,10 @@ from tastegraph.evaluation.served_feed import (
     last_seen,
     pin_table,
 )
+from tastegraph.feed import FeedEngine, FeedItem, FeedParams
 from tastegraph.recs import evaluate
 from tastegraph.recs.data import Interactions, load_interactions
 from tastegraph.recs.evaluate import PEERS, evaluate_recs, leave_one_out, temporal
-from tastegraph.recs.feed import FeedEngine, FeedItem, FeedParams
 from tastegraph.recs.models import EASE
 from tests.conftest import eval_data
 

@@ -1,5 +1,6 @@
 """Settings: each is documented, reachable by name, and says where its value came from."""
 
+# codemod_settings: skip-file (old names on purpose)
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from tastegraph.app import App
 from tastegraph.cli import app
 from tastegraph.errors import InvalidSetting
-from tastegraph.recs.feed_data import FeedParams
+from tastegraph.feed.data import FeedParams
 from tastegraph.settings import (
     LEGACY,
     FeedSettings,
@@ -140,7 +141,7 @@ def test_feed_settings_reach_the_served_engine(feed_config: None, fake_app: App)
 
 
 def test_a_set_hide_threshold_is_not_adapted_to_the_catalog() -> None:
-    from tastegraph.recs.feed_service import catalog_params, feed_params
+    from tastegraph.feed.service import catalog_params, feed_params
 
     v = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -38,13 +38,16 @@ from tastegraph.api.models import (
     errors,
     thumbnail_url,
 )
-from tastegraph.app import App
 from tastegraph.catalog.images import ImageLimits, read_source_bytes
 from tastegraph.catalog.metadata import update_pin as edit_pin
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.domain import Hit, Pin
+from tastegraph.engagement.bus import PinsDeleted
 from tastegraph.errors import Forbidden, InvalidInput, NotFound
 from tastegraph.search.service import Page, parse_box, parse_filters
+
+if TYPE_CHECKING:
+    from tastegraph.app import App
 
 __all__ = ["create_api", "error_body"]
 
@@ -148,11 +151,12 @@ def create_api(tg: App) -> FastAPI:
         except Exception as e:  # pragma: no cover - depends on a broken disk
             checks["store"] = f"error: {e}"
             ok = False
-        checks["models"] = "ok" if tg._encoders is not None else "loading"
-        checks["indexes"] = tg.indexes.stats() if tg._indexes is not None else "loading"
-        ok = ok and tg._encoders is not None and tg._indexes is not None
+        loaded = tg.parts.encoders.loaded and tg.parts.indexes.loaded
+        checks["models"] = "ok" if tg.parts.encoders.loaded else "loading"
+        checks["indexes"] = tg.indexes.stats() if tg.parts.indexes.loaded else "loading"
+        ok = ok and loaded
         feeds_ready = getattr(api.state, "feeds_ready", None)  # set by `tastegraph serve`
-        feeds = tg._feeds
+        feeds = tg.parts.feeds.peek()
         if feeds_ready is not None or feeds is not None:
             # The engine's own account: a build that failed or an engine that stopped taking
             # in events is not "loading" and not "ok"; stored events it skipped are listed.
@@ -341,8 +345,7 @@ def create_api(tg: App) -> FastAPI:
         require(request, "editor")
         tg.store.delete_pin(pin_id)
         tg.indexes.sync(save=True)
-        if tg._feeds is not None:
-            tg.feeds.catch_up_catalog()  # never served again, from the next feed call on
+        tg.bus.publish(PinsDeleted((pin_id,)))  # the feed never serves it again
         return Response(status_code=204)
 
     # ------------------------------------------------------------ search

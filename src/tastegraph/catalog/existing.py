@@ -35,16 +35,11 @@ def _store_file(settings: Settings) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def open_existing(settings: Settings, build: Callable[[Settings], App] | None = None) -> App:
+def open_existing(settings: Settings, build: Callable[[Settings], App]) -> App:
     """The app over ``settings``' catalog; :class:`CatalogMissing` if it is absent or empty.
 
-    ``build`` wires the app once the catalog is known to exist (``app.build`` by default).
+    ``build`` (``app.build``) wires the app once the catalog is known to exist.
     """
-    if build is None:
-        from tastegraph.app import build as build_app
-
-        build = build_app
-
     data = settings.data_dir
     db = _store_file(settings)
     if db is not None and not db.is_file():

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tastegraph.catalog.images import (
@@ -25,7 +24,6 @@ from tastegraph.catalog.images import (
     read_source_bytes,
 )
 from tastegraph.errors import TastegraphError
-from tastegraph.store import schema as t
 
 if TYPE_CHECKING:
     from tastegraph.app import App
@@ -60,13 +58,9 @@ def _current_models(app: App) -> dict[str, str]:
 def stale_vectors(app: App) -> dict[int, set[str]]:
     """Pins with a stored vector from another model than the current one, and which spaces."""
     out: dict[int, set[str]] = {}
-    with app.store.read() as conn:
-        for space, model_id in _current_models(app).items():
-            q = sa.select(t.vectors.c.pin_id).where(
-                t.vectors.c.space == space, t.vectors.c.model_id != model_id
-            )
-            for (pin_id,) in conn.execute(q):
-                out.setdefault(int(pin_id), set()).add(space)
+    for space, model_id in _current_models(app).items():
+        for pin_id in app.store.stale_vector_ids(space, model_id):
+            out.setdefault(pin_id, set()).add(space)
     return out
 
 

@@ -16,11 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from tastegraph.store import SQLStore
-from tastegraph.store import schema as t
-from tastegraph.store.sql import now_iso
 
 __all__ = ["Heartbeat", "InterruptedRun", "is_dead", "owner", "reap_interrupted"]
 
@@ -86,29 +82,15 @@ def _parse_time(iso: str) -> float:
 
 def reap_interrupted(store: SQLStore) -> list[InterruptedRun]:
     """Mark the runs left ``running`` by a dead process ``interrupted``; returns them."""
-    with store.read() as conn:
-        rows = list(
-            conn.execute(
-                sa.select(t.ingest_runs.c.id, t.ingest_runs.c.source, t.ingest_runs.c.started_at)
-                .where(t.ingest_runs.c.status == "running")
-                .order_by(t.ingest_runs.c.started_at)
-            )
-        )
     now = time.time()
     dead = [
-        InterruptedRun(r.id, r.source, r.started_at)
-        for r in rows
-        if is_dead(store.get_kv(_KEY + r.id), now=now, started=_parse_time(r.started_at))
+        InterruptedRun(run_id, source, started_at)
+        for run_id, source, started_at in store.running_runs()
+        if is_dead(store.get_kv(_KEY + run_id), now=now, started=_parse_time(started_at))
     ]
     if dead:
-        with store.write() as conn:
-            for run in dead:
-                conn.execute(
-                    t.ingest_runs.update()
-                    .where(t.ingest_runs.c.id == run.run_id, t.ingest_runs.c.status == "running")
-                    .values(status="interrupted", finished_at=now_iso())
-                )
-                conn.execute(t.kv.delete().where(t.kv.c.key == _KEY + run.run_id))
+        ids = [run.run_id for run in dead]
+        store.interrupt_runs(ids, forget=[_KEY + i for i in ids])
     return dead
 
 
@@ -142,5 +124,5 @@ class Heartbeat:
         self._thread.join()
         # Best effort: should the store refuse, the record stops beating and goes stale within
         # STALE_S, and the run's own error (if any) is the one worth raising.
-        with contextlib.suppress(Exception), self._store.write() as conn:
-            conn.execute(t.kv.delete().where(t.kv.c.key == self._key))
+        with contextlib.suppress(Exception):
+            self._store.delete_kv(self._key)

@@ -50,7 +50,7 @@ def events_import(
 
 
 def _event_filter(**given: Any) -> Any:
-    from tastegraph.recs.events import EventFilter
+    from tastegraph.engagement.events import EventFilter
 
     return EventFilter.parse(**given)
 

@@ -146,15 +146,8 @@ def _ingest_files(app: App, files: list[Path], progress: bool) -> dict[str, int]
     if report.quarantine:
         bad = ", ".join(f"{q.source}: {q.reason}" for q in report.quarantine[:5])
         raise InvalidInput(f"{len(report.quarantine)} evaluation images were rejected ({bad})")
-    ref_to_pin: dict[str, int] = {}
-    with app.store.read() as conn:
-        import sqlalchemy as sa
-
-        from tastegraph.store.schema import sources
-
-        for r in conn.execute(sa.select(sources.c.ref, sources.c.pin_id)):
-            ref_to_pin[r.ref] = int(r.pin_id)
-    return ref_to_pin
+    pins = app.store.source_pins()
+    return {ref: int(pin_id) for ref, pin_id in pins.items() if pin_id is not None}
 
 
 def evaluate_retrieval(

@@ -1,6 +1,6 @@
 """The served feed engine behind the offline recommendation protocols.
 
-``tastegraph eval recs`` must measure what users get: the :class:`~tastegraph.recs.feed.FeedEngine`
+``tastegraph eval recs`` must measure what users get: the :class:`~tastegraph.feed.FeedEngine`
 the server runs (candidate generators, ranking, blending), not a model only the evaluation uses.
 :class:`ServedFeed` builds that engine from the training interactions the way the product does
 and answers the protocols only through the engine's public calls:
@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable
+from tastegraph.feed.service import catalog_params
 from tastegraph.recs.data import Interactions
-from tastegraph.recs.feed import KINDS, EventBatch, FeedEngine, FeedParams, PinTable
-from tastegraph.recs.feed_service import catalog_params
 
 __all__ = ["SERVED", "ServedFeed", "interaction_events", "last_seen", "pin_table"]
 

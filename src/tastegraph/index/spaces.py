@@ -21,7 +21,10 @@ from tastegraph.errors import IndexMismatch, NotFound
 from tastegraph.index import IndexMeta, VectorIndex, open_index
 from tastegraph.models.whiten import l2_normalize
 
-__all__ = ["SpaceIndexes", "VectorSource"]
+__all__ = ["PROJECTION_KEY", "SpaceIndexes", "VectorSource", "load_projection"]
+
+# The store record (kv) naming the whitening projection the image space uses.
+PROJECTION_KEY = "image_projection"
 
 F32 = NDArray[np.float32]
 
@@ -45,10 +48,39 @@ class VectorSource(Protocol):
 
 
 class Projection(Protocol):
-    digest_: str
+    @property
+    def digest_(self) -> str: ...
+
     dim: int
 
     def transform(self, x: F32) -> F32: ...
+
+
+class RecordSource(Protocol):
+    """The store's small named records (where the projection is recorded)."""
+
+    def get_kv(self, key: str, default: Any = None) -> Any: ...
+
+
+def load_projection(
+    records: RecordSource, data_dir: Path, *, model_id: str, dim: int
+) -> tuple[Projection | None, str | None]:
+    """The recorded whitening projection and the record's digest (``(None, None)``: none).
+
+    A stale projection (another model or dim) is derived data: it is not used (the digest is
+    still returned, so a process does not take the same record for a new one), and is refitted
+    later.
+    """
+    from tastegraph.models.whiten import PCAWhitener
+
+    rec = records.get_kv(PROJECTION_KEY)
+    if not rec:
+        return None, None
+    digest = rec.get("digest")
+    try:
+        return PCAWhitener.load(data_dir / rec["path"], model_id=model_id, dim=dim), digest
+    except Exception:
+        return None, digest
 
 
 def _l2(x: F32) -> F32:
@@ -72,14 +104,19 @@ class SpaceIndexes:
         self.model_ids = model_ids  # space -> (model_id, raw dim)
         self.digest = digest
         self.projection: Projection | None = None
+        # The digest of the projection record these indexes reflect (see load_projection).
+        self.projection_record: str | None = None
         self._lock = threading.RLock()
         self._indexes: dict[str, VectorIndex] = {}
         # Changes applied to an index since it was last saved (opening one catches it up).
         self._unsaved: dict[str, int] = {}
 
-    def set_projection(self, projection: Projection | None) -> None:
+    def set_projection(self, projection: Projection | None, record: str | None = None) -> None:
+        """Use ``projection`` for the image space (its index is rebuilt); ``record``: the digest
+        of the store record it came from (the projection's own digest by default)."""
         with self._lock:
             self.projection = projection
+            self.projection_record = record or (projection.digest_ if projection else None)
             self._indexes.pop("image", None)
 
     def _meta(self, space: str) -> IndexMeta:

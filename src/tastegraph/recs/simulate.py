@@ -59,14 +59,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput
-from tastegraph.recs.candidates import Popularity, kmeans
-from tastegraph.recs.feed import (
-    CLICK,
-    CLOSEUP,
-    DWELL,
-    HIDE,
-    IMPRESSION,
-    SAVE,
+from tastegraph.feed import (
     SOURCES,
     EventBatch,
     FeedEngine,
@@ -75,6 +68,9 @@ from tastegraph.recs.feed import (
     PinTable,
     as_batch,
 )
+from tastegraph.feed.data import CLICK, CLOSEUP, DWELL, HIDE, IMPRESSION, SAVE
+from tastegraph.feed.sources.clusters import kmeans
+from tastegraph.feed.sources.popularity import Popularity
 
 __all__ = [
     "POLICIES",

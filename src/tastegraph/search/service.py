@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.catalog.images import ImageLimits, crop, decode_image, read_source_bytes
 from tastegraph.domain import Hit
+from tastegraph.eligibility import Context, Eligibility
 from tastegraph.errors import InvalidInput
+from tastegraph.models.base import Encoders
+from tastegraph.models.inputs import preprocess_for
 from tastegraph.search.fusion import reciprocal_rank_fusion
-
-if TYPE_CHECKING:
-    from tastegraph.app import App
+from tastegraph.search.ports import SearchIndexes, SearchStore
+from tastegraph.settings import Settings
 
 __all__ = ["Filters", "Page", "SearchService", "parse_box", "parse_filters"]
 
@@ -106,18 +110,48 @@ def _page(
 
 
 class SearchService:
-    """The one entry point for every kind of search; the API and CLI only translate."""
+    """The one entry point for every kind of search; the API and CLI only translate.
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    ``indexes`` and ``encoders`` are providers, called on first need: a service made by a
+    command that never searches loads neither.
+    """
+
+    def __init__(
+        self,
+        store: SearchStore,
+        indexes: Callable[[], SearchIndexes],
+        encoders: Callable[[], Encoders],
+        settings: Settings,
+        eligibility: Eligibility | None = None,
+    ) -> None:
+        self.store = store
+        self._indexes = indexes
+        self._encoders = encoders
+        self.settings = settings
+        self.eligibility = eligibility or Eligibility()
 
     # ----------------------------------------------------------- image -> pins
     def _allowed(self, filters: Filters | None) -> NDArray[np.int64] | None:
         if filters is None:
             return None
-        return self.app.store.filter_ids(
+        return self.store.filter_ids(
             board=filters.board, tag=filters.tag, attributes=filters.attributes
         )
+
+    def _visible(self, hits: list[tuple[int, float]], ctx: Context) -> list[tuple[int, float]]:
+        """``hits`` the eligibility rule lets this viewer see (order kept)."""
+        if not hits or not self.eligibility.rules:
+            return hits
+        ok = self.eligibility.mask(np.array([p for p, _ in hits], np.int64), ctx)
+        return [h for h, keep in zip(hits, ok, strict=True) if keep]
+
+    def _excluded(self, exclude: list[int] | None, ctx: Context) -> NDArray[np.int64] | None:
+        """The ids a vector search leaves out: the caller's and those no one may see."""
+        out = np.array(exclude or [], np.int64)
+        ruled = self.eligibility.excluded(ctx)
+        if ruled is not None:
+            out = np.union1d(out, ruled).astype(np.int64)
+        return out if len(out) else None
 
     def _image_search(
         self,
@@ -129,26 +163,23 @@ class SearchService:
         exclude: list[int] | None = None,
     ) -> Page:
         _check_page(offset, limit)
-        idx = self.app.indexes.get("image")
+        idx = self._indexes().get("image")
         want = _depth(offset, limit)
         allow = self._allowed(filters)
         if allow is not None and len(allow) == 0:
             return _page([], offset, limit)
-        excl = np.array(exclude or [], np.int64)
-        s = self.app.settings
+        ctx = Context(now=time.time())
+        s = self.settings
         depth = s.search.rerank_depth if s.search.query_expansion > 0 else 0
-        ex = excl if len(excl) else None
+        ex = self._excluded(exclude, ctx)
         asked = max(want, depth)
         scores, ids = idx.search(query, asked, allow=allow, exclude=ex)
         found = int((ids[0] >= 0).sum())
         if depth > 0:
             scores, ids = self._rerank(idx, query, scores, ids, depth, s.search.query_expansion)
         scores, ids = scores[:, :want], ids[:, :want]
-        hits = [
-            Hit(int(i), float(s), {"image": round(float(s), 4)})
-            for s, i in zip(scores[0], ids[0], strict=False)
-            if i >= 0
-        ]
+        ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=False) if i >= 0]
+        hits = [Hit(i, s, {"image": round(s, 4)}) for i, s in self._visible(ranked, ctx)]
         return _page(hits, offset, limit, complete=found < asked, found=found)
 
     @staticmethod
@@ -184,8 +215,8 @@ class SearchService:
         self, pin_id: int, *, limit: int = 20, offset: int = 0, filters: Filters | None = None
     ) -> Page:
         """Pins that look like pin ``pin_id`` ("more like this"), itself excluded."""
-        self.app.store.get_pin(pin_id)  # NotFound for unknown ids
-        q = self.app.indexes.vector_of("image", pin_id)
+        self.store.get_pin(pin_id)  # NotFound for unknown ids
+        q = self._indexes().vector_of("image", pin_id)
         return self._image_search(q, limit=limit, offset=offset, filters=filters, exclude=[pin_id])
 
     def by_image(
@@ -204,7 +235,7 @@ class SearchService:
         return self._image_search(q, limit=limit, offset=offset, filters=filters, exclude=exclude)
 
     def by_url(self, url: str, **kw: Any) -> Page:
-        s = self.app.settings
+        s = self.settings
         data = read_source_bytes(
             url,
             ImageLimits.from_settings(s),
@@ -218,15 +249,14 @@ class SearchService:
     def encode_query_image(
         self, data: bytes, *, box: tuple[float, float, float, float] | None = None
     ) -> NDArray[np.float32]:
-        limits = ImageLimits.from_settings(self.app.settings)
-        enc = self.app.encoders.image
+        limits = ImageLimits.from_settings(self.settings)
+        enc = self._encoders().image
         # A crop needs full resolution; a whole image only needs the model's input size.
-        draft = max(self.app.settings.ingest.thumbnail_size, int(enc.input_size))
+        draft = max(self.settings.ingest.thumbnail_size, int(enc.input_size))
         dec = decode_image(data, limits, draft_to=None if box else draft)
         image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
-        out = enc.encode(self.app.preprocess(image)[None])
-        vec: NDArray[np.float32] = self.app.indexes.to_index_space("image", out.features)
-        return vec
+        out = enc.encode(preprocess_for(enc)(image)[None])
+        return self._indexes().to_index_space("image", out.features)
 
     # ----------------------------------------------------------- words -> pins
     def text(
@@ -242,7 +272,7 @@ class SearchService:
             )
         if len(query) > 1000:
             raise InvalidInput("the query is longer than 1000 characters")
-        s = self.app.settings
+        s = self.settings
         allow = self._allowed(filters)
         if allow is not None and len(allow) == 0:
             return _page([], offset, limit)
@@ -251,20 +281,24 @@ class SearchService:
         depth = _depth(offset, limit, at_least=200)
         lists: dict[str, list[tuple[int, float]]] = {}
         bm25_depth = depth if allowed_set is None else MAX_RESULTS
-        bm25 = self.app.store.fts_search(query, bm25_depth)
+        bm25 = self.store.fts_search(query, bm25_depth)
         # A list cut at its depth may have more matches than it returned: the count is unknown.
         complete = len(bm25) < bm25_depth
-        lists["bm25"] = [(p, sc) for p, sc in bm25 if allowed_set is None or p in allowed_set]
-        enc = self.app.encoders
+        ctx = Context(now=time.time())
+        bm25 = [(p, sc) for p, sc in bm25 if allowed_set is None or p in allowed_set]
+        lists["bm25"] = self._visible(bm25, ctx)
+        ex = self._excluded(None, ctx)
+        enc = self._encoders()
+        indexes = self._indexes()
         for space, vec, floor in (
             ("text", enc.text.encode([query]), s.search.text_floor),
             ("image_text", enc.bridge.encode_query([query]), s.search.conse_floor),
         ):
             index_space = "conse" if space == "image_text" else space
-            idx = self.app.indexes.get(index_space)
+            idx = indexes.get(index_space)
             if len(idx) == 0:
                 continue
-            scores, ids = idx.search(vec, depth, allow=allow)
+            scores, ids = idx.search(vec, depth, allow=allow, exclude=ex)
             lists[space] = [
                 (int(i), float(sc))
                 for sc, i in zip(scores[0], ids[0], strict=False)
@@ -277,4 +311,4 @@ class SearchService:
     # ---------------------------------------------------------- duplicates
     def duplicates(self) -> list[list[int]]:
         """Near-duplicate groups (each a list of pin ids, the group's smallest id first)."""
-        return list(self.app.store.dup_groups().values())
+        return list(self.store.dup_groups().values())

@@ -1,6 +1,6 @@
 """The ``[feed]`` section: every parameter of the served feed engine (``FeedParams``).
 
-The engine keeps its own plain dataclass (``recs.feed_data.FeedParams``, no settings import);
+The engine keeps its own plain dataclass (``feed.data.FeedParams``, no settings import);
 this model mirrors it field for field with descriptions and bounds, and a test checks that the
 names and defaults are the same. Set them in ``tastegraph.toml`` under ``[feed]`` or as
 ``TASTEGRAPH_FEED_<FIELD>``. Fields that shape what the ranker learns are part of the saved
@@ -188,7 +188,7 @@ class FeedSettings(Section):
         300, ge=1, description="Candidates the learned ranker scores per request."
     )
     seed: int = Field(0, ge=0, description="Seed of the engine's random choices (walks, k-means).")
-    # event hygiene (see recs.hygiene)
+    # event hygiene (see feed.hygiene)
     event_ts_min: float = Field(
         0.0, description="The engine uses only events dated at or after this (epoch seconds)."
     )

@@ -1,13 +1,14 @@
-"""Storage behind one entry point: ``open_store(url)``."""
+"""Storage behind one entry point: ``open_store(url)``; the ports are in ``store.ports``."""
 
 from __future__ import annotations
 
 from tastegraph.errors import InvalidInput
-from tastegraph.store.sql import NewPin, SQLStore, TokenInfo, now_iso
+from tastegraph.store.ports import NewPin, Store, TokenInfo
+from tastegraph.store.sql import DIALECTS, SQLStore, now_iso
 
-__all__ = ["KNOWN_SCHEMES", "NewPin", "SQLStore", "TokenInfo", "now_iso", "open_store"]
+__all__ = ["KNOWN_SCHEMES", "NewPin", "SQLStore", "Store", "TokenInfo", "now_iso", "open_store"]
 
-KNOWN_SCHEMES = ("sqlite",)
+KNOWN_SCHEMES = tuple(DIALECTS)
 
 
 def open_store(url: str) -> SQLStore:

@@ -1,4 +1,9 @@
-"""The relational schema, as SQLAlchemy Core tables (migrations in ``migrations/versions``)."""
+"""The live relational schema, as SQLAlchemy Core tables.
+
+Repositories query these. Migrations (``migrations/versions``) never import this module: each
+carries its own frozen DDL, and ``tests/contract/test_migrations.py`` checks that a fresh
+database migrated to the newest revision has exactly these tables, columns and indexes.
+"""
 
 from __future__ import annotations
 
@@ -122,7 +127,7 @@ kv = sa.Table(
     sa.Column("value", sa.JSON, nullable=False),
 )
 
-# ---- users, boards, saves and engagement (migration 0002)
+# ---- users, boards, saves and engagement
 users = sa.Table(
     "users",
     metadata,
@@ -173,13 +178,4 @@ events = sa.Table(
     sa.Index("ix_events_user_ts", "user_id", "ts"),
     sa.Index("ix_events_pin", "pin_id"),
     sqlite_autoincrement=True,
-)
-
-TABLES_0001 = (pins, vectors, changes, sources, ingest_runs, quarantine, tokens, audit_log, kv)
-TABLES_0002 = (users, boards, board_pins, events)
-
-# FTS5 over title, description and tags (+ model labels); rowid = pins.id. Created in the migration.
-FTS_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS pins_fts USING fts5("
-    "title, description, tags, tokenize='porter unicode61 remove_diacritics 2')"
 )

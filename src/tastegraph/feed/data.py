@@ -1,6 +1,6 @@
 """The feed engine's inputs and outputs: events, pins, feed items and parameters (plain data).
 
-Split out of :mod:`tastegraph.recs.feed`, which re-exports what it always exported.
+The facade (:mod:`tastegraph.feed`) exports them; the parts of the engine share them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.errors import InvalidInput
-from tastegraph.recs.ranker import FEATURES
+from tastegraph.feed.ranker import FEATURES
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -275,7 +275,7 @@ class FeedParams:
     max_history: int = 100  # engaged pins kept per user
     interest_half_life_days: float = 14.0
     recent_half_life_h: float = 6.0  # fading of the "latest engagements" signal
-    cluster_threshold: float = 1.0  # Ward cut (see candidates.cluster_history)
+    cluster_threshold: float = 1.0  # Ward cut (see sources.clusters.cluster_history)
     max_clusters: int = 8
     query_clusters: int = 5  # interests queried per feed call
     # generators
@@ -346,7 +346,7 @@ class FeedParams:
     seed: int = 0
     # event hygiene: the engine uses only events dated inside this window (epoch seconds) and,
     # when the caller passes the clock, at most this far ahead of it; others are skipped and
-    # counted (see recs.hygiene)
+    # counted (see feed.hygiene)
     event_ts_min: float = 0.0
     event_ts_max: float = 4102444800.0  # 2100-01-01
     event_max_future_s: float = 3600.0

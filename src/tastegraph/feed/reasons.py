@@ -15,12 +15,22 @@ Example
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from tastegraph.feed.data import SOURCES
+
+if TYPE_CHECKING:
+    from tastegraph.feed.catalog import PinCatalog
+    from tastegraph.feed.pool import Pool
+    from tastegraph.feed.state import Interests, UserState
+
 __all__ = [
     "also_liked_reason",
     "board_phrase",
     "different_reason",
     "pin_phrase",
     "popular_reason",
+    "reason_for",
     "related_reason",
     "saved_reason",
 ]
@@ -77,3 +87,36 @@ def related_reason(title: str, board: str, *, visual: bool, co_saved: bool) -> s
     if name == "this pin":
         return "often saved with this pin"
     return f"people who saved {name} also saved this"
+
+
+def reason_for(
+    cat: PinCatalog,
+    pool: Pool,
+    j: int,
+    source: int,
+    interests: Interests | None,
+    st: UserState | None,
+) -> tuple[str, int | None]:
+    """The reason of feed candidate ``j`` (primary ``source`` code) and the id of the pin it
+    names (None when none)."""
+    name = SOURCES[source]
+    row = int(pool.rows[j])
+    if name == "interest" and interests is not None:
+        cluster = max(int(pool.cluster[j]), 0)
+        saved = int(interests.saved_row[cluster])
+        if saved >= 0:
+            return saved_reason(*cat.words(saved)), int(cat.ids[saved])
+        return "similar to pins you liked", None
+    if name in ("walk", "cf"):
+        seed = int(pool.walk_seed[j] if name == "walk" else pool.cf_seed[j])
+        if seed >= 0 and st is not None:
+            slot = st.hist_slot.get(seed)
+            if slot is not None and st.hist_saved[slot]:
+                return saved_reason(*cat.words(seed)), int(cat.ids[seed])
+            return also_liked_reason(*cat.words(seed)), int(cat.ids[seed])
+        return "similar to pins you liked", None
+    if name == "popular":
+        return popular_reason(cat.words(row)[1]), None
+    if name == "fresh":
+        return "new", None
+    return different_reason(cat.words(row)[1]), None

@@ -2,9 +2,9 @@
 trains it, and hot-swaps trained models without a restart.
 
 Events reach the engine by id: the service remembers the last event id it applied and reads
-every newer one from the store, whether this process wrote it (the engagement service's
-listener triggers a catch-up at once, so the next feed call reflects a save or a hide) or
-another process did (``tastegraph events import`` while the server runs: the next local event,
+every newer one from the store, whether this process wrote it (``EventsRecorded`` on the bus
+triggers a catch-up at once, so the next feed call reflects a save or a hide) or another
+process did (``tastegraph events import`` while the server runs: the next local event,
 or :meth:`FeedService.catch_up`, which the server calls every few seconds, applies them). The
 log is read as columns straight into an ``EventBatch``, never as one object per event, so a
 server starts on a million events in seconds.
@@ -16,29 +16,31 @@ import base64
 import dataclasses
 import json
 import logging
-import math
 import threading
 import time
-import weakref
 import zlib
 from collections import Counter
-from collections.abc import Collection
-from datetime import datetime
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tastegraph.eligibility import Context, Eligibility
+from tastegraph.engagement.bus import EventBus, EventsRecorded, PinsAdded, PinsDeleted
 from tastegraph.errors import InvalidInput, NotFound, TastegraphError
-from tastegraph.recs.hygiene import INT32_MAX, REASONS, SkipCounter, float_column, int_column
+from tastegraph.feed.hygiene import REASONS, SkipCounter
+from tastegraph.feed.ports import FeedIndexes, FeedStore
+from tastegraph.feed.store_view import load_event_batch, pin_meta, pin_table, user_ids
+from tastegraph.models.base import Encoders
+from tastegraph.settings import FeedSettings, Settings
 
 if TYPE_CHECKING:
-    from tastegraph.app import App
+    from tastegraph.feed.data import FeedItem, FeedParams, PinTable
+    from tastegraph.feed.engine import FeedEngine
     from tastegraph.index import VectorIndex
-    from tastegraph.recs.feed import Event, EventBatch, FeedEngine, FeedItem, FeedParams
-    from tastegraph.settings import FeedSettings
 
-__all__ = ["FeedService", "decode_cursor", "encode_cursor", "load_event_batch"]
+__all__ = ["FeedService", "catalog_params", "decode_cursor", "encode_cursor", "feed_params"]
 
 log = logging.getLogger("tastegraph.feeds")
 
@@ -71,27 +73,6 @@ def decode_cursor(cursor: str | None) -> list[int]:
         raise InvalidInput("bad cursor", hint="pass the next_cursor of the previous page") from e
 
 
-def _epoch(iso: Any) -> float:
-    """Unix seconds of a stored ISO time; 0 (long ago: never "new") when it is not one."""
-    try:
-        t = datetime.fromisoformat(iso).timestamp()
-    except (ValueError, TypeError, OverflowError, OSError):
-        return 0.0
-    return t if math.isfinite(t) else 0.0
-
-
-def _first_label(labels: Any) -> str | None:
-    """The top label of a stored ``[[label, score], ...]`` list (None when there is none)."""
-    try:
-        return str(labels[0][0]) if labels else None
-    except (TypeError, IndexError, KeyError):
-        return None
-
-
-def _group(value: Any) -> int:
-    return value if isinstance(value, int) and -(2**63) <= value < 2**63 else -1
-
-
 def catalog_params(
     vectors: np.ndarray, seed: int = 0, base: FeedParams | None = None, fixed: Collection[str] = ()
 ) -> FeedParams:
@@ -103,7 +84,7 @@ def catalog_params(
     ``base`` holds the configured parameters (default: ``FeedParams()``); a name in ``fixed``
     (set explicitly, e.g. ``hide_threshold`` in ``[feed]``) is not adapted.
     """
-    from tastegraph.recs.feed import FeedParams
+    from tastegraph.feed.data import FeedParams
 
     params = base if base is not None else FeedParams()
     n = len(vectors)
@@ -119,158 +100,31 @@ def catalog_params(
 
 def feed_params(feed: FeedSettings) -> FeedParams:
     """The engine's parameters from the ``[feed]`` settings (the same fields, see the test)."""
-    from tastegraph.recs.feed import FeedParams
+    from tastegraph.feed.data import FeedParams
 
     return FeedParams(**feed.model_dump())
-
-
-def _pin_meta(
-    store: Any, ids: list[int] | None
-) -> dict[int, tuple[str, str, str | None, str, Any]]:
-    """``(title, board, first label or None, created_at, dup_group)`` per pin (None: all pins).
-
-    Only the columns the engine uses, read as tuples: building full ``Pin`` objects (every JSON
-    column decoded) for the whole catalog took most of the engine's start-up.
-    """
-    import sqlalchemy as sa
-
-    from tastegraph.store import schema as t
-
-    p = t.pins
-    q = sa.select(p.c.id, p.c.title, p.c.board, p.c.labels, p.c.created_at, p.c.dup_group)
-    rows: list[Any] = []
-    with store.read() as conn:
-        if ids is None:
-            rows = conn.execute(q).fetchall()
-        else:
-            for start in range(0, len(ids), 500):
-                rows.extend(conn.execute(q.where(p.c.id.in_(ids[start : start + 500]))))
-    return {int(r[0]): (r[1], r[2], _first_label(r[3]), r[4], r[5]) for r in rows}
-
-
-def _user_ids(store: Any, limit: int) -> list[int]:
-    import sqlalchemy as sa
-
-    from tastegraph.store import schema as t
-
-    with store.read() as conn:
-        return [int(r[0]) for r in conn.execute(sa.select(t.users.c.id).limit(limit)).fetchall()]
-
-
-def to_engine_event(row: dict[str, Any]) -> Event:
-    from tastegraph.recs.feed import Event
-
-    surface = str(row.get("surface") or "")
-    board = surface.split(":", 1)[1] if surface.startswith("board:") else ""
-    return Event(
-        user=int(row["user_id"]),
-        pin=int(row["pin_id"]),
-        kind=str(row["kind"]),
-        ts=float(row["ts"]),
-        dwell_ms=float(row.get("dwell_ms") or 0.0),
-        position=row.get("position"),
-        surface=surface,
-        request_id=str(row.get("request_id") or ""),
-        board=board,
-    )
-
-
-def load_event_batch(
-    store: Any, after_id: int = 0, limit: int | None = None, *, skipped: SkipCounter | None = None
-) -> tuple[EventBatch, int]:
-    """Logged events with ``id > after_id`` (at most ``limit``), in id order, as columns.
-
-    Returns the batch and the id of the last event read (``after_id`` when none). Equivalent to
-    ``EventBatch.from_events`` over :func:`to_engine_event` of ``store.events_since`` rows, at a
-    fraction of the cost: rows come back as plain tuples and each column is converted once.
-
-    Rows whose ids, kind or position cannot be represented (an id SQLite kept as REAL or TEXT,
-    a position beyond 32 bits) are left out and counted in ``skipped``; times and dwell that
-    are not numbers become NaN, which the engine skips and counts itself.
-    """
-    import sqlalchemy as sa
-
-    from tastegraph.recs.feed_data import KINDS, SURFACES, EventBatch
-    from tastegraph.store import schema as t
-
-    ev = t.events
-    q = (
-        sa.select(
-            ev.c.id,
-            ev.c.user_id,
-            ev.c.pin_id,
-            ev.c.kind,
-            ev.c.ts,
-            ev.c.dwell_ms,
-            ev.c.surface,
-            ev.c.position,
-            ev.c.request_id,
-        )
-        .where(ev.c.id > after_id)
-        .order_by(ev.c.id)
-    )
-    if limit:
-        q = q.limit(limit)
-    with store.read() as conn:
-        rows = conn.execute(q).fetchall()
-    if not rows:
-        return EventBatch.from_arrays([], [], np.zeros(0, np.int8), []), after_id
-    ids, users, pins, kinds, ts, dwell, surfaces, positions, requests = zip(*rows, strict=True)
-    del rows
-    code_of = {k: i for i, k in enumerate(KINDS)}
-    kind_code = np.array(
-        [code_of.get(k.strip().lower(), -1) if isinstance(k, str) else -1 for k in kinds], np.int8
-    )
-    user, ok_user = int_column(users)
-    pin, ok_pin = int_column(pins)
-    position, ok_pos = int_column([-1 if x is None else x for x in positions])
-    ok_pos &= (position >= -1) & (position <= INT32_MAX)
-    # Surfaces repeat: decode each distinct one once ("board:<name>" saves add a board edge).
-    surface_of: dict[Any, tuple[int, str]] = {}
-    for sf in set(surfaces):
-        name = str(sf or "")
-        board = name.split(":", 1)[1] if name.startswith("board:") else ""
-        surface_of[sf] = (SURFACES.index(name) if name in SURFACES else -1, board)
-    boards = [surface_of[sf][1] for sf in surfaces]
-    request_code: dict[Any, int] = {}
-    counts = skipped if skipped is not None else SkipCounter()
-    counts.add_mask("bad_user", ~ok_user)
-    counts.add_mask("bad_pin", ok_user & ~ok_pin)
-    counts.add_mask("bad_kind", ok_user & ok_pin & (kind_code < 0))
-    good = ok_user & ok_pin & (kind_code >= 0)
-    counts.add_mask("bad_position", good & ~ok_pos)
-    good &= ok_pos
-    batch = EventBatch(
-        user=user,
-        pin=pin,
-        kind=np.maximum(kind_code, 0),
-        ts=float_column(ts),
-        dwell_ms=_finite32(float_column(dwell, default=0.0)),
-        position=np.where(ok_pos, position, -1).astype(np.int32),
-        surface=np.array([surface_of[sf][0] for sf in surfaces], np.int8),
-        request=np.array(
-            [request_code.setdefault(r, len(request_code)) if r else -1 for r in requests],
-            np.int64,
-        ),
-        source=np.full(len(ids), -1, np.int8),
-        board=np.array(boards, dtype=object) if any(boards) else None,
-    )
-    if not good.all():
-        batch = batch.take(np.flatnonzero(good))
-    return batch, int(ids[-1])
-
-
-def _finite32(x: np.ndarray) -> np.ndarray:
-    """float32 of ``x``; values float32 cannot hold become NaN (skipped later), not inf."""
-    with np.errstate(invalid="ignore"):
-        return np.where(np.abs(x) < 1e30, x, np.nan).astype(np.float32)
 
 
 class FeedService:
     """The one entry point for feeds, related pins and training."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        store: FeedStore,
+        indexes: Callable[[], FeedIndexes],
+        encoders: Callable[[], Encoders],
+        settings: Settings,
+        bus: EventBus,
+        eligibility: Eligibility | None = None,
+    ) -> None:
+        self.store = store
+        self.indexes = indexes
+        self.encoders = encoders
+        self.settings = settings
+        self.eligibility = eligibility or Eligibility()
+        # The event log's generation this service was made on (see workers.catchup): logged
+        # events deleted since cannot be un-learned, the service is then replaced.
+        self.events_generation = store.events_generation()
         self._engine: FeedEngine | None = None
         self._version: str | None = None
         self._lock = threading.RLock()
@@ -291,13 +145,15 @@ class FeedService:
         self._model_error: str | None = None
         self._failed_version: str | None = None
         self._caught_up_at = 0.0
+        # Weakly: a service the app replaces (e.g. after a whitening refit) must not be kept
+        # alive, and fed every event, by its subscriptions.
+        bus.subscribe(EventsRecorded, self._on_events, weak=True)
+        bus.subscribe(PinsAdded, self._on_pins_added, weak=True)
+        bus.subscribe(PinsDeleted, self._on_pins_deleted, weak=True)
 
     # ------------------------------------------------------------- engine
-    def _pin_table(self, ids: list[int] | None = None) -> Any:
-        from tastegraph.recs.feed import PinTable
-
-        app = self.app
-        pid, mat, _ = app.store.get_vectors("image", ids)
+    def _pin_table(self, ids: list[int] | None = None) -> PinTable:
+        pid, mat, _ = self.store.get_vectors("image", ids)
         if len(pid):
             # A pin whose stored vector is NaN or zero cannot be ranked; it must not keep the
             # whole engine (every user's feed) from building.
@@ -310,21 +166,11 @@ class FeedService:
                     pid[~usable][:20].tolist(),
                 )
                 pid, mat = pid[usable], mat[usable]
-        vecs = app.indexes.to_index_space("image", mat) if len(pid) else mat
-        meta = _pin_meta(app.store, None if ids is None else pid.tolist())
-        rows = [meta[int(i)] for i in pid]
-        return PinTable(
-            ids=pid,
-            vectors=vecs if len(pid) else np.zeros((0, app.encoders.image.dim), np.float32),
-            boards=[r[1] if isinstance(r[1], str) else "" for r in rows],
-            labels=[r[2] or "" for r in rows],
-            # Only words a person wrote: reasons must not name a pin by its id or by a label
-            # the image model guessed (labels still serve the diversity caps).
-            titles=[r[0] if isinstance(r[0], str) else "" for r in rows],
-            created_at=np.array([_epoch(r[3]) for r in rows], np.float64),
-            dup_group=np.array([_group(r[4]) for r in rows], np.int64),
-            blocked=np.zeros(len(rows), bool),
-        )
+        vecs = self.indexes().to_index_space("image", mat) if len(pid) else mat
+        meta = pin_meta(self.store, None if ids is None else pid.tolist())
+        if not len(pid):
+            vecs = np.zeros((0, self.encoders().image.dim), np.float32)
+        return pin_table(pid, vecs, meta)
 
     def _shared_index(self, params: FeedParams) -> VectorIndex | None:
         """The application's image index, when it is of the kind the engine wants.
@@ -332,16 +178,16 @@ class FeedService:
         It holds the same vectors (index space, keyed by pin id) and is kept in step with the
         store, so the engine need not build a second one of the whole catalog at start.
         """
-        if self.app.settings.index.kind != params.index_kind:
+        if self.settings.index.kind != params.index_kind:
             return None
-        index: VectorIndex = self.app.indexes.get("image")
+        index: VectorIndex = self.indexes().get("image")
         return index
 
     def _new_engine(self) -> FeedEngine:
-        from tastegraph.recs.feed import FeedEngine
+        from tastegraph.feed.engine import FeedEngine
 
         table = self._pin_table()
-        feed = self.app.settings.feed
+        feed = self.settings.feed
         params = catalog_params(table.vectors, base=feed_params(feed), fixed=feed.model_fields_set)
         return FeedEngine(table, params=params, index=self._shared_index(params))
 
@@ -360,22 +206,12 @@ class FeedService:
                     raise
                 self._build_error = None
                 self._engine = engine
-                # Weakly: a service the app replaces (e.g. after a whitening refit) must not be
-                # kept alive, and fed every event, by its subscription.
-                ref = weakref.ref(self)
-
-                def listener(rows: list[dict[str, Any]]) -> None:
-                    service = ref()
-                    if service is not None:
-                        service._on_events(rows)
-
-                self.app.engagement.subscribe(listener)
             return self._engine
 
     def _build(self) -> FeedEngine:
         # Read before the pin table: a change made while it is built is applied twice
         # (harmless: known pins are ignored) rather than missed.
-        self._catalog_seq = self.app.store.last_change()
+        self._catalog_seq = self.store.last_change()
         self.skipped_pins = Counter()
         engine = self._new_engine()
         self._last_event_id = 0
@@ -383,7 +219,7 @@ class FeedService:
         self._logged_skips = 0
         self._load_model(engine)
         self._replay(engine)
-        self._known_users.update(_user_ids(self.app.store, MAX_KNOWN_USERS))
+        self._known_users.update(user_ids(self.store, MAX_KNOWN_USERS))
         engine.warm_up(time.time())
         return engine
 
@@ -393,11 +229,11 @@ class FeedService:
         A model saved under other settings, or whose files were lost, must not keep the feeds
         down: it is reported (log, /ready) and ``tastegraph train`` publishes a fresh one.
         """
-        rec = self.app.store.get_kv(MODEL_KEY)
+        rec = self.store.get_kv(MODEL_KEY)
         if not rec or rec.get("version") == self._failed_version:
             return
         try:
-            engine.load(self.app.settings.data_dir / rec["path"])
+            engine.load(self.settings.data_dir / rec["path"])
         except (TastegraphError, OSError, ValueError, KeyError) as e:
             self._model_error = f"model {rec.get('version')!r} not loaded: {e}"
             self._failed_version = rec.get("version")
@@ -451,7 +287,7 @@ class FeedService:
         while True:
             skipped = SkipCounter()
             batch, last = load_event_batch(
-                self.app.store, self._last_event_id, REPLAY_CHUNK, skipped=skipped
+                self.store, self._last_event_id, REPLAY_CHUNK, skipped=skipped
             )
             if last == self._last_event_id:
                 self._caught_up_at = time.time()
@@ -479,11 +315,17 @@ class FeedService:
             self._catch_up_error = None
             return applied
 
-    def _on_events(self, rows: list[dict[str, Any]]) -> None:
+    def _on_events(self, event: EventsRecorded) -> None:
         # Real time: the next feed call sees these. They are read back by id rather than taken
         # from ``rows``, so that events another process logged in between are not skipped.
         # Never raises: the events are stored already, and a failure is reported by status().
         self.catch_up()
+
+    def _on_pins_added(self, event: PinsAdded) -> None:
+        self.add_pins(list(event.pin_ids))
+
+    def _on_pins_deleted(self, event: PinsDeleted) -> None:
+        self.catch_up_catalog()  # never served again, from the next feed call on
 
     def add_pins(self, ids: list[int]) -> None:
         with self._lock:
@@ -501,7 +343,7 @@ class FeedService:
         with self._lock:
             if self._engine is None:
                 return 0
-            last, ups, dels = self.app.store.changes_since(self._catalog_seq)
+            last, ups, dels = self.store.changes_since(self._catalog_seq)
             if last == self._catalog_seq:
                 return 0
             # Pins this process added (ingest, uploads) or edited are known already: only read
@@ -513,7 +355,7 @@ class FeedService:
             edited = [p for p, k in zip(ups, known, strict=True) if k]
             if edited:
                 # A title written after ingest is what reasons should quote from now on.
-                meta = _pin_meta(self.app.store, edited)
+                meta = pin_meta(self.store, edited)
                 ids = [p for p in edited if p in meta]
                 self._engine.set_titles(ids, [meta[p][0] or "" for p in ids])
             if dels:
@@ -532,13 +374,24 @@ class FeedService:
             raise NotFound(f"user {user_id} does not exist")
         engine = self.engine  # built first: it also lists the users that exist
         if user_id not in self._known_users:
-            self.app.store.get_user(user_id)  # NotFound for unknown users
+            self.store.get_user(user_id)  # NotFound for unknown users
             if len(self._known_users) >= MAX_KNOWN_USERS:
                 self._known_users.clear()
             self._known_users.add(user_id)
         served = decode_cursor(cursor)
-        items = engine.feed(user_id, n, time.time() if now is None else now, exclude=served)
+        now = time.time() if now is None else now
+        ctx = Context(viewer=user_id, now=now)
+        ruled = self.eligibility.excluded(ctx)
+        exclude = served if ruled is None else served + ruled.tolist()
+        items = self._visible(engine.feed(user_id, n, now, exclude=exclude), ctx)
         return items, encode_cursor(served + [it.pin for it in items])
+
+    def _visible(self, items: list[FeedItem], ctx: Context) -> list[FeedItem]:
+        """The items the eligibility rule lets this viewer see (order kept)."""
+        if not items or not self.eligibility.rules:
+            return items
+        ok = self.eligibility.mask(np.array([it.pin for it in items], np.int64), ctx)
+        return [it for it, keep in zip(items, ok, strict=True) if keep]
 
     def related(
         self, pin_id: int, n: int = 20, now: float | None = None, *, verify: bool = True
@@ -554,12 +407,17 @@ class FeedService:
         if not _is_id(pin_id):
             raise NotFound(f"pin {pin_id} does not exist")
         if verify:
-            self.app.store.get_pin(pin_id)
+            self.store.get_pin(pin_id)
+        now = time.time() if now is None else now
+        ctx = Context(now=now)
+        ruled = self.eligibility.excluded(ctx)
+        # Ask for as many more as the rule may drop, so that the page stays full.
+        ask = n + (min(len(ruled), n) if ruled is not None else 0)
         try:
-            return self.engine.related(pin_id, n, time.time() if now is None else now)
+            return self._visible(self.engine.related(pin_id, ask, now), ctx)[:n]
         except NotFound:
             if not verify:
-                self.app.store.get_pin(pin_id)  # the store's own error for unknown pins
+                self.store.get_pin(pin_id)  # the store's own error for unknown pins
             raise
 
     # ------------------------------------------------------------ training
@@ -569,7 +427,7 @@ class FeedService:
 
         t0 = time.perf_counter()
         skipped = SkipCounter()
-        batch, _ = load_event_batch(self.app.store, skipped=skipped)
+        batch, _ = load_event_batch(self.store, skipped=skipped)
         engine = self._new_engine()
         # Fitting replays the log through thousands of small matrix products, which a BLAS
         # thread team only slows down (more so on a busy machine).
@@ -577,8 +435,8 @@ class FeedService:
             engine.fit(batch, time.time() if now is None else now)
         version = time.strftime("%Y%m%dT%H%M%S") + f"-{engine.digest()[:8]}"
         rel = Path("models") / "recs" / version
-        engine.save(self.app.settings.data_dir / rel)
-        self.app.store.set_kv(
+        engine.save(self.settings.data_dir / rel)
+        self.store.set_kv(
             MODEL_KEY, {"path": str(rel), "version": version, "digest": engine.digest()}
         )
         self.reload()
@@ -593,7 +451,7 @@ class FeedService:
 
     def reload(self) -> bool:
         """Load a newer published model into the running engine (hot swap, no restart)."""
-        rec = self.app.store.get_kv(MODEL_KEY)
+        rec = self.store.get_kv(MODEL_KEY)
         with self._lock:
             if not rec or rec["version"] == self._version or self._engine is None:
                 return False

@@ -8,7 +8,7 @@ every row that cannot be used is dropped and counted by reason; the rest goes on
 
 - :func:`int_column`, :func:`float_column`: store values to numpy columns, with a mask of the
   rows whose value was usable (a fast path for the usual clean column).
-- :func:`usable`: the rows of an :class:`~tastegraph.recs.feed.EventBatch` the engine can use
+- :func:`usable`: the rows of an :class:`~tastegraph.feed.data.EventBatch` the engine can use
   (finite times inside the window, sane dwell and position), with counts of the others.
 - :class:`SkipCounter`: counts by reason, merged across batches, for logs and ``/ready``.
 

@@ -1,4 +1,4 @@
-"""Engagement service: users, boards, saves and events, handed to the feed engine in real time."""
+"""Engagement service: users' saves and events, published on the event bus as they are stored."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tastegraph.errors import InvalidInput
-from tastegraph.recs.events import (
+from tastegraph.engagement.bus import EventBus, EventsDeleted, EventsRecorded, PinHidden, PinSaved
+from tastegraph.engagement.events import (
     EventFilter,
     RowError,
     TimeWindow,
@@ -21,9 +21,9 @@ from tastegraph.recs.events import (
     parse_time,
     read_event_rows,
 )
-
-if TYPE_CHECKING:
-    from tastegraph.app import App
+from tastegraph.engagement.ports import EngagementStore
+from tastegraph.errors import InvalidInput
+from tastegraph.settings import Settings
 
 __all__ = ["EngagementService"]
 
@@ -33,13 +33,10 @@ MAX_BATCH = 10_000
 class EngagementService:
     """The one entry point for engagement writes (API, CLI and importers call it)."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self._listeners: list[Any] = []
-
-    def subscribe(self, listener: Any) -> None:
-        """``listener(events)`` is called with every accepted batch (the feed engine's observe)."""
-        self._listeners.append(listener)
+    def __init__(self, store: EngagementStore, settings: Settings, bus: EventBus) -> None:
+        self.store = store
+        self.settings = settings
+        self.bus = bus
 
     def record(
         self,
@@ -52,22 +49,24 @@ class EngagementService:
 
         Times must lie in the window the settings give around ``now`` (the clock by default).
         ``seen`` carries the occurrence counts of derived keys across the batches of one file
-        (see :mod:`tastegraph.recs.events`); each call is one batch otherwise.
+        (see :mod:`tastegraph.engagement.events`); each call is one batch otherwise.
         """
         rows = list(rows)
         if sum(not isinstance(r, RowError) for r in rows) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} events per batch", hint="split the batch")
         window = self.window(now)
         events, errors = parse_rows(rows, window, seen)
-        store = self.app.store
+        store = self.store
         users = store.existing_ids("users", (e["user_id"] for _, e in events))
         pins = store.existing_ids("pins", (e["pin_id"] for _, e in events))
         good, bad = check_known(events, users, pins)
         errors.extend(bad)
         inserted = store.add_events(good)
         if inserted:
-            for listener in self._listeners:
-                listener(inserted)
+            self.bus.publish(EventsRecorded(tuple(inserted)))
+            for e in inserted:
+                if e.get("kind") == "hide":
+                    self.bus.publish(PinHidden(int(e["user_id"]), int(e["pin_id"])))
         return {
             "accepted": len(inserted),
             "duplicates": len(good) - len(inserted),
@@ -77,7 +76,7 @@ class EngagementService:
 
     def window(self, now: float | None = None) -> TimeWindow:
         """The event times accepted now: ``events_min_time`` to ``events_max_future_s`` ahead."""
-        return TimeWindow.from_settings(self.app.settings, time.time() if now is None else now)
+        return TimeWindow.from_settings(self.settings, time.time() if now is None else now)
 
     def import_file(self, path: Path, *, progress: bool = True) -> dict[str, Any]:
         """``tastegraph events import``: a CSV or JSONL file, in batches, every good row kept."""
@@ -117,7 +116,7 @@ class EngagementService:
 
     def save(self, user_id: int, board_id: int, pin_id: int, ts: float | None = None) -> bool:
         """Save a pin to one of the user's boards; logs a ``save`` event too."""
-        board = self.app.store.get_board(board_id)
+        board = self.store.get_board(board_id)
         if board["user_id"] != user_id:
             raise InvalidInput(f"board {board_id} belongs to another user")
         now = time.time() if ts is None else ts
@@ -125,7 +124,7 @@ class EngagementService:
             parse_time(now, self.window())
         except ValueError as e:
             raise InvalidInput(str(e)) from e
-        new = self.app.store.save_pin(board_id, pin_id)
+        new = self.store.save_pin(board_id, pin_id)
         self.record(
             [
                 (
@@ -141,6 +140,7 @@ class EngagementService:
                 )
             ]
         )
+        self.bus.publish(PinSaved(user_id, board_id, pin_id))
         return new
 
     # ------------------------------------------------------------ admin
@@ -149,7 +149,7 @@ class EngagementService:
     ) -> dict[str, Any]:
         """How many logged events ``where`` selects, and the first ``limit`` of them."""
         window = self.window(now)
-        store = self.app.store
+        store = self.store
         return {
             "matched": store.count_events(where, window),
             "events": store.find_events(where, window, limit),
@@ -159,7 +159,7 @@ class EngagementService:
 
     def stats(self, now: float | None = None) -> dict[str, Any]:
         window = self.window(now)
-        return {**self.app.store.event_stats(window), "window": window.describe()}
+        return {**self.store.event_stats(window), "window": window.describe()}
 
     def delete(
         self,
@@ -174,15 +174,16 @@ class EngagementService:
 
         The rows are first copied to ``<data dir>/deleted-events/<time>.jsonl`` (the format
         ``tastegraph events import`` reads), so a mistaken deletion can be undone. The feed
-        engine forgets them at once in this process; other processes (a running server) see the
-        store's new event generation on their next catch-up and rebuild.
+        engine forgets them at once in this process (``EventsDeleted`` on the bus); other
+        processes (a running server) see the store's new event generation on their next
+        catch-up and rebuild.
         """
         window = self.window(now)
-        store = self.app.store
+        store = self.store
         if dry_run:
             found = self.find(where, 20, now)
             return {**found, "deleted": 0, "dry_run": True}
-        folder = self.app.settings.data_dir / "deleted-events"
+        folder = self.settings.data_dir / "deleted-events"
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = folder / f"{stamp}-{secrets.token_hex(3)}.jsonl"
         written = 0
@@ -203,7 +204,7 @@ class EngagementService:
         note = {"by": by, "saved_to": str(path.name)}
         n = store.delete_events(where, window, actor=actor, note=note, keep=keep)
         if n:
-            self.app.catch_up_events()
+            self.bus.publish(EventsDeleted(n))
         return {
             "matched": n,
             "deleted": n,

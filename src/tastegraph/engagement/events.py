@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tastegraph.domain import EVENT_KINDS, MAX_DWELL_MS, MAX_POSITION
 from tastegraph.errors import InvalidInput
 
 __all__ = [
@@ -44,12 +45,7 @@ __all__ = [
     "read_event_rows",
 ]
 
-EVENT_KINDS = ("impression", "closeup", "click", "save", "hide", "dwell")
 MAX_ID = 2**63 - 1  # SQLite INTEGER and the engine's int64 id columns
-# The engine keeps positions as int32 and dwell as float32; a feed slot past a million or a
-# dwell over a day is a client bug, not engagement.
-MAX_POSITION = 1_000_000
-MAX_DWELL_MS = 86_400_000.0
 # Epoch units told apart by magnitude: a value below 1e11 is seconds (up to year 5138), below
 # 1e14 milliseconds, below 1e17 microseconds, below 1e20 nanoseconds (from 1973 on in each). The
 # window then rejects whatever lands outside it, so a misread unit cannot slip through.

@@ -48,7 +48,7 @@ F64 = NDArray[np.float64]
 
 FORMAT = "tastegraph.feed-ranker/1"  # bump when the saved layout or the features change
 
-# Candidate features, in column order (computed by tastegraph.recs.feed.FeedEngine).
+# Candidate features, in column order (computed by tastegraph.feed.features.features).
 FEATURES: tuple[str, ...] = (
     "interest_sim",  # best cosine to one of the user's interest medoids
     "interest_weighted",  # importance-weighted mean cosine over the interests

@@ -1,0 +1,95 @@
+"""The feed's learned parts on disk: the ranker, the co-engagement neighbours and a manifest.
+
+Files (one folder): ``feed.json`` (format, settings digest, parameters, features, fit report),
+``cf.npz`` (neighbour pairs by pin id, so the catalog's row order may differ on load) and
+``ranker/`` when a ranker was trained. User state and graphs are not saved: ``fit`` (or
+``observe``) rebuilds them from the event log, which the store keeps anyway. Files saved under
+other settings are refused (``IndexMismatch``), never silently used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from tastegraph.errors import IndexMismatch, NotFound
+from tastegraph.feed.data import FORMAT, FeedParams
+from tastegraph.feed.ranker import FEATURES, LambdaRanker
+
+__all__ = ["SavedModel", "read_model", "write_model"]
+
+I64 = NDArray[np.int64]
+F32 = NDArray[np.float32]
+
+_HINT = "retrain with FeedEngine.fit under the current settings"
+
+
+@dataclass
+class SavedModel:
+    """What :func:`read_model` found: the ranker (None when none was trained), the neighbour
+    pairs by pin id and the fit report."""
+
+    ranker: LambdaRanker | None
+    cf_src: I64
+    cf_dst: I64
+    cf_value: F32
+    fit_report: dict[str, Any]
+
+
+def write_model(
+    folder: Path | str,
+    *,
+    params: FeedParams,
+    ids: I64,
+    cf: sp.csr_matrix,
+    ranker: LambdaRanker | None,
+    fit_report: dict[str, Any],
+) -> Path:
+    """Write the learned parts into ``folder`` (``ids`` maps the engine's rows to pin ids)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    digest = params.digest()
+    if ranker is not None:
+        ranker.save(out / "ranker", digest=digest)
+    coo = cf.tocoo()
+    with open(out / "cf.npz", "wb") as fh:
+        np.savez(fh, src=ids[coo.row], dst=ids[coo.col], value=coo.data.astype(np.float32))
+    manifest = {
+        "format": FORMAT,
+        "digest": digest,
+        "params": params.to_dict(),
+        "features": list(FEATURES),
+        "ranker": ranker is not None,
+        "fit_report": fit_report,
+    }
+    (out / "feed.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
+def read_model(folder: Path | str, digest: str) -> SavedModel:
+    """Read what :func:`write_model` wrote; refuse files from other settings (``IndexMismatch``)."""
+    src = Path(folder)
+    try:
+        manifest = json.loads((src / "feed.json").read_text())
+    except FileNotFoundError as exc:
+        raise NotFound(f"no feed model in {src}", hint=_HINT) from exc
+    except (OSError, ValueError) as exc:
+        raise IndexMismatch(f"feed model in {src} is unreadable: {exc}", hint=_HINT) from exc
+    if manifest.get("format") != FORMAT or manifest.get("digest") != digest:
+        raise IndexMismatch(
+            f"feed model in {src} was saved with other settings "
+            f"(digest {manifest.get('digest')!r}, these settings {digest!r})",
+            hint=_HINT,
+            saved=manifest.get("digest"),
+            wanted=digest,
+        )
+    ranker = LambdaRanker.load(src / "ranker", digest=digest) if manifest.get("ranker") else None
+    with np.load(src / "cf.npz", allow_pickle=False) as data:
+        src_ids, dst_ids, v = data["src"], data["dst"], data["value"]
+    return SavedModel(ranker, src_ids, dst_ids, v, dict(manifest.get("fit_report", {})))

@@ -1,0 +1,46 @@
+"""The change log: every pin upsert and delete, in order, for indexes to replay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from tastegraph.store import schema as t
+from tastegraph.store.db import Database
+
+__all__ = ["ChangeLogRepository", "record_changes"]
+
+
+def record_changes(conn: sa.Connection, pin_ids: Sequence[int], op: str) -> None:
+    """Append ``op`` ("upsert" | "delete") for each pin, inside the caller's transaction."""
+    if pin_ids:
+        conn.execute(t.changes.insert(), [{"pin_id": i, "op": op} for i in pin_ids])
+
+
+class ChangeLogRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def changes_since(self, seq: int) -> tuple[int, list[int], list[int]]:
+        """Pins upserted and deleted after ``seq``: ``(last_seq, upserted, deleted)``."""
+        with self._db.read() as conn:
+            rows = list(
+                conn.execute(
+                    sa.select(t.changes.c.seq, t.changes.c.pin_id, t.changes.c.op)
+                    .where(t.changes.c.seq > seq)
+                    .order_by(t.changes.c.seq)
+                )
+            )
+        state: dict[int, str] = {}
+        for r in rows:
+            state[r.pin_id] = r.op
+        last = rows[-1].seq if rows else seq
+        ups = [p for p, op in state.items() if op == "upsert"]
+        dels = [p for p, op in state.items() if op == "delete"]
+        return last, ups, dels
+
+    def last_change(self) -> int:
+        with self._db.read() as conn:
+            v = conn.execute(sa.select(sa.func.max(t.changes.c.seq))).scalar_one()
+        return int(v or 0)

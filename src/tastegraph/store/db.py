@@ -1,0 +1,114 @@
+"""One database behind every repository: engines, one-writer transactions, dialect hooks.
+
+Repositories never issue SQL that only one database understands: what differs between
+databases (how a connection is set up and a write transaction begins, upserts, JSON array
+tests, the keyword index, how migrations run) is asked of the :class:`Dialect`, which a module
+per database implements (``store/sqlite.py`` today).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from tastegraph.store.ports import KeywordIndex
+
+__all__ = ["Database", "Dialect", "now_iso"]
+
+
+def now_iso() -> str:
+    """The time a row is stamped with: UTC, ISO 8601, milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Dialect(Protocol):
+    """What one database does its own way; everything else is plain SQLAlchemy Core.
+
+    A new backend is one module implementing this (PostgreSQL's upsert is the same call on
+    ``sqlalchemy.dialects.postgresql.insert``), plus one parameter of the contract suite.
+    """
+
+    name: str
+
+    def engines(self, url: str) -> tuple[sa.Engine, sa.Engine]:
+        """``(reader, writer)`` engines for ``url``, connections set up for this database."""
+        ...
+
+    def migrating(self, db: Database) -> AbstractContextManager[None]:
+        """Whatever must hold around a schema upgrade (SQLite: foreign keys off)."""
+        ...
+
+    def upsert(self, table: sa.Table, keys: Sequence[str], update: Sequence[str]) -> sa.Executable:
+        """Insert rows; a row whose ``keys`` exist updates the ``update`` columns instead."""
+        ...
+
+    def insert_ignore(self, table: sa.Table) -> sa.Executable:
+        """Insert rows; one that breaks a unique key is skipped (rowcount counts the others)."""
+        ...
+
+    def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+        """Whether the JSON array in ``column`` holds the string ``value``."""
+        ...
+
+    def keyword_index(self, db: Database) -> KeywordIndex:
+        """The full-text index over pins' words for this database."""
+        ...
+
+
+class Database:
+    """Engines for one URL; :meth:`write` and :meth:`read` hand out transactions.
+
+    Writes are serialised in the process (one lock): SQLite has one writer anyway, and waiting
+    on the lock rather than on a database busy timeout makes the wait explicit.
+    """
+
+    def __init__(self, url: str, dialect: Dialect) -> None:
+        self.url = url
+        self.dialect = dialect
+        self.write_lock = threading.Lock()
+        self.engine, self.writer = dialect.engines(url)
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction at a time; commits on success, rolls back on error."""
+        with self.write_lock, self.writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def upsert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+        *,
+        keys: Sequence[str],
+        update: Sequence[str],
+    ) -> None:
+        """Insert ``rows`` into ``table``, updating ``update`` where ``keys`` already exist."""
+        conn.execute(self.dialect.upsert(table, keys, update), rows)
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest revision (every head: branches apply in any order)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.write_lock, self.dialect.migrating(self), self.writer.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.writer.dispose()

@@ -1,0 +1,1 @@
+"""Background roles of a serving process (catch-up with other processes' changes)."""

@@ -1,0 +1,90 @@
+"""Catch-up: take in what other processes changed while this one runs; cheap when nothing did.
+
+Other processes (``tastegraph ingest``, ``reindex``, ``events delete`` or another server on the
+same data) change the store; this process's in-memory state (indexes, the feed engine) follows:
+
+- pins added or deleted elsewhere reach the open indexes (so search finds them) and the feed
+  engine;
+- a new whitening projection means the vectors changed space: the indexes are reopened from
+  disk, where that process saved them, and the feed engine is rebuilt on its next use;
+- logged events deleted: the feed engine follows the log by id and cannot un-learn them, so it
+  is rebuilt from the log as it now is on its next use.
+
+Only what is already loaded is touched: catch-up never loads models or builds an engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from tastegraph.index.spaces import PROJECTION_KEY
+from tastegraph.lazy import Loaded
+
+__all__ = ["CatchUp"]
+
+
+class CatchUpStore(Protocol):
+    def get_kv(self, key: str, default: Any = None) -> Any: ...
+
+    def events_generation(self) -> str | None: ...
+
+
+class CaughtUpIndexes(Protocol):
+    projection_record: str | None
+
+    def sync(self, save: bool = True) -> dict[str, int]: ...
+
+
+class CaughtUpFeeds(Protocol):
+    events_generation: str | None
+
+    def catch_up_catalog(self) -> int: ...
+
+
+class CatchUp:
+    """Keeps this process's loaded indexes and feed engine in step with the store."""
+
+    def __init__(
+        self,
+        store: CatchUpStore,
+        indexes: Loaded[CaughtUpIndexes],
+        feeds: Loaded[CaughtUpFeeds],
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.store = store
+        self.indexes = indexes
+        self.feeds = feeds
+        self._lock = lock or threading.RLock()
+
+    def events(self) -> bool:
+        """Drop the feed engine if logged events were deleted since it was made (by this process
+        or another). True when it was dropped."""
+        with self._lock:
+            feeds = self.feeds.peek()
+            if feeds is None or self.store.events_generation() == feeds.events_generation:
+                return False
+            self.feeds.reset()
+            return True
+
+    def run(self) -> dict[str, int]:
+        """Apply every pending change; returns the changes applied per index (``{"reopened":
+        1}`` after a projection change, ``"events_deleted"`` when the engine was dropped)."""
+        with self._lock:
+            dropped = self.events()
+            idx = self.indexes.peek()
+            if idx is None:
+                return {"events_deleted": 1} if dropped else {}
+            rec = self.store.get_kv(PROJECTION_KEY)
+            want = rec.get("digest") if rec else None
+            if want is not None and want != idx.projection_record:
+                self.indexes.reset()
+                self.feeds.reset()
+                return {"reopened": 1}
+        applied: dict[str, int] = idx.sync(save=False)
+        if dropped:
+            applied["events_deleted"] = 1
+        feeds = self.feeds.peek()
+        if feeds is not None:
+            applied["feeds"] = feeds.catch_up_catalog()
+        return applied
