@@ -125,7 +125,7 @@ def build_installation(
 
     # Whitening as ingest does it (256-d index space), then the indexes, outside the server.
     t0 = time.perf_counter()
-    app.settings.whiten_min_pins = 16
+    app.settings.models.whiten_min_pins = 16
     fitted = app.catalog.fit_projection()
     times["projection_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -163,15 +163,15 @@ def run(
             (data / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
         settings = Settings(data_dir=data, whiten_min_pins=10**9)
         if input_size:
-            settings = settings.model_copy(update={"image_input_size": input_size})
+            settings = settings.updated(models={"image_input_size": input_size})
         if max_aspect:
-            settings = settings.model_copy(update={"image_max_aspect": max_aspect})
+            settings = settings.updated(models={"image_max_aspect": max_aspect})
         if model:
-            settings = settings.model_copy(update={"image_model": model})
+            settings = settings.updated(models={"image": model})
         # D, F, e2e and naive all run the same network at its input size.
-        variant, size = settings.image_model, LiteImageEncoder(settings).input_size
+        variant, size = settings.models.image, LiteImageEncoder(settings).input_size
         console.print("decode-only …")
-        d = measure_decode(files, workers, size, settings.image_max_aspect)
+        d = measure_decode(files, workers, size, settings.models.image_max_aspect)
         console.print("raw forward …")
         f, runtime, shapes = measure_forward(settings, files, n)
         console.print("end to end ingest …")

@@ -108,18 +108,18 @@ class App:
 def _make_indexes(settings: Settings, store: SQLStore, encoders: Lazy[Encoders]) -> SpaceIndexes:
     enc = encoders.get()
     indexes = SpaceIndexes(
-        settings.data_dir / "indexes" / settings.index_kind,
-        settings.index_kind,
+        settings.data_dir / "indexes" / settings.index.kind,
+        settings.index.kind,
         store,
         {
             "image": (enc.image.model_id, enc.image.dim),
             "text": (enc.text.model_id, enc.text.dim),
             "conse": (enc.bridge.model_id, enc.bridge.dim),
         },
-        settings.digest("index_kind"),
+        settings.digest("index.kind"),
     )
     projection, record = load_projection(
-        store, settings.data_dir, model_id=enc.image.model_id, dim=settings.image_dim
+        store, settings.data_dir, model_id=enc.image.model_id, dim=settings.models.image_dim
     )
     indexes.set_projection(projection, record)
     return indexes

@@ -109,7 +109,7 @@ def pick_demo_source(settings: Settings, images: Path | None) -> tuple[Path | li
         return local, f"the CC0 clothing photos in {local}"
     cache = settings.data_dir / "demo" / "clothing"
     try:
-        folder = download_clothing(cache, timeout=settings.fetch_timeout_s)
+        folder = download_clothing(cache, timeout=settings.ingest.fetch_timeout_s)
         return folder, f"the CC0 clothing photos (downloaded to {cache})"
     except Exception as e:
         photos = sample_photos()
@@ -146,7 +146,6 @@ def run_demo(settings: Settings, *, images: Path | None = None, serve: bool = Tr
     finally:
         tg.close()
     if serve:
-        console.print(
-            f"[bold green]serving on http://{settings.host}:{settings.port}[/] (Ctrl-C to stop)"
-        )
+        api = settings.api
+        console.print(f"[bold green]serving on http://{api.host}:{api.port}[/] (Ctrl-C to stop)")
         run_server(settings)

@@ -17,6 +17,7 @@ __all__ = [
     "ImageRejected",
     "IndexMismatch",
     "InvalidInput",
+    "InvalidSetting",
     "MissingExtra",
     "ModelUnavailable",
     "NotFound",
@@ -51,6 +52,18 @@ class TastegraphError(Exception):
 class InvalidInput(TastegraphError):
     code = "invalid_input"
     status = 422
+
+
+class InvalidSetting(InvalidInput):
+    """A setting with a value it does not accept, or an unknown one (file, env or flag)."""
+
+    code = "invalid_setting"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            hint="`tastegraph settings` lists every setting, its value and where it came from.",
+        )
 
 
 class ImageRejected(InvalidInput):

@@ -90,7 +90,7 @@ def run_server(settings: Settings) -> None:
         threading.Thread(target=_watch_models, name="model-watch", daemon=True).start()
 
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(api, host=settings.api.host, port=settings.api.port, log_level="info")
     finally:
         stop.set()
         tg.close()

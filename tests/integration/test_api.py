@@ -111,7 +111,7 @@ def test_bad_uploads_get_clear_errors(
 
 
 def test_oversized_request_is_refused(fake_app: App, tokens: dict[str, dict[str, str]]) -> None:
-    fake_app.settings.max_upload_bytes = 50_000
+    fake_app.settings.api.max_upload_bytes = 50_000
     with TestClient(create_api(fake_app)) as c:
         big = fx.jpeg_bytes(900, 900, quality=100)
         assert len(big) > 50_000
@@ -258,7 +258,7 @@ def test_admin_reads_are_audited(client: TestClient, tokens: dict[str, dict[str,
 
 
 def test_anonymous_read_can_be_disabled(fake_app: App, tokens: dict[str, dict[str, str]]) -> None:
-    fake_app.settings.allow_anonymous_read = False
+    fake_app.settings.api.allow_anonymous_read = False
     with TestClient(create_api(fake_app)) as c:
         assert_error(c.get("/pins"), 401, "unauthorized")
         assert c.get("/pins", headers=tokens["viewer"]).status_code == 200

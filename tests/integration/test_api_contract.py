@@ -48,7 +48,7 @@ def contract_api(fake_app: App) -> Iterator[FastAPI]:
     user = fake_app.store.create_user("ann")
     fake_app.store.create_board(user["id"], "looks")
     # No outside network here: URL routes answer 403 (documented) instead of trying to fetch.
-    fake_app.settings.allow_url_fetch = False
+    fake_app.settings.api.allow_url_fetch = False
     _, secret = fake_app.store.create_token("contract", "admin")
     AUTH["Authorization"] = f"Bearer {secret}"
     api = create_api(fake_app)

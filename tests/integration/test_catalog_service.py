@@ -78,7 +78,7 @@ def test_reindex_rebuilds_the_indexes_from_the_store(fake_app: App, tmp_path: Pa
     assert done.rebuilt and done.reencode is None
     assert done.stats["image"]["size"] == 4 and done.applied["image"] >= 4
     assert set(done.to_dict()) == {"indexes", "applied"}
-    saved = fake_app.settings.data_dir / "indexes" / fake_app.settings.index_kind / "image"
+    saved = fake_app.settings.data_dir / "indexes" / fake_app.settings.index.kind / "image"
     assert saved.is_dir() and any(saved.iterdir())
     # Nothing made by another model: re-encoding has nothing to do and the rebuild goes on.
     again = fake_app.catalog.reindex(reencode=True)
@@ -88,8 +88,8 @@ def test_reindex_rebuilds_the_indexes_from_the_store(fake_app: App, tmp_path: Pa
 def test_a_new_projection_is_announced_instead_of_added_pins(fake_app: App) -> None:
     """Once the catalog is large enough the whitening is fitted: every image vector moves, so
     listeners hear "rebuild" (projection_fitted), not "extend" (pins_added)."""
-    fake_app.settings.image_dim = 4
-    fake_app.settings.whiten_min_pins = 6
+    fake_app.settings.models.image_dim = 4
+    fake_app.settings.models.whiten_min_pins = 6
     calls: list[tuple[str, object]] = []
     catalog = _service(fake_app, calls)
     items = [_upload(seed) for seed in range(6)]

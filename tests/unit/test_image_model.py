@@ -27,14 +27,14 @@ from tastegraph.models.lite import LITE_STAGES, _same_pad, gem_pool
 from tastegraph.models.lite_files import DEFAULT_INPUT_SIZE
 from tastegraph.models.preprocess import CROP_FRACTION, preprocess_image
 from tastegraph.models.runtime import RuntimeChoice, resolve_runtime
-from tastegraph.settings import Settings
+from tastegraph.settings import ModelsSettings, Settings
 from tests.conftest import MODEL_CACHE, eval_data, real_settings
 
 DOG_CLASSES = range(151, 269)  # ImageNet-1k ids 151-268 are dog breeds
 MILITARY_UNIFORM = 652
 
 
-VARIANT = Settings().image_model  # the lite pack's default network
+VARIANT = Settings().models.image  # the lite pack's default network
 SIZE = DEFAULT_INPUT_SIZE[VARIANT]  # and its default input side
 
 
@@ -282,7 +282,7 @@ def test_settings_offer_exactly_the_variants_the_model_code_builds() -> None:
 
     from tastegraph.models.lite_files import DEFAULT_INPUT_SIZE, Variant
 
-    offered = get_args(Settings.model_fields["image_model"].annotation)
+    offered = get_args(ModelsSettings.model_fields["image"].annotation)
     assert offered == get_args(Variant)
     assert set(offered) == set(LITE_STAGES) == set(DEFAULT_INPUT_SIZE)
 

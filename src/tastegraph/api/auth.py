@@ -47,7 +47,7 @@ def require(request: Request, role: str) -> Principal:
     """The caller, if it holds ``role`` or better; anonymous callers may only read, if allowed."""
     who = authenticate(request)
     if who is ANONYMOUS:
-        if role == "viewer" and request.app.state.tg.settings.allow_anonymous_read:
+        if role == "viewer" and request.app.state.tg.settings.api.allow_anonymous_read:
             return who
         raise Unauthorized(
             f"this needs a token with role {role!r} or higher",

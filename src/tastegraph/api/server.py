@@ -25,7 +25,7 @@ def create_api(tg: App) -> FastAPI:
         description="Visual discovery: find pins by photo and by words.",
     )
     api.state.tg = tg
-    install_error_handling(api, tg.settings.max_upload_bytes)
+    install_error_handling(api, tg.settings.api.max_upload_bytes)
     # In this order: it is the order of the OpenAPI document.
     for router in (
         admin.ops,

@@ -494,13 +494,13 @@ def _pipeline(
     cfg = PrepareConfig(
         limits=ImageLimits.from_settings(settings),
         input_size=enc.image.input_size,
-        thumbnail_size=settings.thumbnail_size,
-        timeout=settings.fetch_timeout_s,
-        allow_url=settings.allow_url_fetch,
+        thumbnail_size=settings.ingest.thumbnail_size,
+        timeout=settings.ingest.fetch_timeout_s,
+        allow_url=settings.api.allow_url_fetch,
         preprocess=app.preprocess,
     )
-    workers = settings.decode_workers or usable_cores()
-    batch_size = settings.batch_size
+    workers = settings.ingest.decode_workers or usable_cores()
+    batch_size = settings.models.batch_size
     in_process = data is not None or workers <= 1 or len(todo) < 2 * batch_size
     pool: ProcessPoolExecutor | None = None
     slots: _PixelSlots | None = None
@@ -543,7 +543,7 @@ def usable_cores() -> int:
 def _largest_input(image: Any) -> int:
     """Bytes of the image encoder's largest model input (uint8, 3 channels)."""
     shapes = getattr(image, "input_shapes", None) or [(image.input_size, image.input_size)]
-    return max(rows * cols * 3 for rows, cols in shapes)
+    return int(max(rows * cols * 3 for rows, cols in shapes))
 
 
 def _make_slots(ctx: Any, slot_bytes: int, count: int) -> _PixelSlots | None:
@@ -600,7 +600,7 @@ def _run_batches(
                 report.quarantine.append(QuarantineEntry(p.ref, p.reason, p.message))
                 continue
             ok.append(p)
-            if len(ok) >= app.settings.batch_size:
+            if len(ok) >= app.settings.models.batch_size:
                 writer.put(_run_models(app, ok, clock, slots), items)
                 ok, items = [], 0
         if ok or items:

@@ -70,10 +70,10 @@ def _pin_text(pin: Pin) -> str:
 def _pixels(app: CatalogContext, pin: Pin) -> NDArray[np.uint8]:
     s = app.settings
     limits = ImageLimits.from_settings(s)
-    data = read_source_bytes(pin.source, limits, timeout=s.fetch_timeout_s, allow_url=True)
+    data = read_source_bytes(pin.source, limits, timeout=s.ingest.fetch_timeout_s, allow_url=True)
     if content_hash(data) != pin.content_hash:
         raise TastegraphError("the file has changed since it was ingested")
-    draft = max(s.thumbnail_size, int(app.encoders.image.input_size))
+    draft = max(s.ingest.thumbnail_size, int(app.encoders.image.input_size))
     decoded = decode_image(data, limits, draft_to=draft, source=pin.source)
     return app.preprocess(decoded.image)
 

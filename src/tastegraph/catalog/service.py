@@ -182,9 +182,9 @@ class CatalogService:
             data = read_source_bytes(
                 item.ref,
                 ImageLimits.from_settings(s),
-                timeout=s.fetch_timeout_s,
-                allow_url=s.allow_url_fetch,
-                allow_private_hosts=s.allow_private_url_hosts,
+                timeout=s.ingest.fetch_timeout_s,
+                allow_url=s.api.allow_url_fetch,
+                allow_private_hosts=s.api.allow_private_url_hosts,
                 allow_local_files=False,
             )
         report = self.ingest_items(
@@ -239,7 +239,7 @@ class CatalogService:
             if report.reencode.failed:
                 return report
         s = self._settings
-        shutil.rmtree(s.data_dir / "indexes" / s.index_kind, ignore_errors=True)
+        shutil.rmtree(s.data_dir / "indexes" / s.index.kind, ignore_errors=True)
         self._hooks.indexes_reset()
         if refit:
             self.fit_projection(force=True)
@@ -262,7 +262,7 @@ class CatalogService:
             ids,
             hashes,
             np.array(new_ids, np.int64),
-            max_distance=self._settings.dup_max_distance,
+            max_distance=self._settings.ingest.dup_max_distance,
             existing=existing,
         )
         changed = {p: g for p, g in groups.items() if existing.get(p) != g}
@@ -282,8 +282,8 @@ class CatalogService:
             return False
         s = self._settings
         n = self._store.count_pins()
-        dim = s.image_dim
-        if n < max(s.whiten_min_pins, dim + 1):
+        dim = s.models.image_dim
+        if n < max(s.models.whiten_min_pins, dim + 1):
             return False
         _, mat, _ = self._store.get_vectors("image")
         model_id = self.encoders.image.model_id

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tastegraph.errors import InvalidInput
 
@@ -363,7 +363,7 @@ def _json_row(obj: Any, line: int, base: Path) -> SourceItem | SourceError:
     return item
 
 
-def _is_scalar(value: Any) -> bool:
+def _is_scalar(value: Any) -> TypeGuard[Scalar]:
     return isinstance(value, str | int | float | bool) and not (
         isinstance(value, float) and not math.isfinite(value)
     )

@@ -55,7 +55,12 @@ MAX_ID = 2**63 - 1
 
 
 def settings_for(data: Path | None, **kw: Any) -> Settings:
-    return get_settings(data_dir=data, **kw)
+    """Settings with the command's flags on top (flat names: ``host=``, ``index_kind=``...);
+    a bad or unknown setting is a one-line error per problem, not a traceback."""
+    try:
+        return get_settings(data_dir=data, **kw)
+    except TastegraphError as e:
+        fail(e)
 
 
 def fail(e: TastegraphError) -> NoReturn:

@@ -93,13 +93,13 @@ def related(
 def train(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Fit the feed's learned models on the event log and publish a new version."""
     from tastegraph.cli.render import ranker_verdict, train_table
-    from tastegraph.feed import FeedParams
 
+    s = settings_for(data)
     try:
-        res = common.build_app(settings_for(data)).feeds.train()
+        res = common.build_app(s).feeds.train()
     except TastegraphError as e:
         fail(e)
-    fraction = FeedParams().train_fraction
+    fraction = s.feed.train_fraction
     if as_json:
         print_json({**res, "ranker_note": ranker_verdict(res, fraction)})
     else:

@@ -113,7 +113,10 @@ def similar(
         if image:
             s = tg.settings
             raw = read_source_bytes(
-                image, ImageLimits.from_settings(s), timeout=s.fetch_timeout_s, allow_url=True
+                image,
+                ImageLimits.from_settings(s),
+                timeout=s.ingest.fetch_timeout_s,
+                allow_url=True,
             )
             page = tg.search.by_image(raw, box=region, limit=limit, offset=offset, filters=f)
         elif pin_id is not None and region:
@@ -142,7 +145,10 @@ def _pin_original(tg: Any, pin_id: int) -> bytes:
     other_way = "or search a region of a file: `tastegraph similar --image FILE --box x0,y0,x1,y1`"
     try:
         raw = read_source_bytes(
-            pin.source, ImageLimits.from_settings(s), timeout=s.fetch_timeout_s, allow_url=True
+            pin.source,
+            ImageLimits.from_settings(s),
+            timeout=s.ingest.fetch_timeout_s,
+            allow_url=True,
         )
     except ImageRejected as exc:
         raise InvalidInput(

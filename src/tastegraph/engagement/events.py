@@ -73,7 +73,7 @@ class TimeWindow:
 
     @classmethod
     def from_settings(cls, settings: Any, now: float) -> TimeWindow:
-        return cls.around(now, settings.events_min_time, settings.events_max_future_s)
+        return cls.around(now, settings.events.min_time, settings.events.max_future_s)
 
     @classmethod
     def unbounded(cls) -> TimeWindow:

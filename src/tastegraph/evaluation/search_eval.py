@@ -128,7 +128,7 @@ def _catalog(settings: Settings | None, data_dir: Path | None) -> Iterator[App]:
     with tempfile.TemporaryDirectory(prefix="tastegraph-eval-") as tmp:
         base = settings or Settings()
         models = base.data_dir / "models"
-        s = base.model_copy(update={"data_dir": data_dir or Path(tmp), "store_url": ""})
+        s = base.updated(data_dir=data_dir or Path(tmp), store={"url": ""})
         app = build(s)
         # Share exported model files with the main data dir so evaluation does not re-export.
         if models.is_dir() and not (s.data_dir / "models").exists():

@@ -170,7 +170,7 @@ class ServedFeed:
     def _clock(self, users: I64, now: F64 | None) -> list[float]:
         if now is None:
             return [self.now_] * len(users)
-        return np.broadcast_to(np.asarray(now, np.float64), (len(users),)).tolist()
+        return [float(t) for t in np.broadcast_to(np.asarray(now, np.float64), (len(users),))]
 
     def score(self, users: I64, candidates: I64, now: F64 | None = None) -> F32:
         """``(len(users), k)`` scores of each user's ``k`` candidates from the engine's page.

@@ -148,7 +148,7 @@ def penalty_from_similarity(sim: F32, *, threshold: float = 0.75, strength: floa
     [1.0, 0.5, 0.0]
     """
     sim = np.asarray(sim, np.float32)
-    frac = np.clip((sim - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
+    frac: F32 = np.clip((sim - threshold) / max(1.0 - threshold, 1e-6), 0.0, 1.0)
     return (strength * frac).astype(np.float32)
 
 
@@ -202,7 +202,8 @@ def lookalike_penalty(sims: F32, floors: F32, *, strength: float = 1.0) -> F32:
         return np.zeros(len(sims), np.float32)
     f = np.asarray(floors, np.float32)[None, :]
     frac = np.clip((sims - f) / np.maximum(1.0 - f, 1e-6), 0.0, 1.0)
-    return (strength * frac.max(axis=1)).astype(np.float32)
+    out: F32 = (strength * frac.max(axis=1)).astype(np.float32)
+    return out
 
 
 def blend(

@@ -79,22 +79,22 @@ class Pool:
     @property
     def cluster(self) -> I64:
         """Interest cluster that found each candidate (-1)."""
-        return self.origin[GENERATORS.index("interest")]
+        return self.origin[GENERATORS.index("interest"), :]
 
     @property
     def walk_seed(self) -> I64:
         """Seed row of the walk that reached each candidate (-1)."""
-        return self.origin[GENERATORS.index("walk")]
+        return self.origin[GENERATORS.index("walk"), :]
 
     @property
     def cf_seed(self) -> I64:
         """Seed row of each candidate's co-engagement (-1)."""
-        return self.origin[GENERATORS.index("cf")]
+        return self.origin[GENERATORS.index("cf"), :]
 
     def source(self) -> I8:
         """Primary source code of each candidate: the first source, in priority order."""
         first = np.argmax(self.member, axis=0)
-        code = np.array([_SOURCE_CODE[g] for g in GENERATORS], np.int8)[first]
+        code: I8 = np.array([_SOURCE_CODE[g] for g in GENERATORS], np.int8)[first]
         code[~self.member.any(axis=0)] = _SOURCE_CODE["explore"]
         return code
 

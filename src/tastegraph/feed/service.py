@@ -13,13 +13,14 @@ server starts on a million events in seconds.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +33,14 @@ from tastegraph.feed.hygiene import REASONS, SkipCounter
 from tastegraph.feed.ports import FeedIndexes, FeedStore
 from tastegraph.feed.store_view import load_event_batch, pin_meta, pin_table, user_ids
 from tastegraph.models.base import Encoders
-from tastegraph.settings import Settings
+from tastegraph.settings import FeedSettings, Settings
 
 if TYPE_CHECKING:
     from tastegraph.feed.data import FeedItem, FeedParams, PinTable
     from tastegraph.feed.engine import FeedEngine
     from tastegraph.index import VectorIndex
 
-__all__ = ["FeedService", "catalog_params", "decode_cursor", "encode_cursor"]
+__all__ = ["FeedService", "catalog_params", "decode_cursor", "encode_cursor", "feed_params"]
 
 log = logging.getLogger("tastegraph.feeds")
 
@@ -72,24 +73,36 @@ def decode_cursor(cursor: str | None) -> list[int]:
         raise InvalidInput("bad cursor", hint="pass the next_cursor of the previous page") from e
 
 
-def catalog_params(vectors: np.ndarray, seed: int = 0) -> Any:
+def catalog_params(
+    vectors: np.ndarray, seed: int = 0, base: FeedParams | None = None, fixed: Collection[str] = ()
+) -> FeedParams:
     """Feed parameters adapted to this catalog's vectors.
 
     A hide pushes down *look-alikes*: pins more similar to the hidden one than chance. What
     "more than chance" means depends on the embedding, so the threshold is the 99th percentile
     of cosines between random pairs of this catalog (serving-only: no retraining needed).
+    ``base`` holds the configured parameters (default: ``FeedParams()``); a name in ``fixed``
+    (set explicitly, e.g. ``hide_threshold`` in ``[feed]``) is not adapted.
     """
     from tastegraph.feed.data import FeedParams
 
+    params = base if base is not None else FeedParams()
     n = len(vectors)
-    if n < 50:
-        return FeedParams()
+    if n < 50 or "hide_threshold" in fixed:
+        return params
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, n, (2, 4000))
     keep = a != b
     cos = np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]])
     threshold = float(np.clip(np.quantile(cos, 0.99), 0.2, 0.9))
-    return FeedParams(hide_threshold=threshold)
+    return dataclasses.replace(params, hide_threshold=threshold)
+
+
+def feed_params(feed: FeedSettings) -> FeedParams:
+    """The engine's parameters from the ``[feed]`` settings (the same fields, see the test)."""
+    from tastegraph.feed.data import FeedParams
+
+    return FeedParams(**feed.model_dump())
 
 
 class FeedService:
@@ -165,7 +178,7 @@ class FeedService:
         It holds the same vectors (index space, keyed by pin id) and is kept in step with the
         store, so the engine need not build a second one of the whole catalog at start.
         """
-        if self.settings.index_kind != params.index_kind:
+        if self.settings.index.kind != params.index_kind:
             return None
         index: VectorIndex = self.indexes().get("image")
         return index
@@ -174,7 +187,8 @@ class FeedService:
         from tastegraph.feed.engine import FeedEngine
 
         table = self._pin_table()
-        params = catalog_params(table.vectors)
+        feed = self.settings.feed
+        params = catalog_params(table.vectors, base=feed_params(feed), fixed=feed.model_fields_set)
         return FeedEngine(table, params=params, index=self._shared_index(params))
 
     @property
@@ -442,7 +456,7 @@ class FeedService:
             if not rec or rec["version"] == self._version or self._engine is None:
                 return False
             self._load_model(self._engine)
-            return self._version == rec["version"]
+            return bool(self._version == rec["version"])
 
     @property
     def version(self) -> str | None:

@@ -245,7 +245,7 @@ def _fetch_one(
                         location = resp.headers.get("location", "")
                         if not location:
                             raise _unreadable_url(url, "redirect without a Location")
-                        return location
+                        return str(location)
                     if resp.status_code >= 400:
                         raise _unreadable_url(
                             url,

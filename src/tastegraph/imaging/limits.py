@@ -72,7 +72,9 @@ class ImageLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageLimits:
         """The limits configured in ``settings``."""
-        return cls(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        return cls(
+            max_bytes=settings.ingest.max_image_bytes, max_pixels=settings.ingest.max_image_pixels
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -107,7 +107,8 @@ def _dot(queries: F32, vecs: F32) -> F32:
     einsum's own loops are single-threaded and within 1.5x of one BLAS thread at that size.
     """
     if len(queries) < 8:
-        return np.einsum("md,nd->mn", queries, vecs)
+        scores: F32 = np.einsum("md,nd->mn", queries, vecs)
+        return scores
     return queries @ vecs.T
 
 

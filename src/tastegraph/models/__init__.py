@@ -39,15 +39,15 @@ __all__ = [
 
 
 def make_encoders(settings: Settings) -> Encoders:
-    """The image encoder, text encoder and bridge of ``settings.model_pack``.
+    """The image encoder, text encoder and bridge of ``settings.models.pack``.
 
     ``"lite"`` (the default, offline): EfficientNet-Lite2 (or the faster Lite0, see
-    ``Settings.image_model``), MiniLM (ONNX Runtime) and the ConSE
+    ``settings.models.image``), MiniLM (ONNX Runtime) and the ConSE
     bridge. ``"clip:<name>"`` is delegated to ``tastegraph.models.clip.make_encoders``, where a
     joint image-text model needs no bridge of this kind. Exports are written once to
     ``<data_dir>/models``.
     """
-    pack = settings.model_pack.strip()
+    pack = settings.models.pack.strip()
     if pack.startswith("clip:"):
         try:
             clip = importlib.import_module("tastegraph.models.clip")

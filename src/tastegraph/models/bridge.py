@@ -247,7 +247,8 @@ def _softmax(x: NDArray[np.floating], axis: int = -1) -> NDArray[np.float64]:
     z = np.asarray(x, dtype=np.float64)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    out: NDArray[np.float64] = e / e.sum(axis=axis, keepdims=True)
+    return out
 
 
 def _normalize(x: NDArray[np.floating]) -> F32:

@@ -1,7 +1,7 @@
 """The ``clip:<name>`` model pack: an open_clip model whose weights are already on disk.
 
 ``open_clip`` is an optional dependency (``pip install 'tastegraph[clip]'``) imported only when this
-pack is built, and weights are never downloaded: ``settings.clip_weights`` must point at a
+pack is built, and weights are never downloaded: ``settings.models.clip_weights`` must point at a
 checkpoint file for architecture ``<name>`` (e.g. ``model_pack = "clip:ViT-B-32"`` with
 ``clip_weights = "/models/ViT-B-32-laion2b_s34b_b79k.bin"``).
 
@@ -75,7 +75,7 @@ class ClipModel:
     """One loaded open_clip model shared by the image encoder, text encoder and bridge."""
 
     def __init__(self, settings: Settings, name: str) -> None:
-        weights = settings.clip_weights
+        weights = settings.models.clip_weights
         if weights is None or not Path(weights).is_file():
             raise ModelUnavailable(
                 f"model pack 'clip:{name}' needs its weights on disk",
@@ -148,7 +148,7 @@ class ClipImageEncoder:
         self.dim = self.clip.dim
         self.input_size = self.clip.input_size
         self.label_names = imagenet_label_names()
-        self.batch_size = settings.batch_size
+        self.batch_size = settings.models.batch_size
         self._label_emb: F32 | None = None
 
     def _label_embeddings(self) -> F32:
@@ -228,7 +228,7 @@ class ClipBridge:
 
 def make_encoders(settings: Settings) -> Encoders:
     """Image encoder, text encoder and bridge of the ``clip:<name>`` pack (one shared model)."""
-    pack = settings.model_pack.strip()
+    pack = settings.models.pack.strip()
     name = pack.removeprefix("clip:")
     if not pack.startswith("clip:") or not name:
         raise InvalidInput(f"not a clip pack: {pack!r}", hint="use model_pack = 'clip:<name>'")

@@ -70,8 +70,8 @@ def draft_size(input_size: int = IMAGE_SIZE, crop_fraction: float = CROP_FRACTIO
 class LiteImageEncoder:
     """EfficientNet-Lite image encoder: GeM-pooled 1280-d descriptor plus ImageNet probabilities.
 
-    ``settings.image_model`` picks the variant (Lite2 by default, Lite0 for speed) and
-    ``settings.image_input_size`` the square side (default: the variant's, see
+    ``settings.models.image`` picks the variant (Lite2 by default, Lite0 for speed) and
+    ``settings.models.image_input_size`` the square side (default: the variant's, see
     :data:`~tastegraph.models.lite_files.DEFAULT_INPUT_SIZE`).
 
     The model is exported to ONNX under ``<data_dir>/models`` on first use and run with the runtime
@@ -91,9 +91,9 @@ class LiteImageEncoder:
         gem_p: float = 3.0,
     ) -> None:
         self.settings = settings
-        self.variant = settings.image_model
-        self.input_size = int(settings.image_input_size or DEFAULT_INPUT_SIZE[self.variant])
-        self.max_aspect = float(settings.image_max_aspect)
+        self.variant = settings.models.image
+        self.input_size = int(settings.models.image_input_size or DEFAULT_INPUT_SIZE[self.variant])
+        self.max_aspect = float(settings.models.image_max_aspect)
         self.options = ExportOptions(
             variant=self.variant, pooling=pooling, gem_p=gem_p, image_size=self.input_size
         )
@@ -106,7 +106,7 @@ class LiteImageEncoder:
         shapes = f"-w{wide}" if wide > s else ""
         self.model_id = f"{self.variant}-{pool}-s{s}{shapes}@{LITE_VERSION}"
         self.label_names = imagenet_label_names()
-        self.batch_size = settings.batch_size
+        self.batch_size = settings.models.batch_size
         self._models: dict[tuple[int, int], CompiledModel] = {}
         # The compiled requests are reused call after call: concurrent encode() calls take turns.
         self._lock = threading.Lock()
@@ -129,7 +129,7 @@ class LiteImageEncoder:
                 from tastegraph.models.lite import export_onnx
 
                 path = export_onnx(self.models_dir, self.options, shape=shape)
-            choice = resolve_runtime(self.settings.runtime, self.settings.precision)
+            choice = resolve_runtime(self.settings.models.runtime, self.settings.models.precision)
             model = load_compiled(path, choice, cache_dir=self.models_dir / "ov-cache")
             self._models[shape] = model
         return model
@@ -198,8 +198,8 @@ def _group_by_shape(
 
 
 def make_image_encoder(settings: Settings) -> ImageEncoder:
-    """The image encoder of ``settings.model_pack``: ``"lite"`` or ``"clip:<name>"``."""
-    pack = settings.model_pack.strip()
+    """The image encoder of ``settings.models.pack``: ``"lite"`` or ``"clip:<name>"``."""
+    pack = settings.models.pack.strip()
     if pack == "lite":
         return LiteImageEncoder(settings)
     if pack.startswith("clip:") and pack[len("clip:") :]:

@@ -76,7 +76,7 @@ def _warm_bridge(enc: Encoders, say: Say) -> None:
 def prepare(app: ModelHost, say: Say) -> float:
     """Build every encoder ingest uses and do their one-off work now; returns the seconds spent."""
     t0 = time.perf_counter()
-    message = text_export_message(app.settings.model_pack, app.settings.data_dir / "models")
+    message = text_export_message(app.settings.models.pack, app.settings.data_dir / "models")
     if message:
         say(message)
     enc = app.encoders

@@ -37,7 +37,8 @@ FORMAT = "tastegraph.pcawhitener/1"
 def l2_normalize(x: ArrayLike, axis: int = -1) -> F32:
     """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
     a = np.asarray(x, dtype=np.float32)
-    return a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
+    out: F32 = a / np.maximum(np.linalg.norm(a, axis=axis, keepdims=True), 1e-12)
+    return out
 
 
 def _ledoit_wolf_shrinkage(xc: NDArray[np.float64], eig: NDArray[np.float64], p: int) -> float:

@@ -185,7 +185,8 @@ def dba_rerank(
     top = np.argsort(-s, kind="stable")[: max(query_k, 0)]
     w = np.power(np.clip(s[top], 0.0, None), alpha)
     q2 = l2_rows((q + w @ aug[top])[None])[0]
-    return (aug @ q2).astype(np.float32)
+    out: F32 = (aug @ q2).astype(np.float32)
+    return out
 
 
 def same_photo_first(

@@ -173,13 +173,13 @@ class SearchService:
             return _page([], offset, limit)
         ctx = Context(now=time.time())
         s = self.settings
-        depth = s.rerank_depth if s.query_expansion > 0 else 0
+        depth = s.search.rerank_depth if s.search.query_expansion > 0 else 0
         ex = self._excluded(exclude, ctx)
         asked = max(want, depth)
         scores, ids = idx.search(query, asked, allow=allow, exclude=ex)
         found = int((ids[0] >= 0).sum())
         if depth > 0:
-            scores, ids = self._rerank(idx, query, scores, ids, depth, s.query_expansion)
+            scores, ids = self._rerank(idx, query, scores, ids, depth, s.search.query_expansion)
         scores, ids = scores[:, :want], ids[:, :want]
         ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=False) if i >= 0]
         hits = [Hit(i, s, {"image": round(s, 4)}) for i, s in self._visible(ranked, ctx)]
@@ -242,9 +242,9 @@ class SearchService:
         data = read_source_bytes(
             url,
             ImageLimits.from_settings(s),
-            timeout=s.fetch_timeout_s,
-            allow_url=s.allow_url_fetch,
-            allow_private_hosts=s.allow_private_url_hosts,
+            timeout=s.ingest.fetch_timeout_s,
+            allow_url=s.api.allow_url_fetch,
+            allow_private_hosts=s.api.allow_private_url_hosts,
             allow_local_files=False,  # refs from users never read the server's disk
         )
         return self.by_image(data, **kw)
@@ -255,7 +255,7 @@ class SearchService:
         limits = ImageLimits.from_settings(self.settings)
         enc = self._encoders().image
         # A crop needs full resolution; a whole image only needs the model's input size.
-        draft = max(self.settings.thumbnail_size, int(enc.input_size))
+        draft = max(self.settings.ingest.thumbnail_size, int(enc.input_size))
         dec = decode_image(data, limits, draft_to=None if box else draft)
         image = crop(dec.image, box, (dec.width, dec.height)) if box else dec.image
         out = enc.encode(preprocess_for(enc)(image)[None])
@@ -294,8 +294,8 @@ class SearchService:
         enc = self._encoders()
         indexes = self._indexes()
         for space, vec, floor in (
-            ("text", enc.text.encode([query]), s.text_floor),
-            ("image_text", enc.bridge.encode_query([query]), s.conse_floor),
+            ("text", enc.text.encode([query]), s.search.text_floor),
+            ("image_text", enc.bridge.encode_query([query]), s.search.conse_floor),
         ):
             index_space = "conse" if space == "image_text" else space
             idx = indexes.get(index_space)

@@ -146,7 +146,7 @@ def create_pin(request: Request, body: PinCreate) -> JSONResponse:
     """
     require(request, "editor")
     catalog = app_of(request).catalog
-    check_url_fetch(catalog.settings.allow_url_fetch)
+    check_url_fetch(catalog.settings.api.allow_url_fetch)
     item = SourceItem(
         ref=body.image_url,
         title=body.title,

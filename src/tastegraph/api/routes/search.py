@@ -113,7 +113,7 @@ async def search_image(
             tg.search.by_image, data, box=region, limit=limit, offset=offset, filters=filters
         )
     elif url:
-        check_url_fetch(tg.settings.allow_url_fetch)
+        check_url_fetch(tg.settings.api.allow_url_fetch)
         page = await run_in_threadpool(
             tg.search.by_url, url, box=region, limit=limit, offset=offset, filters=filters
         )

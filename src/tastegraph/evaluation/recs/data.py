@@ -339,7 +339,7 @@ def split_by_time(timestamps: I64, test_fraction: float = 0.2) -> NDArray[np.boo
         return np.zeros(0, dtype=bool)
     k = min(n - 1, max(0, int(np.floor(n * (1.0 - test_fraction)))))
     cut = np.sort(timestamps, kind="stable")[k]
-    test = timestamps >= cut
+    test: NDArray[np.bool_] = timestamps >= cut
     if test.all():  # everything at one instant: nothing earlier to train on
         return np.zeros(n, dtype=bool)
     return test

@@ -475,7 +475,8 @@ def _pick(idx: I64, dnode: I64, dnbr: I64, nodes: I64, lo: I64, base: I64, deg: 
     pick = (u * deg).astype(np.int64)
     in_csr = pick < base
     if in_csr.all():
-        return idx[lo + pick]
+        out: I64 = idx[lo + pick]
+        return out
     out = np.full(len(nodes), -1, np.int64)
     out[in_csr] = idx[lo[in_csr] + pick[in_csr]]
     # Walkers whose draw lands on an edge added since the last compaction.

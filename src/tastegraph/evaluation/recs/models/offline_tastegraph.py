@@ -355,7 +355,8 @@ class TasteGraph(Recommender):
     # -- scoring ----------------------------------------------------------------------------
     def _standardise(self, F: F32) -> NDArray[np.float64]:
         # Clipped so that one extreme value cannot dominate a linear score.
-        return np.clip((F - self.base_mean_) / self.base_scale_, -5.0, 5.0)
+        out: NDArray[np.float64] = np.clip((F - self.base_mean_) / self.base_scale_, -5.0, 5.0)
+        return out
 
     def _base(self, F: F32) -> F32:
         return np.asarray(self._standardise(F) @ self.base_weights_, dtype=np.float32)
@@ -378,7 +379,8 @@ class TasteGraph(Recommender):
             out = floor - np.log1p(rows["ease_rank"]) / np.log1p(float(n_items))
             r = np.repeat(np.arange(len(users)), [len(c) for c in cands])
             out[r, np.concatenate(cands)] = pred
-            return out.astype(np.float32)
+            scores: F32 = out.astype(np.float32)
+            return scores
         block = np.broadcast_to(items, (len(users), len(items))) if items.ndim == 1 else items[sl]
         lists = [np.asarray(row, dtype=np.int64) for row in block]
         pred = self._predict(stage.features(users, lists, rows))
