@@ -24,13 +24,14 @@ I8 = NDArray[np.int8]
 F32 = NDArray[np.float32]
 BOOL = NDArray[np.bool_]
 
-FORMAT = "tastegraph.feed/1"
+FORMAT = "tastegraph.feed/2"  # 2: behaviour.npz (feed.sources.behaviour)
 KINDS = ("impression", "closeup", "click", "save", "hide", "dwell")
 IMPRESSION, CLOSEUP, CLICK, SAVE, HIDE, DWELL = range(6)
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 SURFACES = ("", "home", "related", "search", "board", "profile")
 # Where a feed item came from; "visual" only appears in related pins.
-SOURCES = ("interest", "walk", "cf", "popular", "fresh", "explore", "visual")
+# "behaviour" (feed.sources.behaviour) is appended so logged source codes keep their meaning.
+SOURCES = ("interest", "walk", "cf", "popular", "fresh", "explore", "visual", "behaviour")
 _SOURCE_CODE = {s: i for i, s in enumerate(SOURCES)}
 
 
@@ -294,6 +295,15 @@ class FeedParams:
     cf_k: int = 50
     cf_max_per_user: int = 60
     n_cf: int = 200
+    # behaviour (feed.sources.behaviour): EASE item-item weights over who engaged with what,
+    # fitted by fit(); scores the whole catalog (up to behaviour_max_pins) from each history
+    n_behaviour: int = 500  # candidates it proposes per request (0 turns the source off)
+    behaviour_l2: float = 500.0  # EASE ridge penalty (larger favours popular pins)
+    # history weights: False counts each engaged pin once (EASE's own input), True decays them
+    behaviour_decay: bool = False
+    # pins it covers, the most engaged: bounds its memory (max^2 float32: 3,000 -> 36 MB) and
+    # fit (an O(max^3) inverse) whatever the catalog size; the rest reach feeds other ways
+    behaviour_max_pins: int = 3000
     n_popular: int = 150
     popular_per_cluster: int = 3
     coarse_clusters: int = 32

@@ -14,8 +14,9 @@ Pipeline of one ``feed(user, n, now)`` call
 2. **Candidates** from the registered sources (``sources.registry``, aligned by ``pool``): ANN
    neighbours of the interest medoids (the vector index, ``hnsw`` by default; neighbours allotted in
    proportion to importance), Pixie random walks over the pin-board and pin-user graphs from the
-   most important engaged pins, item-item co-engagement (CF), popular pins (overall and per coarse
-   visual cluster) and fresh pins.
+   most important engaged pins, item-item co-engagement (CF), a whole-catalog behavioural model
+   (EASE over who engaged with what, fitted by ``fit``: ``sources.behaviour``), popular pins
+   (overall and per coarse visual cluster) and fresh pins.
 3. **Filters** (``serving``): hidden, already seen (impressed or engaged), blocked (moderated) and
    ``exclude``.
 4. **Ranking** (``features``, ``scoring``, ``ranker``): a fixed linear score of the candidate
@@ -382,7 +383,7 @@ class FeedEngine:
         return self.params.digest()
 
     def save(self, folder: Path | str) -> Path:
-        """Write the learned parts (ranker, CF neighbours, parameters) into ``folder``.
+        """Write the learned parts (ranker, CF neighbours, behaviour model, parameters).
 
         User state and graphs are not saved: they are rebuilt from the event log by ``fit``
         (or ``observe``), which the store keeps anyway.
@@ -393,6 +394,7 @@ class FeedEngine:
                 params=self.params,
                 ids=self._pins.ids,
                 cf=self._state.cf,
+                behaviour_model=self._state.behaviour,
                 ranker=self.ranker_,
                 fit_report=self.fit_report_,
             )
@@ -405,12 +407,15 @@ class FeedEngine:
             n = self.n_pins
             r = self._pins.rows_of(saved.cf_src)
             c = self._pins.rows_of(saved.cf_dst)
+            beh_rows = self._pins.rows_of(saved.behaviour_ids)
+        beh = saved.behaviour_model(beh_rows)
         ok = (r >= 0) & (c >= 0)
         cf = sp.csr_matrix((saved.cf_value[ok], (r[ok], c[ok])), shape=(n, n), dtype=np.float32)
         with self._rw.write():
             if self.n_pins > n:  # pins added meanwhile
                 cf.resize((self.n_pins, self.n_pins))
             self._state.cf = cf
+            self._state.behaviour = beh
             self.ranker_ = saved.ranker
             self.fit_report_ = saved.fit_report
         return self

@@ -17,7 +17,8 @@ from tastegraph.feed.catalog import PinCatalog
 from tastegraph.feed.data import FeedParams
 from tastegraph.feed.pool import Pool
 from tastegraph.feed.ranker import FEATURES
-from tastegraph.feed.sources.registry import GENERATORS
+from tastegraph.feed.sources import behaviour
+from tastegraph.feed.sources.registry import GENERATORS, behaviour_profile
 from tastegraph.feed.state import DAY, EngagementState, Interests, UserState
 
 __all__ = ["COL", "features"]
@@ -81,8 +82,18 @@ def features(
         score = pool.score[g]
         top = float(score.max())
         X[:, col[f"{name}_score"]] = score / top if top > 0 else 0.0
-    for name in ("interest", "walk", "cf"):
+    for name in ("interest", "walk", "cf", "behaviour"):
         X[:, col[f"{name}_rank"]] = pool.rank[GENERATORS.index(name)]
+    # The behavioural score of every candidate, proposed by that source or not, and the score
+    # from the latest five engagements alone (session intent, as sim_recent for images).
+    if st is not None and hist is not None and len(hist[0]) and state.behaviour.n_pins:
+        h_rows, h_w = behaviour_profile(p, st, now)
+        beh = behaviour.scores(state.behaviour, h_rows, h_w, cand)
+        top = float(beh.max())
+        X[:, col["behaviour_score"]] = beh / top if top > 0 else 0.0
+        beh = behaviour.scores(state.behaviour, h_rows[latest], h_w[latest], cand)
+        top = float(beh.max())
+        X[:, col["behaviour_recent"]] = beh / top if top > 0 else 0.0
     X[:, col["pop_rank"]] = pool.rank[GENERATORS.index("popular")]
     created = cat.created[cand]
     X[:, col["is_fresh"]] = created >= now - p.fresh_days * DAY

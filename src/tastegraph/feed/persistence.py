@@ -1,8 +1,10 @@
-"""The feed's learned parts on disk: the ranker, the co-engagement neighbours and a manifest.
+"""The feed's learned parts on disk: the ranker, the co-engagement neighbours, the behavioural
+model and a manifest.
 
 Files (one folder): ``feed.json`` (format, settings digest, parameters, features, fit report),
-``cf.npz`` (neighbour pairs by pin id, so the catalog's row order may differ on load) and
-``ranker/`` when a ranker was trained. User state and graphs are not saved: ``fit`` (or
+``cf.npz`` (neighbour pairs by pin id, so the catalog's row order may differ on load),
+``behaviour.npz`` (the EASE weights and the ids of the pins they cover) and ``ranker/`` when a
+ranker was trained. User state and graphs are not saved: ``fit`` (or
 ``observe``) rebuilds them from the event log, which the store keeps anyway. Files saved under
 other settings are refused (``IndexMismatch``), never silently used.
 """
@@ -21,6 +23,7 @@ from numpy.typing import NDArray
 from tastegraph.errors import IndexMismatch, NotFound
 from tastegraph.feed.data import FORMAT, FeedParams
 from tastegraph.feed.ranker import FEATURES, LambdaRanker
+from tastegraph.feed.sources import behaviour
 
 __all__ = ["SavedModel", "read_model", "write_model"]
 
@@ -33,13 +36,20 @@ _HINT = "retrain with FeedEngine.fit under the current settings"
 @dataclass
 class SavedModel:
     """What :func:`read_model` found: the ranker (None when none was trained), the neighbour
-    pairs by pin id and the fit report."""
+    pairs by pin id, the fit report and the ids of the pins the behavioural model covers (its
+    weights: :meth:`behaviour_model`)."""
 
     ranker: LambdaRanker | None
     cf_src: I64
     cf_dst: I64
     cf_value: F32
     fit_report: dict[str, Any]
+    behaviour_ids: I64
+    folder: Path
+
+    def behaviour_model(self, rows_of_ids: I64) -> behaviour.BehaviourModel:
+        """The behavioural model, given the engine rows of ``behaviour_ids`` (-1: unknown)."""
+        return behaviour.load(self.folder / "behaviour.npz", rows_of_ids)
 
 
 def write_model(
@@ -48,6 +58,7 @@ def write_model(
     params: FeedParams,
     ids: I64,
     cf: sp.csr_matrix,
+    behaviour_model: behaviour.BehaviourModel,
     ranker: LambdaRanker | None,
     fit_report: dict[str, Any],
 ) -> Path:
@@ -60,6 +71,7 @@ def write_model(
     coo = cf.tocoo()
     with open(out / "cf.npz", "wb") as fh:
         np.savez(fh, src=ids[coo.row], dst=ids[coo.col], value=coo.data.astype(np.float32))
+    behaviour.save(behaviour_model, out / "behaviour.npz", ids)
     manifest = {
         "format": FORMAT,
         "digest": digest,
@@ -92,4 +104,6 @@ def read_model(folder: Path | str, digest: str) -> SavedModel:
     ranker = LambdaRanker.load(src / "ranker", digest=digest) if manifest.get("ranker") else None
     with np.load(src / "cf.npz", allow_pickle=False) as data:
         src_ids, dst_ids, v = data["src"], data["dst"], data["value"]
-    return SavedModel(ranker, src_ids, dst_ids, v, dict(manifest.get("fit_report", {})))
+    beh_ids = behaviour.saved_ids(src / "behaviour.npz")
+    fit_report = dict(manifest.get("fit_report", {}))
+    return SavedModel(ranker, src_ids, dst_ids, v, fit_report, beh_ids, src)

@@ -91,6 +91,11 @@ class Pool:
         """Seed row of each candidate's co-engagement (-1)."""
         return self.origin[GENERATORS.index("cf"), :]
 
+    @property
+    def behaviour_seed(self) -> I64:
+        """History row behind each candidate's behavioural score (-1)."""
+        return self.origin[GENERATORS.index("behaviour")]
+
     def source(self) -> I8:
         """Primary source code of each candidate: the first source, in priority order."""
         first = np.argmax(self.member, axis=0)

@@ -46,7 +46,7 @@ __all__ = ["FEATURES", "FORMAT", "LambdaRanker", "estimate_propensity", "ipw_wei
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 
-FORMAT = "tastegraph.feed-ranker/1"  # bump when the saved layout or the features change
+FORMAT = "tastegraph.feed-ranker/2"  # bump when the saved layout or the features change
 
 # Candidate features, in column order (computed by tastegraph.feed.features.features).
 FEATURES: tuple[str, ...] = (
@@ -78,6 +78,9 @@ FEATURES: tuple[str, ...] = (
     "user_n_interests",
     "hour",  # context: hour of day of the request
     "surface",  # context: surface code
+    "behaviour_score",  # behavioural (EASE, feed.sources.behaviour) score / best in request
+    "behaviour_rank",  # rank in the behavioural source, 1000 when absent
+    "behaviour_recent",  # behavioural score from the last five engaged pins / best in request
 )
 
 

@@ -107,8 +107,9 @@ def reason_for(
         if saved >= 0:
             return saved_reason(*cat.words(saved)), int(cat.ids[saved])
         return "similar to pins you liked", None
-    if name in ("walk", "cf"):
-        seed = int(pool.walk_seed[j] if name == "walk" else pool.cf_seed[j])
+    if name in ("walk", "cf", "behaviour"):
+        seeds = {"walk": pool.walk_seed, "cf": pool.cf_seed, "behaviour": pool.behaviour_seed}
+        seed = int(seeds[name][j])
         if seed >= 0 and st is not None:
             slot = st.hist_slot.get(seed)
             if slot is not None and st.hist_saved[slot]:

@@ -31,6 +31,7 @@ def fallback_score(X: F32) -> F64:
         + 0.8 * X[:, col["sim_recent"]]
         + 0.3 * X[:, col["walk_score"]]
         + 0.3 * X[:, col["cf_score"]]
+        + 0.3 * X[:, col["behaviour_score"]]
         + 0.25 * pop
         + 0.2 * X[:, col["board_aff"]]
         + 0.05 * X[:, col["is_fresh"]]

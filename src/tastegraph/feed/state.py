@@ -30,6 +30,8 @@ from tastegraph.feed.data import (
     FeedParams,
 )
 from tastegraph.feed.hygiene import SkipCounter, usable
+from tastegraph.feed.sources.behaviour import BehaviourModel
+from tastegraph.feed.sources.behaviour import empty as behaviour_empty
 from tastegraph.feed.sources.clusters import cluster_history
 from tastegraph.feed.sources.popularity import Popularity
 from tastegraph.feed.sources.registry import SOURCE_ARM
@@ -252,6 +254,8 @@ class EngagementState:
         if n:
             self.add_board_edges(catalog, np.arange(n, dtype=np.int64))
         self.cf: sp.csr_matrix = sp.csr_matrix((n, n), dtype=np.float32)
+        # whole-catalog behavioural model, fitted by fit() (feed.sources.behaviour)
+        self.behaviour: BehaviourModel = behaviour_empty()
 
     def grow(self, catalog: PinCatalog, rows: I64) -> None:
         """Make room for the catalog's new ``rows`` (and give them their board edges)."""

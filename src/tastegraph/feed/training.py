@@ -33,6 +33,7 @@ from tastegraph.feed.pool import generate, make_pool
 from tastegraph.feed.ranker import FEATURES, LambdaRanker
 from tastegraph.feed.scoring import fallback_score, prerank
 from tastegraph.feed.serving import eligible
+from tastegraph.feed.sources import behaviour
 from tastegraph.feed.sources.cooccurrence import item_item_cf
 from tastegraph.feed.sources.registry import SOURCE_ARM
 from tastegraph.feed.state import EngagementState, engagement_weights, usable_events
@@ -94,6 +95,7 @@ class Replay:
         cut = int(n * p.train_fraction)
         self.observe(b.take(np.arange(cut)))
         self.state.cf = self.fit_cf(b.take(np.arange(cut)))
+        self.state.behaviour = self.fit_behaviour(b.take(np.arange(cut)))
         rng = np.random.default_rng(p.seed)
         Xs: list[F32] = []
         ys: list[NDArray[np.int32]] = []
@@ -128,6 +130,7 @@ class Replay:
         if done < n:
             self.observe(b.take(np.arange(done, n)))
         self.state.cf = self.fit_cf(b)
+        self.state.behaviour = self.fit_behaviour(b)
         groups = [len(y) for y in ys]
         report: dict[str, Any] = {
             "events": n,
@@ -136,6 +139,7 @@ class Replay:
             "train_rows": int(sum(groups)),
             "users": len(self.state.users),
             "skipped_events": dict(skipped),
+            "behaviour_pins": self.state.behaviour.n_pins,
             # what the ranker learned from: logged impressions, or each next engagement
             "labels": "impressions" if requests else "next_engagement" if groups else None,
         }
@@ -263,6 +267,21 @@ class Replay:
             self.cat.n,
             k=p.cf_k,
             max_per_user=p.cf_max_per_user,
+        )
+
+    def fit_behaviour(self, b: EventBatch) -> behaviour.BehaviourModel:
+        """The behavioural model (EASE) over the same positive engagements as ``fit_cf``."""
+        p = self.params
+        if p.n_behaviour <= 0:
+            return behaviour.empty()
+        w = engagement_weights(b.kind, b.dwell_ms, p)
+        pos = np.flatnonzero(w >= 0.4)
+        return behaviour.fit(
+            b.user[pos],
+            self.cat.rows_of(b.pin[pos]),
+            self.cat.n,
+            l2=p.behaviour_l2,
+            max_pins=p.behaviour_max_pins,
         )
 
     def impression_labels(self, b: EventBatch) -> NDArray[np.int32]:

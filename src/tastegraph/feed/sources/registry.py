@@ -4,7 +4,8 @@ A source reads one request's :class:`SourceInput` (the catalog, the shared state
 interests and seed pins, ``now`` and the request's random generator) and returns its candidates
 best first, or None when it has nothing to offer. :data:`REGISTRY` lists the sources in
 priority order: a candidate several sources propose counts as the first one's (its reason, its
-bandit arm); the ranker sees each candidate's rank in the interest, walk, cf and popular lists.
+bandit arm); the ranker sees each candidate's rank in the interest, walk, cf, behaviour and
+popular lists.
 
 Adding a source
 ---------------
@@ -30,6 +31,7 @@ from numpy.typing import NDArray
 
 from tastegraph.feed.blend import EXPLOIT, EXPLORE
 from tastegraph.feed.data import _SOURCE_CODE, SOURCES, FeedParams
+from tastegraph.feed.sources import behaviour
 from tastegraph.feed.sources.cooccurrence import cf_candidates
 from tastegraph.feed.sources.walks import pixie_walk
 
@@ -157,6 +159,27 @@ def cf_source(inp: SourceInput, found: Mapping[str, Candidates]) -> Candidates |
     return Candidates(rows, scores, seed)
 
 
+def behaviour_profile(p: FeedParams, st: UserState, now: float) -> tuple[I64, F64]:
+    """The history rows and weights the behavioural model reads (the source and its features)."""
+    rows, w, last, _ = st.history()
+    half_life = p.interest_half_life_days * DAY if p.behaviour_decay else None
+    return rows, behaviour.profile(rows, w, last, now, half_life)
+
+
+def behaviour_source(inp: SourceInput, found: Mapping[str, Candidates]) -> Candidates | None:
+    """The whole-catalog behavioural model's best unseen pins for the user's whole history."""
+    st, model = inp.user, inp.state.behaviour
+    if st is None or not st.n_hist or inp.params.n_behaviour <= 0 or not model.n_pins:
+        return None
+    rows, scores, seed = behaviour.candidates(
+        model,
+        *behaviour_profile(inp.params, st, inp.now),
+        inp.params.n_behaviour,
+        st.excluded_rows(),
+    )
+    return Candidates(rows, scores, seed)
+
+
 def popular_source(inp: SourceInput, found: Mapping[str, Candidates]) -> Candidates | None:
     """Popular pins, overall and per coarse visual cluster (None while nothing is engaged)."""
     rows = inp.state.popular_pool(inp.catalog.coarse)
@@ -193,6 +216,7 @@ REGISTRY: tuple[Source, ...] = (
     Source("interest", EXPLOIT, interest_source),
     Source("walk", EXPLOIT, walk_source),
     Source("cf", EXPLOIT, cf_source),
+    Source("behaviour", EXPLOIT, behaviour_source),  # draws no randomness
     Source("popular", EXPLORE, popular_source),
     Source("fresh", EXPLORE, fresh_source),
     Source("explore", EXPLORE, explore_source),
