@@ -80,7 +80,7 @@ def test_the_settings_page_is_generated_from_the_model() -> None:
     assert page.read_text() == markdown(), (
         "docs/settings.md is stale: python -m tastegraph.settings.docs > docs/settings.md"
     )
-    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", page.read_text(), re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", page.read_text(), re.M))
     assert documented == set(setting_fields())
 
 

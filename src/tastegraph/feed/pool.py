@@ -94,7 +94,8 @@ class Pool:
     @property
     def behaviour_seed(self) -> I64:
         """History row behind each candidate's behavioural score (-1)."""
-        return self.origin[GENERATORS.index("behaviour")]
+        seed: I64 = self.origin[GENERATORS.index("behaviour")]
+        return seed
 
     def source(self) -> I8:
         """Primary source code of each candidate: the first source, in priority order."""

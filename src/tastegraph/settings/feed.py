@@ -70,6 +70,35 @@ class FeedSettings(Section):
         60, ge=1, description="Only each user's last this many distinct pins count for item CF."
     )
     n_cf: int = Field(200, ge=0, description="Candidates taken from co-engagement (item CF).")
+    n_behaviour: int = Field(
+        500,
+        ge=0,
+        description=(
+            "Candidates the behaviour source (EASE item-item weights over who engaged with what, "
+            "fitted by `tastegraph train`) proposes per request from each history; 0 turns it off."
+        ),
+    )
+    behaviour_l2: float = Field(
+        500.0,
+        gt=0,
+        description="EASE ridge penalty of the behaviour source (larger favours popular pins).",
+    )
+    behaviour_decay: bool = Field(
+        False,
+        description=(
+            "Behaviour source history weights: false counts each engaged pin once (EASE's own "
+            "input), true decays them with age."
+        ),
+    )
+    behaviour_max_pins: int = Field(
+        3000,
+        ge=0,
+        le=20000,
+        description=(
+            "Pins the behaviour source covers, the most engaged: bounds its memory (max^2 float32: "
+            "3,000 -> 36 MB) and fit (an O(max^3) inverse) whatever the catalog size."
+        ),
+    )
     n_popular: int = Field(150, ge=0, description="Candidates taken from popular pins.")
     popular_per_cluster: int = Field(
         3, ge=0, description="Popular pins taken per coarse visual cluster."
