@@ -1,9 +1,10 @@
 """Vector search benchmark: build time, memory per pin, latency of raw faiss vs ours, recall@10.
 
 Synthetic clustered pins (unit vectors around ``n / 200`` centres, the same generator as
-``tests/unit/test_index.py``) so that it runs anywhere without data. Single-query latencies are
-measured one query at a time, interleaving the raw faiss call and our ``search()`` on the same
-index so that machine noise hits both alike; the ratio of medians is the wrapper's overhead.
+``tests/unit/index/test_index.py``) so that it runs anywhere without data. Single-query
+latencies are measured one query at a time, interleaving the raw faiss call and our ``search()``
+on the same index so that machine noise hits both alike; the ratio of medians is the wrapper's
+overhead.
 
 Usage::
 

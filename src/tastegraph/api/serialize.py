@@ -66,7 +66,7 @@ def pins_json(store: SQLStore, ids: Iterable[int]) -> dict[int, JSON]:
     """``pin_json(pin)`` of each of these pins that exists, by id.
 
     The feed routes need 20 to 100 pins per request: plain rows (``store.pin_records``, in the
-    order of ``Pin.to_dict``; tests/integration/test_feed_api.py checks the result equals
+    order of ``Pin.to_dict``; tests/integration/feed/test_feed_api.py checks the result equals
     ``pin_json(store.get_pin(id))``) and JSON built straight from them cost a third of going
     through ``store.get_pins`` and ``Pin`` objects (2 ms of a 9 ms related-pins request).
     """

@@ -31,7 +31,7 @@ array([[10, 12]])
 >>> open_index("exact", folder, meta).watermark
 42
 
-Conventions every backend follows (``tests/contract/test_index_contract.py`` checks them):
+Conventions every backend follows (``tests/contract/index/test_index.py`` checks them):
 
 - ``search`` returns ``(scores, ids)`` of shape ``(M, k)``, best first, scores float32, ids int64;
   when fewer than ``k`` ids qualify, rows are padded with id ``-1`` and score ``-inf``.

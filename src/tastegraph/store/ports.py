@@ -12,7 +12,7 @@ provide that. :class:`Store` combines them for the composition root (``app.build
 
     titles(open_store("sqlite:///tmp/x.db"), [1, 2])
 
-Every backend passes ``tests/contract/test_store.py``, which is typed to these protocols.
+Every backend passes ``tests/contract/store/test_store.py``, which is typed to these protocols.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The live relational schema, as SQLAlchemy Core tables.
 
 Repositories query these. Migrations (``migrations/versions``) never import this module: each
-carries its own frozen DDL, and ``tests/contract/test_migrations.py`` checks that a fresh
+carries its own frozen DDL, and ``tests/contract/store/test_migrations.py`` checks that a fresh
 database migrated to the newest revision has exactly these tables, columns and indexes.
 """
 

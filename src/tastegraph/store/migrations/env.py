@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection the store hands over.
 
 No ``target_metadata``: revisions carry their own frozen DDL and nothing here reads the live
-schema (``tests/contract/test_migrations.py`` compares the two instead).
+schema (``tests/contract/store/test_migrations.py`` compares the two instead).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tastegraph.feed import KINDS, Event, EventBatch, FeedEngine, FeedParams
 from tastegraph.feed.hygiene import SkipCounter, float_column, int_column
 from tastegraph.feed.sources.popularity import Popularity
-from tests.unit.test_feed import DAY, NOW, background, engine_for, saves, world
+from tests.unit.feed.test_engine import DAY, NOW, background, engine_for, saves, world
 
 HOSTILE_TIMES = [1e300, 4.1e18, -5.0, math.nan, math.inf, -math.inf, 2**63 * 1.0]
 PINS, CLUSTER, _ = world()

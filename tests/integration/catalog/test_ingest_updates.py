@@ -268,7 +268,13 @@ def test_no_raw_library_message_is_printed_above_the_worded_rejection(tmp_path: 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     env.pop("PYTHONWARNINGS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.integration.ingest_child", str(tmp_path / "d"), str(imgs)],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.catalog.ingest_child",
+            str(tmp_path / "d"),
+            str(imgs),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from tastegraph.settings import LEGACY
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "codemod_settings.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "codemod_settings.py"
 
 
 def _codemod() -> ModuleType:

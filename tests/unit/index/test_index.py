@@ -32,7 +32,7 @@ from tastegraph.index.exact import ExactIndex
 from tastegraph.index.hnsw import HNSWIndex
 from tastegraph.index.topk import brute_force, topk_rows
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DIM = 256
 N = 20_000
 NQ = 200

@@ -301,7 +301,7 @@ def test_any_event_batch_is_answered_row_by_row_never_with_a_server_error(world:
     from hypothesis import strategies as st
 
     from tastegraph.api import create_api
-    from tests.unit.test_events import FIELDS, JSONISH
+    from tests.unit.engagement.test_events import FIELDS, JSONISH
 
     _, secret = world.store.create_token("ed", "editor")
     h = {"Authorization": f"Bearer {secret}", "content-type": "application/json"}

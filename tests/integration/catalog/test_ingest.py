@@ -135,7 +135,13 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path: Path) -> Non
     # This checkout's source first: an installed copy elsewhere must not stand in for it.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.ingest_child", str(data), str(tmp_path / "imgs")],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.catalog.ingest_child",
+            str(data),
+            str(tmp_path / "imgs"),
+        ],
         cwd=REPO,
         env=env,
         start_new_session=True,

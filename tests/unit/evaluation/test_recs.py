@@ -36,7 +36,7 @@ from tastegraph.evaluation.recs.protocols import (
     temporal,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DATA = Path(os.environ.get("TASTEGRAPH_EVAL_DATA", REPO.parent / "shared" / "data"))
 ML100K = DATA / "movielens-100k"
 

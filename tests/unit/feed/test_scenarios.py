@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tastegraph.feed import Event, FeedEngine, FeedItem, FeedParams, PinTable
 from tastegraph.feed.blend import EXPLORE, ThompsonArms
-from tests.unit.test_feed import DAY, NOW, D, N, World, background, engine_for, saves, world
+from tests.unit.feed.test_engine import DAY, NOW, D, N, World, background, engine_for, saves, world
 
 EXPLORE_SOURCES = ("popular", "fresh", "explore")
 # The default budgets (FeedParams.fresh_share_max, explore_share_max) on a page of 25; spelled
