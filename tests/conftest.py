@@ -11,6 +11,8 @@ import pytest
 from tastegraph.app import App, build
 from tastegraph.settings import Settings
 from tests.fakes import fake_encoders
+from tests.postgres import Server as PostgresServer
+from tests.postgres import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DATA = Path(os.environ.get("TASTEGRAPH_EVAL_DATA", REPO.parent / "shared" / "data"))
@@ -44,3 +46,23 @@ def real_settings(tmp_path: Path, **kw: object) -> Settings:
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     (data / "models").symlink_to(MODEL_CACHE, target_is_directory=True)
     return Settings(data_dir=data, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (see ``tests/postgres.py``); skips without one, fails in CI."""
+    server, why = start_server()
+    if server is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs PostgreSQL: {why}")
+        pytest.skip(why)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database at the newest schema, dropped after the test."""
+    url = postgres.fresh_database()
+    yield url
+    postgres.drop(url)

@@ -13,7 +13,10 @@ __all__ = ["ChangeLogRepository", "record_changes"]
 
 
 def record_changes(conn: sa.Connection, pin_ids: Sequence[int], op: str) -> None:
-    """Append ``op`` ("upsert" | "delete") for each pin, inside the caller's transaction."""
+    """Append ``op`` ("upsert" | "delete") for each pin, inside the caller's transaction.
+
+    The caller has taken ``dialect.lock_log(conn, "changes")`` first, so seqs commit in order.
+    """
     if pin_ids:
         conn.execute(t.changes.insert(), [{"pin_id": i, "op": op} for i in pin_ids])
 

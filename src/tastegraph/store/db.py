@@ -3,7 +3,7 @@
 Repositories never issue SQL that only one database understands: what differs between
 databases (how a connection is set up and a write transaction begins, upserts, JSON array
 tests, the keyword index, how migrations run) is asked of the :class:`Dialect`, which a module
-per database implements (``store/sqlite.py`` today).
+per database implements (``store/sqlite.py``, ``store/postgresql.py``).
 """
 
 from __future__ import annotations
@@ -49,8 +49,16 @@ class Dialect(Protocol):
         """Insert rows; a row whose ``keys`` exist updates the ``update`` columns instead."""
         ...
 
-    def insert_ignore(self, table: sa.Table) -> sa.Executable:
-        """Insert rows; one that breaks a unique key is skipped (rowcount counts the others)."""
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        """Insert rows; one that breaks a unique key is skipped (RETURNING names the others)."""
+        ...
+
+    def lock_log(self, conn: sa.Connection, log: str) -> None:
+        """Hold ``log`` (a table tailed by ``id > last seen``) until ``conn``'s transaction ends.
+
+        Taken before appending, so rows commit in id order even with writers in several
+        processes: a tailer never sees a row before a smaller id that later commits.
+        """
         ...
 
     def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:

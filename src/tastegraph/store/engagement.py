@@ -108,11 +108,12 @@ class EngagementRepository:
         with self._db.write() as conn:
             if conn.execute(sa.select(t.pins.c.id).where(t.pins.c.id == pin_id)).first() is None:
                 raise NotFound(f"pin {pin_id} does not exist")
-            n = conn.execute(
-                self._db.dialect.insert_ignore(t.board_pins),
+            # RETURNING, not rowcount: psycopg reports -1 for an insert that did nothing.
+            added = conn.execute(
+                self._db.dialect.insert_ignore(t.board_pins).returning(t.board_pins.c.pin_id),
                 {"board_id": board["id"], "pin_id": pin_id, "saved_at": now_iso()},
-            ).rowcount
-        return bool(n)
+            ).first()
+        return added is not None
 
     def board_edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """The pin-board graph as two aligned arrays (board ids, pin ids)."""

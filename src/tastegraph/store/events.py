@@ -54,6 +54,9 @@ class EventRepository:
         for r in rows:
             fresh.setdefault(r["key"], r)
         with self._db.write() as conn:
+            # Other processes' appends wait here: ids commit in order, and the check below is
+            # authoritative (the ignoring insert still guards against a writer without it).
+            self._db.dialect.lock_log(conn, "events")
             keys = list(fresh)
             for start in range(0, len(keys), 900):
                 chunk = keys[start : start + 900]
@@ -62,8 +65,6 @@ class EventRepository:
                     fresh.pop(k, None)
             new = list(fresh.values())
             if new:
-                # The write lock makes the check above authoritative for this process; the
-                # ignoring insert covers another process writing the same key in between.
                 conn.execute(self._db.dialect.insert_ignore(t.events), new)
         return new
 

@@ -103,6 +103,9 @@ class PinRepository:
             return []
         now = now_iso()
         with self._db.write() as conn:
+            # The change-log lock first: pin writers in other processes wait here, so none
+            # sees a hash as new that another is inserting (and ids commit in order).
+            self._db.dialect.lock_log(conn, "changes")
             known: dict[str, int] = {}
             hashes = list(dict.fromkeys(it.content_hash for it in items))
             for start in range(0, len(hashes), 900):
@@ -115,13 +118,22 @@ class PinRepository:
                 if it.content_hash not in known:
                     fresh.setdefault(it.content_hash, it)
             if fresh:
-                stmt = t.pins.insert().returning(t.pins.c.id, sort_by_parameter_order=True)
+                # The unique content hash decides, not the check above: a row another writer
+                # committed meanwhile is skipped and its id read back.
+                stmt = self._db.dialect.insert_ignore(t.pins).returning(
+                    t.pins.c.id, t.pins.c.content_hash
+                )
                 rows = [_pin_row(it, now) for it in fresh.values()]
-                new_ids = [int(r.id) for r in conn.execute(stmt, rows)]
+                got = {r.content_hash: int(r.id) for r in conn.execute(stmt, rows)}
+                for h in [h for h in fresh if h not in got]:
+                    del fresh[h]
+                    q = sa.select(t.pins.c.id).where(t.pins.c.content_hash == h)
+                    known[h] = int(conn.execute(q).scalar_one())
+                new_ids = sorted(got.values())
                 vecs: list[dict[str, Any]] = []
                 docs: list[KeywordDoc] = []
-                for pin_id, it in zip(new_ids, fresh.values(), strict=True):
-                    known[it.content_hash] = pin_id
+                for it in fresh.values():
+                    pin_id = known[it.content_hash] = got[it.content_hash]
                     vecs.extend(vector_rows(pin_id, it.vectors))
                     docs.append(keyword_doc(pin_id, it.title, it.description, it.tags, it.labels))
                 self._vectors.put(conn, vecs)
@@ -173,6 +185,7 @@ class PinRepository:
                 )
         out: list[Pin] = []
         with self._db.write() as conn:
+            self._db.dialect.lock_log(conn, "changes")
             for pin_id, fields, vectors in edits:
                 q = sa.select(*_PIN_COLS).where(t.pins.c.id == pin_id)
                 if conn.execute(q).one_or_none() is None:
@@ -195,6 +208,7 @@ class PinRepository:
 
     def delete_pin(self, pin_id: int) -> None:
         with self._db.write() as conn:
+            self._db.dialect.lock_log(conn, "changes")
             n = conn.execute(t.pins.delete().where(t.pins.c.id == pin_id)).rowcount
             if not n:
                 raise NotFound(f"pin {pin_id} does not exist")

@@ -8,8 +8,16 @@ database migrated to the newest revision has exactly these tables, columns and i
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
+
+# Ids and the columns naming them are 64-bit: the API accepts ids up to 2**53-1 and the CLI up
+# to 2**63-1. SQLite's INTEGER already is (and must stay INTEGER: only ``INTEGER PRIMARY KEY``
+# is the rowid); PostgreSQL's would be 32-bit (revision 0004 widens it there).
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# JSON documents; JSONB on PostgreSQL, so attribute and tag filters can use its operators.
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
 
 # Tables whose ids leave the process (in URLs, API bodies, logs, index files) are AUTOINCREMENT:
 # SQLite otherwise hands a deleted row's id (the largest) to the next insert, and the new row
@@ -19,21 +27,21 @@ NEVER_REUSED = ("pins", "changes", "quarantine", "tokens", "audit_log", "users",
 pins = sa.Table(
     "pins",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("content_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("phash", sa.String(16), nullable=False, server_default=""),
     sa.Column("title", sa.Text, nullable=False, server_default=""),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("link", sa.Text, nullable=False, server_default=""),
     sa.Column("board", sa.Text, nullable=False, server_default=""),
-    sa.Column("tags", sa.JSON, nullable=False),
-    sa.Column("labels", sa.JSON, nullable=False),
-    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("tags", Json, nullable=False),
+    sa.Column("labels", Json, nullable=False),
+    sa.Column("attributes", Json, nullable=False),
     sa.Column("source", sa.Text, nullable=False, server_default=""),
     sa.Column("width", sa.Integer, nullable=False, server_default="0"),
     sa.Column("height", sa.Integer, nullable=False, server_default="0"),
     sa.Column("format", sa.String(16), nullable=False, server_default=""),
-    sa.Column("dup_group", sa.Integer, nullable=True),
+    sa.Column("dup_group", Id, nullable=True),
     sa.Column("thumbnail", sa.LargeBinary, nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
@@ -46,7 +54,7 @@ pins = sa.Table(
 vectors = sa.Table(
     "vectors",
     metadata,
-    sa.Column("pin_id", sa.Integer, sa.ForeignKey("pins.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("pin_id", Id, sa.ForeignKey("pins.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("space", sa.String(16), primary_key=True),
     sa.Column("model_id", sa.String(64), nullable=False),
     sa.Column("dim", sa.Integer, nullable=False),
@@ -58,8 +66,8 @@ vectors = sa.Table(
 changes = sa.Table(
     "changes",
     metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("pin_id", sa.Integer, nullable=False),
+    sa.Column("seq", Id, primary_key=True, autoincrement=True),
+    sa.Column("pin_id", Id, nullable=False),
     sa.Column("op", sa.String(8), nullable=False),  # "upsert" | "delete"
     sqlite_autoincrement=True,
 )
@@ -70,7 +78,7 @@ sources = sa.Table(
     metadata,
     sa.Column("ref", sa.Text, primary_key=True),
     sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("pin_id", sa.Integer, nullable=True),
+    sa.Column("pin_id", Id, nullable=True),
 )
 
 ingest_runs = sa.Table(
@@ -81,13 +89,13 @@ ingest_runs = sa.Table(
     sa.Column("started_at", sa.String(32), nullable=False),
     sa.Column("finished_at", sa.String(32), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("counts", Json, nullable=False),
 )
 
 quarantine = sa.Table(
     "quarantine",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), nullable=False, index=True),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
@@ -99,7 +107,7 @@ quarantine = sa.Table(
 tokens = sa.Table(
     "tokens",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
@@ -111,9 +119,9 @@ tokens = sa.Table(
 audit_log = sa.Table(
     "audit_log",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("token_id", sa.Integer, nullable=True),
+    sa.Column("token_id", Id, nullable=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("target", sa.Text, nullable=False),
@@ -124,14 +132,14 @@ kv = sa.Table(
     "kv",
     metadata,
     sa.Column("key", sa.String(128), primary_key=True),
-    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("value", Json, nullable=False),
 )
 
 # ---- users, boards, saves and engagement
 users = sa.Table(
     "users",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("handle", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.String(32), nullable=False),
@@ -141,8 +149,8 @@ users = sa.Table(
 boards = sa.Table(
     "boards",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.String(32), nullable=False),
@@ -153,10 +161,8 @@ boards = sa.Table(
 board_pins = sa.Table(
     "board_pins",
     metadata,
-    sa.Column(
-        "board_id", sa.Integer, sa.ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column("pin_id", sa.Integer, sa.ForeignKey("pins.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("board_id", Id, sa.ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("pin_id", Id, sa.ForeignKey("pins.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("saved_at", sa.String(32), nullable=False),
     sa.Index("ix_board_pins_pin", "pin_id"),
 )
@@ -165,10 +171,10 @@ board_pins = sa.Table(
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("key", sa.String(64), nullable=False, unique=True),
-    sa.Column("user_id", sa.Integer, nullable=False),
-    sa.Column("pin_id", sa.Integer, nullable=False),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("pin_id", Id, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("dwell_ms", sa.Float, nullable=False, server_default="0"),

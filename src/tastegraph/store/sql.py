@@ -33,6 +33,7 @@ from tastegraph.store.ports import (
     TokenInfo,
     VectorEdits,
 )
+from tastegraph.store.postgresql import PostgreSQLDialect
 from tastegraph.store.runs import IngestRunRepository
 from tastegraph.store.sqlite import SQLiteDialect
 from tastegraph.store.tokens import TokenRepository
@@ -40,8 +41,11 @@ from tastegraph.store.vectors import VectorRepository
 
 __all__ = ["DIALECTS", "NewPin", "SQLStore", "TokenInfo", "now_iso"]
 
-# URL scheme -> the dialect module's implementation. PostgreSQL adds one line here.
-DIALECTS: dict[str, Callable[[], Dialect]] = {"sqlite": SQLiteDialect}
+# URL scheme -> the dialect module's implementation.
+DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "sqlite": SQLiteDialect,
+    "postgresql": PostgreSQLDialect,
+}
 
 
 class SQLStore:
@@ -52,7 +56,7 @@ class SQLStore:
         if scheme not in DIALECTS:
             raise InvalidInput(
                 f"unsupported store URL {url!r}",
-                hint="known schemes: sqlite:///PATH (PostgreSQL support is planned)",
+                hint="known schemes: sqlite:///PATH, postgresql+psycopg://USER@HOST/DB",
             )
         self.url = url
         self.db = Database(url, DIALECTS[scheme]())
@@ -293,6 +297,7 @@ class SQLStore:
 if TYPE_CHECKING:
     # mypy proves the facade, and each repository, provide the ports they stand for.
     from tastegraph.store import ports as _p
+    from tastegraph.store.postgresql import TsvectorKeywordIndex
     from tastegraph.store.sqlite import Fts5KeywordIndex
 
     _store: type[_p.Store] = SQLStore
@@ -308,3 +313,6 @@ if TYPE_CHECKING:
     _people: type[_p.Engagement] = EngagementRepository
     _events: type[_p.EventLog] = EventRepository
     _fts: type[_p.KeywordIndex] = Fts5KeywordIndex
+    _tsv: type[_p.KeywordIndex] = TsvectorKeywordIndex
+    _sqlite: type[Dialect] = SQLiteDialect
+    _postgresql: type[Dialect] = PostgreSQLDialect

@@ -69,7 +69,7 @@ class SQLiteDialect:
         if not url.startswith("sqlite:///"):
             raise InvalidInput(
                 f"unsupported store URL {url!r}",
-                hint="known schemes: sqlite:///PATH (PostgreSQL support is planned)",
+                hint="known schemes: sqlite:///PATH, postgresql+psycopg://USER@HOST/DB",
             )
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         args = {"check_same_thread": False}
@@ -98,8 +98,11 @@ class SQLiteDialect:
             index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
         )
 
-    def insert_ignore(self, table: sa.Table) -> sa.Executable:
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return sqlite_sql.insert(table).on_conflict_do_nothing()
+
+    def lock_log(self, conn: sa.Connection, log: str) -> None:
+        pass  # every write transaction began IMMEDIATE: it already is the only writer
 
     def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         each = sa.func.json_each(column).table_valued("value")

@@ -7,10 +7,12 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import tastegraph.store
 from tastegraph.store import open_store, schema
+from tests.postgres import Server as PostgresServer
 
 MIGRATIONS = Path(tastegraph.store.__file__).parent / "migrations"
 # Tables that are not the metadata's: Alembic's own, and a backend's keyword index and sequences.
@@ -56,9 +58,23 @@ def _schema_of(engine: sa.Engine) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_fresh_database_at_head_has_the_live_schema(tmp_path: Path) -> None:
-    migrated = open_store(f"sqlite:///{tmp_path / 'migrated.db'}")
-    live = sa.create_engine(f"sqlite:///{tmp_path / 'live.db'}")
+def _sqlite_pair(tmp_path: Path) -> tuple[str, str]:
+    return f"sqlite:///{tmp_path / 'migrated.db'}", f"sqlite:///{tmp_path / 'live.db'}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_fresh_database_at_head_has_the_live_schema(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        migrated_url, live_url = _sqlite_pair(tmp_path)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        migrated_url = server.fresh_database(migrated=False)
+        live_url = server.fresh_database(migrated=False)
+        request.addfinalizer(lambda: [server.drop(u) for u in (migrated_url, live_url)])
+    migrated = open_store(migrated_url)
+    live = sa.create_engine(live_url)
     schema.metadata.create_all(live)
     try:
         got, want = _schema_of(migrated.db.engine), _schema_of(live)

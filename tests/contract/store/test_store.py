@@ -1,4 +1,4 @@
-"""Store contract: every backend passes these (SQLite today).
+"""Store contract: every backend passes these (SQLite, and PostgreSQL on a real server).
 
 The ``store`` fixture is typed to the ports (``store/ports.py``), never to a class: a second
 backend runs this file unchanged by adding one entry to ``BACKENDS``. Tests are grouped by the
@@ -37,15 +37,17 @@ from tastegraph.store.ports import (
 from tastegraph.store.sql import SQLStore
 from tastegraph.store.sqlite import Fts5KeywordIndex, fts_query
 
-# backend name -> the URL of a fresh, empty store under a temporary folder
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'x.db'}",
+# backend name -> the URL of a fresh, empty store (a file under a temporary folder, or a new
+# database on the test PostgreSQL server: the ``postgres_url`` fixture)
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda _request, tmp: f"sqlite:///{tmp / 'x.db'}",
+    "postgresql": lambda request, _tmp: str(request.getfixturevalue("postgres_url")),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -57,7 +59,9 @@ def store(backend_url: str) -> Iterator[Store]:
 
 def pin(h: str, **kw: object) -> NewPin:
     vec = np.arange(4, dtype=np.float32) + len(h)
-    return NewPin(content_hash=h * 64, source=f"{h}.jpg", vectors={"image": ("m@1", vec)}, **kw)  # type: ignore[arg-type]
+    return NewPin(
+        content_hash=(h * 64)[:64], source=f"{h}.jpg", vectors={"image": ("m@1", vec)}, **kw
+    )  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------- the ports themselves

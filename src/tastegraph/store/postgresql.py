@@ -1,0 +1,136 @@
+"""Everything only PostgreSQL understands (psycopg 3): ``ON CONFLICT`` inserts, JSONB tests,
+advisory locks ordering the log appends, and the ``tsvector`` keyword index. Nothing else in
+``store/`` may be PostgreSQL-only.
+
+URLs: ``postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB`` (``postgresql://`` means the same).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_sql
+
+from tastegraph.errors import InvalidInput
+from tastegraph.store.ports import KeywordDoc
+
+if TYPE_CHECKING:
+    from tastegraph.store.db import Database
+
+__all__ = ["PostgreSQLDialect", "TsvectorKeywordIndex", "ts_query"]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# ts_rank_cd's weights for D, C, B, A: title (A) 3 : tags (B) 2 : description (C) 1, as FTS5's.
+_RANK_WEIGHTS = "{0.1, 0.33, 0.67, 1.0}"
+_DOC = (
+    "setweight(to_tsvector('english', :t), 'A') || setweight(to_tsvector('english', :g), 'B')"
+    " || setweight(to_tsvector('english', :d), 'C')"
+)
+
+
+def ts_query(text: str) -> str:
+    """User words -> a safe ``to_tsquery`` text (each word quoted, OR-ed; prefix on the last).
+
+    >>> ts_query('red "dress" AND')
+    "'red' | 'dress' | 'and':*"
+    """
+    words = _WORD.findall(text.lower())
+    if not words:
+        return ""
+    quoted = [f"'{w}'" for w in words]
+    quoted[-1] += ":*"
+    return " | ".join(quoted)
+
+
+def _log_key(log: str) -> int:
+    # One advisory-lock key per log table, stable across processes and releases.
+    return zlib.crc32(f"tastegraph:{log}".encode())
+
+
+class PostgreSQLDialect:
+    """PostgreSQL: pooled connections (checked before use), READ COMMITTED transactions."""
+
+    name = "postgresql"
+
+    def engines(self, url: str) -> tuple[sa.Engine, sa.Engine]:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if not url.startswith("postgresql+psycopg://"):
+            raise InvalidInput(
+                f"unsupported PostgreSQL driver in {sa.make_url(url).render_as_string()!r}",
+                hint="use postgresql+psycopg://USER@HOST/DB (psycopg 3)",
+            )
+        reader = sa.create_engine(url, pool_pre_ping=True)
+        writer = sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+        return reader, writer
+
+    @contextmanager
+    def migrating(self, db: Database) -> Iterator[None]:
+        yield  # DDL is transactional here: nothing to switch around it
+
+    def upsert(self, table: sa.Table, keys: Sequence[str], update: Sequence[str]) -> sa.Executable:
+        stmt = pg_sql.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+        )
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        return pg_sql.insert(table).on_conflict_do_nothing()
+
+    def lock_log(self, conn: sa.Connection, log: str) -> None:
+        # Without it two writers' rows can commit out of id order, and a reader tailing by
+        # ``id > last`` that sees the later one first skips the other for good.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _log_key(log)})
+
+    def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+        return column.op("@>", return_type=sa.Boolean)(sa.func.jsonb_build_array(value))
+
+    def keyword_index(self, db: Database) -> TsvectorKeywordIndex:
+        return TsvectorKeywordIndex(db)
+
+
+class TsvectorKeywordIndex:
+    """The keyword index as weighted ``tsvector`` documents (``pins_fts``, GIN indexed), ranked
+    by ``ts_rank_cd`` with title above tags above description."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, conn: sa.Connection, docs: Sequence[KeywordDoc]) -> None:
+        if docs:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO pins_fts (pin_id, doc) VALUES (:id, {_DOC}) "
+                    "ON CONFLICT (pin_id) DO UPDATE SET doc = EXCLUDED.doc"
+                ),
+                [{"id": d.id, "t": d.title, "d": d.description, "g": d.tags} for d in docs],
+            )
+
+    def update(self, conn: sa.Connection, docs: Sequence[KeywordDoc]) -> None:
+        self.add(conn, docs)
+
+    def delete(self, conn: sa.Connection, ids: Sequence[int]) -> None:
+        if ids:
+            conn.execute(
+                sa.text("DELETE FROM pins_fts WHERE pin_id = ANY(:ids)"), {"ids": list(ids)}
+            )
+
+    def search(self, text: str, limit: int = 100) -> list[tuple[int, float]]:
+        q = ts_query(text)
+        if not q:
+            return []
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT pin_id, ts_rank_cd(CAST(:w AS float4[]), doc, query) AS s "
+                    "FROM pins_fts, to_tsquery('english', :q) AS query WHERE doc @@ query "
+                    "ORDER BY s DESC, pin_id LIMIT :n"
+                ),
+                {"w": _RANK_WEIGHTS, "q": q, "n": limit},
+            )
+            return [(int(r.pin_id), float(r.s)) for r in rows]
