@@ -1,15 +1,14 @@
 """Store contract: every backend passes these (SQLite, and PostgreSQL on a real server).
 
-The ``store`` fixture is typed to the ports (``store/ports.py``), never to a class: a second
-backend runs this file unchanged by adding one entry to ``BACKENDS``. Tests are grouped by the
-repository they exercise.
+The ``store`` fixture (``conftest.py``) is typed to the ports (``store/ports.py``), never to a
+class: a backend runs this file unchanged by adding one entry to ``BACKENDS`` there. Tests are
+grouped by the repository they exercise.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,27 +33,9 @@ from tastegraph.store.ports import (
     Tokens,
     Vectors,
 )
+from tastegraph.store.postgresql import TsvectorKeywordIndex, ts_query
 from tastegraph.store.sql import SQLStore
 from tastegraph.store.sqlite import Fts5KeywordIndex, fts_query
-
-# backend name -> the URL of a fresh, empty store (a file under a temporary folder, or a new
-# database on the test PostgreSQL server: the ``postgres_url`` fixture)
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
-    "sqlite": lambda _request, tmp: f"sqlite:///{tmp / 'x.db'}",
-    "postgresql": lambda request, _tmp: str(request.getfixturevalue("postgres_url")),
-}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](request, tmp_path)
-
-
-@pytest.fixture
-def store(backend_url: str) -> Iterator[Store]:
-    s: Store = open_store(backend_url)
-    yield s
-    s.close()
 
 
 def pin(h: str, **kw: object) -> NewPin:
@@ -87,10 +68,11 @@ def test_every_public_method_of_the_store_belongs_to_a_port() -> None:
     }
 
 
-def test_keyword_index_matches_its_port() -> None:
+@pytest.mark.parametrize("index", [Fts5KeywordIndex, TsvectorKeywordIndex])
+def test_keyword_index_matches_its_port(index: type) -> None:
     for name in get_protocol_members(ports.KeywordIndex):
         want = inspect.signature(getattr(ports.KeywordIndex, name))
-        assert inspect.signature(getattr(Fts5KeywordIndex, name)) == want, name
+        assert inspect.signature(getattr(index, name)) == want, name
 
 
 def test_the_store_signatures_match_the_ports() -> None:
@@ -271,6 +253,8 @@ class TestKeywordSearch:
 def test_fts_query_quotes_words() -> None:
     assert fts_query('red "dress" AND') == '"red" OR "dress" OR "and"*'
     assert fts_query("  ") == ""
+    assert ts_query("red 'dress' & !x:*") == "'red' | 'dress' | 'x':*"
+    assert ts_query("  ") == ""
 
 
 # ----------------------------------------------------------------------- duplicates
