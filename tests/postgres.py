@@ -8,6 +8,7 @@ far faster than running the migrations again).
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -58,9 +59,12 @@ class Cluster:
         )
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts,
                    "-l", str(self.root / "log"), "-w", "start"])  # fmt: skip
+        atexit.register(self.stop)  # a session that dies before its teardown still stops it
         return f"postgresql+psycopg://postgres@/postgres?host={self.root}&port=5432"
 
     def stop(self) -> None:
+        if not self.data.exists():
+            return
         try:
             self._run(
                 [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
