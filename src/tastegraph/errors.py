@@ -22,6 +22,8 @@ __all__ = [
     "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
+    "SchemaOutdated",
+    "StoreUnavailable",
     "TastegraphError",
     "Unauthorized",
 ]
@@ -111,6 +113,19 @@ class MissingExtra(TastegraphError):
 
     code = "missing_extra"
     status = 503
+
+
+class StoreUnavailable(TastegraphError):
+    """The database behind the store cannot be opened (unreachable, refused, absent)."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class SchemaOutdated(StoreUnavailable):
+    """A database whose schema is older (or newer) than this version of tastegraph's."""
+
+    code = "schema_outdated"
 
 
 class IndexMismatch(TastegraphError):

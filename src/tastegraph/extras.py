@@ -6,7 +6,8 @@ each extra installs one group (``pip install 'tastegraph[eval]'``):
 - ``eval``: ``implicit`` (the ALS and BPR peers of ``tastegraph eval recs``) and ``matplotlib``
   (the plots of ``eval recs`` and ``tastegraph simulate``);
 - ``clip``: ``open_clip`` for the ``clip:<name>`` model packs (checked in
-  :func:`tastegraph.models.make_encoders`).
+  :func:`tastegraph.models.make_encoders`);
+- ``postgres``: ``psycopg`` for a PostgreSQL store (checked in ``store/postgresql.py``).
 
 Call :func:`require` where the package is first needed, before importing from it, so that the
 user reads which extra to install instead of a bare ``ModuleNotFoundError``.
@@ -30,6 +31,7 @@ __all__ = ["EXTRAS", "require"]
 EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("implicit", "matplotlib"),
     "clip": ("open-clip-torch",),
+    "postgres": ("psycopg[binary]",),
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from tastegraph.cli.common import EXIT_EMPTY, EXIT_PARTIAL, app
 
 # isort: off
-from tastegraph.cli import catalog, search, people, feed, events, run, config  # noqa: F401
+from tastegraph.cli import catalog, search, people, feed, events, run, config, db  # noqa: F401
 
 # isort: on
 

@@ -11,12 +11,17 @@ __all__ = ["KNOWN_SCHEMES", "NewPin", "SQLStore", "Store", "TokenInfo", "now_iso
 KNOWN_SCHEMES = tuple(DIALECTS)
 
 
-def open_store(url: str) -> SQLStore:
-    """Open (and migrate) the store at ``url``; unknown schemes list the known ones."""
+def open_store(url: str, *, upgrade: bool = False) -> SQLStore:
+    """Open the store at ``url``; unknown schemes list the known ones.
+
+    An empty database gets the newest schema. One at an older schema is upgraded when
+    ``upgrade`` is given or its backend upgrades on open (SQLite); otherwise
+    :class:`~tastegraph.errors.SchemaOutdated` names ``tastegraph db upgrade``.
+    """
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in KNOWN_SCHEMES:
         raise InvalidInput(
             f"unknown store URL scheme {scheme!r}",
             hint=f"known schemes: {', '.join(s + '://' for s in KNOWN_SCHEMES)}",
         )
-    return SQLStore(url)
+    return SQLStore(url, upgrade=upgrade)

@@ -8,6 +8,7 @@ per database implements (``store/sqlite.py``, ``store/postgresql.py``).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -17,10 +18,30 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
+from tastegraph.errors import SchemaOutdated
+
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from tastegraph.store.ports import KeywordIndex
 
-__all__ = ["Database", "Dialect", "now_iso"]
+__all__ = ["Database", "Dialect", "now_iso", "safe_url"]
+
+
+def safe_url(url: str) -> str:
+    """``url`` fit to print: any password replaced by ``***``."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _alembic_config() -> Config:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return cfg
 
 
 def now_iso() -> str:
@@ -36,6 +57,9 @@ class Dialect(Protocol):
     """
 
     name: str
+    # Whether opening a database at an older schema upgrades it (else: SchemaOutdated, naming
+    # `tastegraph db upgrade`). An empty database is always brought to the newest schema.
+    upgrades_on_open: bool
 
     def engines(self, url: str) -> tuple[sa.Engine, sa.Engine]:
         """``(reader, writer)`` engines for ``url``, connections set up for this database."""
@@ -109,13 +133,43 @@ class Database:
     def migrate(self) -> None:
         """Upgrade the schema to the newest revision (every head: branches apply in any order)."""
         from alembic import command
-        from alembic.config import Config
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg = _alembic_config()
         with self.write_lock, self.dialect.migrating(self), self.writer.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")
+
+    def schema_heads(self) -> list[str]:
+        """The schema revisions the database is at."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return sorted(MigrationContext.configure(conn).get_current_heads())
+
+    def open_schema(self, *, upgrade: bool = False) -> None:
+        """Check the schema on open: migrate an empty database (or, with ``upgrade`` or a
+        dialect that ``upgrades_on_open``, an older one); refuse one this code cannot use."""
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(_alembic_config())
+        have = set(self.schema_heads())
+        want = set(script.get_heads())
+        if have == want:
+            return
+        known = {rev.revision for rev in script.walk_revisions()}
+        if have - known:
+            raise SchemaOutdated(
+                f"the database at {safe_url(self.url)} has schema {sorted(have)}, newer than "
+                f"this tastegraph knows (up to {sorted(want)})",
+                hint="install the release that last wrote this database, or a newer one",
+            )
+        if have and not (upgrade or self.dialect.upgrades_on_open):
+            raise SchemaOutdated(
+                f"the database at {safe_url(self.url)} has schema {sorted(have)}, older than "
+                f"this tastegraph's {sorted(want)}",
+                hint="run `tastegraph db upgrade` (once, servers stopped, after a backup)",
+            )
+        self.migrate()
 
     def close(self) -> None:
         self.engine.dispose()

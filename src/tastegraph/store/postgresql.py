@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_sql
 
-from tastegraph.errors import InvalidInput
+from tastegraph.errors import InvalidInput, MissingExtra
 from tastegraph.store.ports import KeywordDoc
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class PostgreSQLDialect:
     """PostgreSQL: pooled connections (checked before use), READ COMMITTED transactions."""
 
     name = "postgresql"
+    # Several processes share one server: a schema change is an explicit `tastegraph db upgrade`.
+    upgrades_on_open = False
 
     def engines(self, url: str) -> tuple[sa.Engine, sa.Engine]:
         if url.startswith("postgresql://"):
@@ -65,8 +67,19 @@ class PostgreSQLDialect:
                 f"unsupported PostgreSQL driver in {sa.make_url(url).render_as_string()!r}",
                 hint="use postgresql+psycopg://USER@HOST/DB (psycopg 3)",
             )
-        reader = sa.create_engine(url, pool_pre_ping=True)
-        writer = sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:  # as extras.require says it (the store sits below it)
+            raise MissingExtra(
+                "A PostgreSQL store needs psycopg, which is not installed.",
+                hint="pip install 'tastegraph[postgres]'",
+                extra="postgres",
+                package="psycopg",
+            ) from exc
+        # A host that never answers is an error within seconds, not a hang.
+        args = {"connect_timeout": 10}
+        reader = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
+        writer = sa.create_engine(url, pool_pre_ping=True, pool_size=2, connect_args=args)
         return reader, writer
 
     @contextmanager

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tastegraph.domain import Pin, QuarantineEntry
-from tastegraph.errors import InvalidInput
+from tastegraph.errors import InvalidInput, StoreUnavailable
 from tastegraph.store.artefacts import ArtefactRepository
 from tastegraph.store.audit import AuditRepository
 from tastegraph.store.changes import ChangeLogRepository
-from tastegraph.store.db import Database, Dialect, now_iso
+from tastegraph.store.db import Database, Dialect, now_iso, safe_url
 from tastegraph.store.duplicates import DuplicateRepository
 from tastegraph.store.engagement import EngagementRepository
 from tastegraph.store.events import EventRepository
@@ -48,10 +48,35 @@ DIALECTS: dict[str, Callable[[], Dialect]] = {
 }
 
 
+def _open(url: str, dialect: Dialect, *, upgrade: bool) -> Database:
+    """The database at ``url``, its schema checked; what goes wrong is said in one line."""
+    try:
+        db = Database(url, dialect)
+    except (sa.exc.ArgumentError, ValueError) as e:  # ValueError: a port that is no number
+        raise InvalidInput(
+            f"bad store URL {safe_url(url)}: {e}",
+            hint="write it as sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB",
+        ) from None
+    try:
+        db.open_schema(upgrade=upgrade)
+    except sa.exc.DBAPIError as e:
+        db.close()
+        reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+        raise StoreUnavailable(
+            f"cannot open the store at {safe_url(url)}: {reason}",
+            hint="check TASTEGRAPH_STORE_URL (host, port, user, password, database) and that "
+            "the database server is running and accepts connections",
+        ) from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class SQLStore:
     """The default store. One instance per process; safe to share across threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = False) -> None:
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in DIALECTS:
             raise InvalidInput(
@@ -59,8 +84,7 @@ class SQLStore:
                 hint="known schemes: sqlite:///PATH, postgresql+psycopg://USER@HOST/DB",
             )
         self.url = url
-        self.db = Database(url, DIALECTS[scheme]())
-        self.db.migrate()
+        self.db = _open(url, DIALECTS[scheme](), upgrade=upgrade)
         self.keywords: KeywordIndex = self.db.dialect.keyword_index(self.db)
         self.vectors = VectorRepository(self.db)
         self.pins = PinRepository(self.db, self.keywords, self.vectors)

@@ -64,6 +64,7 @@ class SQLiteDialect:
     """SQLite: WAL, one writer connection that begins ``IMMEDIATE``, pooled readers."""
 
     name = "sqlite"
+    upgrades_on_open = True  # one file, one owner: opening it brings it to the newest schema
 
     def engines(self, url: str) -> tuple[sa.Engine, sa.Engine]:
         if not url.startswith("sqlite:///"):
