@@ -37,7 +37,8 @@ class StoreSettings(Section):
 
     url: str = Field(
         "",
-        description="Store URL; empty means sqlite:///<data_dir>/tastegraph.db.",
+        description="Store URL: sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB;"
+        " empty means sqlite:///<data_dir>/tastegraph.db.",
     )
 
 

@@ -32,7 +32,7 @@ from tastegraph.settings.docs import markdown
 REPO = Path(__file__).resolve().parents[3]
 # Environment variables that are not settings: the config file's path, the tests' model cache
 # and feature file, a bench-only switch.
-NOT_SETTINGS = {"CONFIG", "TEST_MODELS", "TEST_FEATURES", "OV_CHUNKS"}
+NOT_SETTINGS = {"CONFIG", "TEST_MODELS", "TEST_FEATURES", "OV_CHUNKS", "TEST_POSTGRES_URL"}
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
