@@ -84,7 +84,16 @@ class PostgreSQLDialect:
 
     @contextmanager
     def migrating(self, db: Database) -> Iterator[None]:
-        yield  # DDL is transactional here: nothing to switch around it
+        # DDL is transactional here; the lock makes processes that open a new database at once
+        # migrate it one after the other (the later ones then find it at the newest schema).
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _log_key("schema")})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _log_key("schema")})
+                conn.commit()
 
     def upsert(self, table: sa.Table, keys: Sequence[str], update: Sequence[str]) -> sa.Executable:
         stmt = pg_sql.insert(table)

@@ -47,6 +47,8 @@ pins = sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
     sa.Index("ix_pins_board", "board"),
     sa.Index("ix_pins_phash", "phash"),
+    # Tag filters (``tags @> '["red"]'``) on PostgreSQL; SQLite scans its JSON.
+    sa.Index("ix_pins_tags", "tags", postgresql_using="gin").ddl_if(dialect="postgresql"),
     sqlite_autoincrement=True,
 )
 

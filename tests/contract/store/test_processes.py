@@ -20,6 +20,7 @@ from tastegraph.engagement.service import EngagementService
 from tastegraph.settings import Settings
 from tastegraph.store import NewPin, open_store
 from tastegraph.store.ports import Store
+from tests.postgres import Server as PostgresServer
 
 REPETITIONS = 20
 BATCHES = 6  # per writer and repetition
@@ -179,3 +180,21 @@ def test_two_processes_importing_overlapping_event_files_store_each_key_once(
         assert len(keys) == len(set(keys)) == 90
     finally:
         store.close()
+
+
+def _open_and_count(url: str) -> int:
+    store = open_store(url)
+    try:
+        return store.count_pins()
+    finally:
+        store.close()
+
+
+def test_processes_opening_a_new_postgresql_database_at_once_all_succeed(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.fresh_database(migrated=False)
+    try:
+        assert _run_all(_open_and_count, [(url,)] * 3) == [0, 0, 0]
+    finally:
+        postgres.drop(url)

@@ -2,7 +2,8 @@
 
 Ids (and the columns naming them) become BIGINT, with their sequences: the API accepts ids up
 to 2**53-1 and the CLI up to 2**63-1, and PostgreSQL's INTEGER is 32-bit (SQLite's is 64-bit
-already). JSON documents become JSONB, which attribute and tag filters query with its operators.
+already). JSON documents become JSONB, which attribute and tag filters query with its operators
+(tags through a GIN index).
 The keyword index is a table of weighted ``tsvector`` documents (title A, tags B, description
 C) under a GIN index, the counterpart of SQLite's FTS5 table from 0001, under the same name.
 
@@ -52,6 +53,7 @@ def upgrade() -> None:
     for table, cols in _JSON.items():
         for col in cols:
             op.execute(f'ALTER TABLE {table} ALTER COLUMN "{col}" TYPE JSONB USING "{col}"::jsonb')
+    op.execute("CREATE INDEX ix_pins_tags ON pins USING GIN (tags)")
     # No backfill: no PostgreSQL store held pins before this revision existed.
     for stmt in _KEYWORDS:
         op.execute(stmt)
