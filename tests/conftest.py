@@ -28,8 +28,14 @@ def eval_data(sub: str) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", whiten_min_pins=10_000, index_kind="exact")
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    # TASTEGRAPH_TEST_STORE=postgresql runs the app-level tests on a fresh PostgreSQL database.
+    kw = {}
+    if os.environ.get("TASTEGRAPH_TEST_STORE") == "postgresql":
+        kw["store_url"] = str(request.getfixturevalue("postgres_url"))
+        # and the CLI commands a test runs open that database too
+        request.getfixturevalue("monkeypatch").setenv("TASTEGRAPH_STORE_URL", kw["store_url"])
+    return Settings(data_dir=tmp_path / "data", whiten_min_pins=10_000, index_kind="exact", **kw)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from tastegraph.errors import SchemaOutdated
+from tastegraph.errors import InvalidInput, SchemaOutdated
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from tastegraph.store.ports import KeywordIndex
 
 __all__ = ["Database", "Dialect", "now_iso", "safe_url"]
+
+_VALUES = "text without NUL characters or unpaired surrogates, numbers within 64 bits"
 
 
 def safe_url(url: str) -> str:
@@ -109,9 +111,19 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        """One write transaction at a time; commits on success, rolls back on error."""
-        with self.write_lock, self.writer.begin() as conn:
-            yield conn
+        """One write transaction at a time; commits on success, rolls back on error.
+
+        A value the database cannot hold (PostgreSQL: text with NUL, a number past 64 bits;
+        any: an unpaired surrogate) is the caller's bad input, not a server error.
+        """
+        try:
+            with self.write_lock, self.writer.begin() as conn:
+                yield conn
+        except sa.exc.DataError as e:
+            reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+            raise InvalidInput(f"the database refused a value: {reason}", hint=_VALUES) from None
+        except UnicodeEncodeError:
+            raise InvalidInput("text with an unpaired surrogate", hint=_VALUES) from None
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -39,8 +39,9 @@ _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 # pins per request); an expanding parameter takes each chunk of ids.
 _IDS: sa.BindParameter[list[int]] = sa.bindparam("ids", expanding=True)
 _PINS_BY_ID = sa.select(*_PIN_COLS).where(t.pins.c.id.in_(_IDS))
-_RECORDS_BY_ID = sa.select(*_RECORD_COLS).where(t.pins.c.id.in_(_IDS))
-_META_BY_ID = sa.select(*_META_COLS).where(t.pins.c.id.in_(_IDS))
+# In id order on every database (PostgreSQL returns an IN list in storage order otherwise).
+_RECORDS_BY_ID = sa.select(*_RECORD_COLS).where(t.pins.c.id.in_(_IDS)).order_by(t.pins.c.id)
+_META_BY_ID = sa.select(*_META_COLS).where(t.pins.c.id.in_(_IDS)).order_by(t.pins.c.id)
 
 
 def _row_to_pin(r: Any) -> Pin:

@@ -181,7 +181,7 @@ events = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("dwell_ms", sa.Float, nullable=False, server_default="0"),
     sa.Column("surface", sa.String(32), nullable=False, server_default=""),
-    sa.Column("position", sa.Integer, nullable=True),
+    sa.Column("position", Id, nullable=True),  # 64-bit like the ids: logged as sent
     sa.Column("request_id", sa.String(64), nullable=False, server_default=""),
     sa.Index("ix_events_user_ts", "user_id", "ts"),
     sa.Index("ix_events_pin", "pin_id"),

@@ -1,11 +1,11 @@
 """PostgreSQL's own column types and keyword index; SQLite is left as it is.
 
-Ids (and the columns naming them) become BIGINT, with their sequences: the API accepts ids up
-to 2**53-1 and the CLI up to 2**63-1, and PostgreSQL's INTEGER is 32-bit (SQLite's is 64-bit
-already). JSON documents become JSONB, which attribute and tag filters query with its operators
-(tags through a GIN index).
-The keyword index is a table of weighted ``tsvector`` documents (title A, tags B, description
-C) under a GIN index, the counterpart of SQLite's FTS5 table from 0001, under the same name.
+Ids (the columns naming them, and an event's position) become BIGINT, with their sequences:
+the API accepts ids up to 2**53-1 and the CLI up to 2**63-1, and PostgreSQL's INTEGER is 32-bit
+(SQLite's is 64-bit already). JSON documents become JSONB, which attribute and tag filters
+query with its operators (tags through a GIN index). The keyword index is a table of weighted
+``tsvector`` documents (title A, tags B, description C) under a GIN index, the counterpart of
+SQLite's FTS5 table from 0001, under the same name.
 
 Frozen: the columns are written out here, never read from ``schema.py``.
 """
@@ -29,7 +29,7 @@ _IDS: dict[str, tuple[str, ...]] = {
     "users": ("id",),
     "boards": ("id", "user_id"),
     "board_pins": ("board_id", "pin_id"),
-    "events": ("id", "user_id", "pin_id"),
+    "events": ("id", "user_id", "pin_id", "position"),
 }
 _SERIAL = {"pins": "id", "changes": "seq", "quarantine": "id", "tokens": "id",
            "audit_log": "id", "users": "id", "boards": "id", "events": "id"}  # fmt: skip
