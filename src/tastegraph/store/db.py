@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from tastegraph.errors import InvalidInput, SchemaOutdated
+from tastegraph.errors import InvalidInput, SchemaOutdated, StoreUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -36,6 +36,12 @@ def safe_url(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
         return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _reason(e: sa.exc.DBAPIError) -> str:
+    """The driver's first line about ``e`` (never the statement or its parameters)."""
+    text = str(e.orig).strip() if e.orig is not None else ""
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _alembic_config() -> Config:
@@ -117,18 +123,46 @@ class Database:
         any: an unpaired surrogate) is the caller's bad input, not a server error.
         """
         try:
-            with self.write_lock, self.writer.begin() as conn:
+            with self.write_lock, self._connect(self.writer) as conn, conn.begin():
                 yield conn
         except sa.exc.DataError as e:
-            reason = str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
-            raise InvalidInput(f"the database refused a value: {reason}", hint=_VALUES) from None
+            raise InvalidInput(
+                f"the database refused a value: {_reason(e)}", hint=_VALUES
+            ) from None
         except UnicodeEncodeError:
             raise InvalidInput("text with an unpaired surrogate", hint=_VALUES) from None
+        except sa.exc.DBAPIError as e:
+            if e.connection_invalidated:
+                raise self._lost(e) from e
+            raise
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
-            yield conn
+        try:
+            with self._connect(self.engine) as conn:
+                yield conn
+        except sa.exc.DBAPIError as e:
+            if e.connection_invalidated:
+                raise self._lost(e) from e
+            raise
+
+    def _connect(self, engine: sa.Engine) -> sa.Connection:
+        # The pool checks a connection before handing it out and replaces a dead one; a server
+        # that cannot be reached at all is a 503 to retry, not a 500.
+        try:
+            return engine.connect()
+        except sa.exc.OperationalError as e:
+            raise StoreUnavailable(
+                f"cannot reach the store at {safe_url(self.url)}: {_reason(e)}",
+                hint="retry in a moment; if it lasts, check that the database server is up",
+            ) from None
+
+    def _lost(self, e: sa.exc.DBAPIError) -> StoreUnavailable:
+        """A connection that died mid-request: 503 to retry (the pool has dropped it)."""
+        return StoreUnavailable(
+            f"lost the connection to the store at {safe_url(self.url)}: {_reason(e)}",
+            hint="retry: the next request opens a new connection",
+        )
 
     def upsert(
         self,

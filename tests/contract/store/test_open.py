@@ -81,3 +81,28 @@ def test_db_upgrade_reports_an_unreachable_store(
     res = CliRunner().invoke(cli.app, ["db", "upgrade", "--data", str(tmp_path)])
     assert res.exit_code == 1
     assert "tg:***@127.0.0.1:1/c" in res.output and "s3cret" not in res.output
+
+
+def test_a_connection_lost_mid_request_is_a_503_and_the_next_request_reconnects(
+    postgres: PostgresServer, postgres_url: str
+) -> None:
+    store = open_store(postgres_url)
+    admin = sa.create_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
+    kill = sa.text(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = :db AND pid <> pg_backend_pid()"
+    )
+    try:
+        with pytest.raises(StoreUnavailable) as e, store.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            with admin.connect() as a:
+                a.execute(kill, {"db": sa.make_url(postgres_url).database})
+            conn.exec_driver_sql("SELECT 1")
+        assert e.value.status == 503 and "retry" in e.value.hint
+        with admin.connect() as a:  # idle pooled connections die too: the pool replaces them
+            a.execute(kill, {"db": sa.make_url(postgres_url).database})
+        assert store.count_pins() == 0
+        assert store.add_pins([]) == [] and store.create_user("ann")["id"] == 1
+    finally:
+        admin.dispose()
+        store.close()
