@@ -3,7 +3,9 @@ cluster started here (``initdb``/``pg_ctl``, as the ``postgres`` user when run a
 unix socket in a temporary folder), else nothing: the caller skips, or fails when ``CI=true``.
 
 Each test gets its own database, copied from a template already migrated to head (a copy is
-far faster than running the migrations again).
+far faster than running the migrations again). The store contract tests run on it always;
+``TASTEGRAPH_TEST_STORE=postgresql`` also points the app-level tests' ``settings`` fixture (and
+the CLI commands they run) at a fresh database of it.
 """
 
 from __future__ import annotations
