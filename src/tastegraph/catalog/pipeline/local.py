@@ -19,7 +19,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from tastegraph.catalog.pipeline.steps import (
     derive_rows,
     encode_images,
     encode_texts,
+    one_blas_thread,
 )
 from tastegraph.catalog.pipeline.write import tally, write_batch
 from tastegraph.domain import QuarantineEntry
@@ -105,8 +106,7 @@ def run_local(
             clock.since("finish", t_stop)
 
 
-@contextlib.contextmanager
-def _one_blas_thread(pool: ProcessPoolExecutor | None) -> Iterator[None]:
+def _one_blas_thread(pool: ProcessPoolExecutor | None) -> contextlib.AbstractContextManager[None]:
     """With decode workers running, keep this process's BLAS calls (ConSE, labels) on one thread.
 
     A multi-threaded BLAS on a machine whose cores are already taken by the model and the
@@ -114,13 +114,7 @@ def _one_blas_thread(pool: ProcessPoolExecutor | None) -> Iterator[None]:
     two OpenBLAS threads and 4 ms with one (2-core machine). Only for bulk runs with a pool: an
     upload ingest (in a server) leaves the process-wide setting alone.
     """
-    if pool is None:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"):
-        yield
+    return one_blas_thread() if pool is not None else contextlib.nullcontext()
 
 
 def _run_batches(

@@ -16,14 +16,19 @@ No step touches the store, a progress bar or a clock, and every argument and res
 so a runner may place them anywhere: the local runner (:mod:`.local`) runs step 1 in decode
 worker processes and the others in its own process; a Ray runner can run them as Ray Data
 stages. Run on the same batches, they give the same vectors wherever they run
-(``tests/unit/catalog/test_pipeline_steps.py`` checks it against the local runner).
+(``tests/unit/catalog/test_pipeline_steps.py`` checks it against the local runner), with one
+condition: step 4 multiplies matrices, and a BLAS on several threads sums in another order
+than one on a single thread (the ConSE vectors then differ in their last bits). The local
+runner's bulk path runs it inside :func:`one_blas_thread`; a runner that must match it bit for
+bit does the same.
 
 Decode workers import this module: keep its imports light (no store, no models, no torch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +61,7 @@ __all__ = [
     "encode_images",
     "encode_texts",
     "item_text",
+    "one_blas_thread",
     "prepare",
 ]
 
@@ -242,3 +248,16 @@ def derive_rows(batch: Encoded, encoders: Encoders, top_labels: Labeller) -> lis
             )
         )
     return pins
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Keep this process's BLAS calls (ConSE, labels) on one thread while the block runs.
+
+    Step 4's vectors are the same bits wherever it runs inside this block. The limit is process
+    wide while it lasts, so a server's upload ingest does not take it (see :mod:`.local`).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
