@@ -109,7 +109,7 @@ def measure_e2e(settings: object, files: list[Path]) -> tuple[float, dict[str, f
     report = app.catalog.ingest(str(folder), progress=False)
     app.close()
     assert report.added == len(files), report.to_dict()
-    # Where the time went, per stage (they overlap: see tastegraph.catalog.ingest._Clock).
+    # Where the time went, per stage (they overlap: see tastegraph.catalog.pipeline.report.Clock).
     # ``one_off_setup``: model export/compile and label vectors, done by ingest before its
     # clock starts (seconds on a fresh data dir, ~0 once cached); not part of ``total``.
     stages = {
@@ -152,7 +152,7 @@ def run(
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
     if len(files) < n:
         console.print(f"only {len(files)} images found")
-    from tastegraph.catalog.ingest import usable_cores
+    from tastegraph.catalog.pipeline.decode_pool import usable_cores
 
     workers = usable_cores()  # as many decode processes as ingest starts
     tmp = Path(tempfile.mkdtemp(prefix="tg-bench-"))

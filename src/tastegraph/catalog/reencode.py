@@ -63,7 +63,7 @@ def stale_vectors(app: CatalogContext) -> dict[int, set[str]]:
 
 
 def _pin_text(pin: Pin) -> str:
-    # The text ingest encodes (catalog.ingest._pin_text): title and description.
+    # The text ingest encodes (catalog.pipeline.steps.item_text): title and description.
     return ". ".join(s.strip() for s in (pin.title, pin.description) if s and s.strip())
 
 

@@ -21,7 +21,7 @@ from tastegraph.errors import InvalidInput, NotFound
 from tastegraph.index.spaces import PROJECTION_KEY
 
 if TYPE_CHECKING:
-    from tastegraph.catalog.ingest import IngestReport
+    from tastegraph.catalog.pipeline.report import IngestReport
     from tastegraph.catalog.ports import Preprocess
     from tastegraph.catalog.reencode import ReencodeReport
     from tastegraph.catalog.sources import SourceError, SourceItem
@@ -101,7 +101,7 @@ class CatalogService:
 
     Models and indexes come from providers, called on first use, so that building the service
     loads nothing. The service is itself the :class:`~tastegraph.catalog.ports.CatalogContext`
-    the pipelines (``catalog.ingest``, ``catalog.metadata``, ``catalog.reencode``) run on.
+    the pipelines (``catalog.pipeline``, ``catalog.metadata``, ``catalog.reencode``) run on.
     """
 
     def __init__(
@@ -150,7 +150,7 @@ class CatalogService:
     # ----------------------------------------------------------------- ingest
     def ingest(self, source: str, *, progress: bool = True) -> IngestReport:
         """Ingest every image a folder or a CSV/JSONL manifest names (resumable, idempotent)."""
-        from tastegraph.catalog.ingest import ingest
+        from tastegraph.catalog.pipeline.run import ingest
 
         return ingest(self, source, progress=progress)
 
@@ -163,7 +163,7 @@ class CatalogService:
         data: dict[str, bytes] | None = None,
     ) -> IngestReport:
         """Ingest items already enumerated; ``data`` maps refs to bytes already in memory."""
-        from tastegraph.catalog.ingest import ingest_items
+        from tastegraph.catalog.pipeline.run import ingest_items
 
         return ingest_items(self, items, source_label=source_label, progress=progress, data=data)
 

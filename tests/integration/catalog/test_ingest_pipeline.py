@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from tastegraph.app import App, build
-from tastegraph.catalog import ingest as ing
+from tastegraph.catalog.pipeline import decode_pool
+from tastegraph.catalog.pipeline.report import Clock
+from tastegraph.catalog.pipeline.steps import Prepared, Rejected
 from tastegraph.catalog.sources import SourceItem
 from tastegraph.settings import Settings
 from tests import fixtures as fx
@@ -85,13 +87,13 @@ def test_worker_pool_gives_what_in_process_ingest_gives(
     inline = _wide(_app(tmp_path, "inline", batch_size=8, decode_workers=1))
     # model inputs of every shape come back through shared memory, not the pipe
     via_slots: list[tuple[int, ...]] = []
-    real_pixels = ing._PixelSlots.pixels
+    real_pixels = decode_pool.PixelSlots.pixels
 
-    def pixels(self: ing._PixelSlots, p: ing.Prepared) -> np.ndarray:
+    def pixels(self: decode_pool.PixelSlots, p: Prepared) -> np.ndarray:
         via_slots.append(p.shape)
         return real_pixels(self, p)
 
-    monkeypatch.setattr(ing._PixelSlots, "pixels", pixels)
+    monkeypatch.setattr(decode_pool.PixelSlots, "pixels", pixels)
     try:
         a = pooled.catalog.ingest(str(src), progress=False)
         assert len(via_slots) == 42
@@ -121,17 +123,17 @@ def test_prefetch_is_bounded() -> None:
         def submit(self, fn: Any, chunk: list[SourceItem], *args: Any) -> Future[Any]:
             submitted.append(chunk)
             f: Future[Any] = Future()
-            f.set_result(([ing.Rejected(it.ref, "corrupt", "") for it in chunk], 0.001))
+            f.set_result(([Rejected(it.ref, "corrupt", "") for it in chunk], 0.001))
             return f
 
     todo = [SourceItem(ref=f"/x/{i}.jpg") for i in range(100)]
     ahead = 3
-    gen = ing._prepared_in_pool(Pool(), todo, ahead, ing._Clock())  # type: ignore[arg-type]
+    gen = decode_pool.prepared_in_pool(Pool(), todo, ahead, Clock())  # type: ignore[arg-type]
     seen = []
     for r in gen:
-        assert isinstance(r, ing.Rejected)
+        assert isinstance(r, Rejected)
         seen.append(r.ref)
-        consumed_chunks = -(-len(seen) // ing._CHUNK)
+        consumed_chunks = -(-len(seen) // decode_pool.CHUNK)
         assert len(submitted) <= consumed_chunks + ahead
     assert seen == [it.ref for it in todo]  # in order, nothing lost
 
@@ -213,7 +215,7 @@ def test_without_enough_shared_slots_arrays_travel_by_pipe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slot_bytes: int
 ) -> None:
     """No shared memory (0) or too little of it (12 slots): same results, some by pickling."""
-    monkeypatch.setattr(ing, "_SLOTS_MAX_BYTES", slot_bytes)
+    monkeypatch.setattr(decode_pool, "SLOTS_MAX_BYTES", slot_bytes)
     src = _folder(tmp_path / "imgs", 40)
     pooled = _app(tmp_path, "pooled", batch_size=8, decode_workers=2)
     inline = _app(tmp_path, "inline", batch_size=8, decode_workers=1)

@@ -215,8 +215,8 @@ def test_demo_with_an_empty_images_folder_says_so(tmp_path: Path) -> None:
 def test_decode_workers_default_to_the_cores_this_process_may_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tastegraph.catalog import ingest as ingest_mod
+    from tastegraph.catalog.pipeline import decode_pool
 
-    monkeypatch.setattr(ingest_mod.os, "sched_getaffinity", lambda _pid: {0, 3}, raising=False)
-    monkeypatch.setattr(ingest_mod.os, "cpu_count", lambda: 64)
-    assert ingest_mod.usable_cores() == 2  # a 64-core host of which this process gets 2
+    monkeypatch.setattr(decode_pool.os, "sched_getaffinity", lambda _pid: {0, 3}, raising=False)
+    monkeypatch.setattr(decode_pool.os, "cpu_count", lambda: 64)
+    assert decode_pool.usable_cores() == 2  # a 64-core host of which this process gets 2
