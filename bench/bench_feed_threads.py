@@ -188,9 +188,18 @@ def _p99(v: list[float]) -> float:
 
 
 def threads(
-    engine: FeedEngine, n_users: int, n_pins: int, n_threads: int, seconds: float, seed: int
+    engine: FeedEngine,
+    n_users: int,
+    n_pins: int,
+    n_threads: int,
+    seconds: float,
+    seed: int,
+    serialize: bool = False,
 ) -> dict[str, Any]:
+    """``n_threads`` threads calling feed and related for ``seconds``; ``serialize``: one at a
+    time (a plain lock around each call), to compare against free-running threads."""
     lat: dict[str, list[float]] = {"feed": [], "related": []}
+    gate = threading.Lock() if serialize else None
     cpu: list[float] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -202,12 +211,18 @@ def threads(
         c0 = time.thread_time()
         while time.perf_counter() < stop:
             t = time.perf_counter()
-            if rng.random() < FEED_SHARE:
-                engine.feed(int(rng.integers(0, n_users)), 25, now)
-                mine["feed"].append((time.perf_counter() - t) * 1000.0)
-            else:
-                engine.related(int(rng.integers(1, n_pins + 1)), 20, now)
-                mine["related"].append((time.perf_counter() - t) * 1000.0)
+            is_feed = rng.random() < FEED_SHARE
+            if gate is not None:
+                gate.acquire()
+            try:
+                if is_feed:
+                    engine.feed(int(rng.integers(0, n_users)), 25, now)
+                else:
+                    engine.related(int(rng.integers(1, n_pins + 1)), 20, now)
+            finally:
+                if gate is not None:
+                    gate.release()
+            mine["feed" if is_feed else "related"].append((time.perf_counter() - t) * 1000.0)
         with lock:
             for k, v in mine.items():
                 lat[k].extend(v)
@@ -225,6 +240,7 @@ def threads(
     total = len(lat["feed"]) + len(lat["related"])
     return {
         "threads": n_threads,
+        "serialized": serialize,
         "seconds": elapsed,
         "requests_per_s": total / elapsed,
         "process_cpu_per_request_ms": 1000.0 * proc_cpu / max(total, 1),
@@ -280,10 +296,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["profile"] = profile(engine, args.users, args.pins, args.calls, args.seed)
         runs: list[Callable[[], dict[str, Any]]] = []
         if args.seconds > 0:
-            for n in sorted({1, args.threads}):
+            plan = [(n, False) for n in sorted({1, args.threads})]
+            if args.serialize and args.threads > 1:
+                plan.append((args.threads, True))
+            for n, ser in plan:
                 runs.append(
-                    lambda n=n: threads(  # type: ignore[misc]
-                        engine, args.users, args.pins, n, args.seconds, args.seed
+                    lambda n=n, ser=ser: threads(  # type: ignore[misc]
+                        engine, args.users, args.pins, n, args.seconds, args.seed, ser
                     )
                 )
         report["concurrency"] = [r() for r in runs]
@@ -310,8 +329,9 @@ def print_report(report: dict[str, Any]) -> None:
             )
     for r in report["concurrency"]:
         f, rel = r["feed"], r["related"]
+        how = ", one at a time" if r.get("serialized") else ""
         print(
-            f"\n{r['threads']} thread(s): {r['requests_per_s']:.1f} req/s, "
+            f"\n{r['threads']} thread(s){how}: {r['requests_per_s']:.1f} req/s, "
             f"{r['process_cpu_per_request_ms']:.2f} ms CPU/request\n"
             f"  feed    n {f['n']:5d}  p50 {f['p50_ms']:6.2f}  p95 {f['p95_ms']:6.2f}  "
             f"p99 {f['p99_ms']:6.2f}  max {f['max_ms']:6.2f} ms\n"
@@ -336,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=200, help="profiled requests per endpoint")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=20.0, help="per concurrency run (0: none)")
+    ap.add_argument(
+        "--serialize",
+        action="store_true",
+        help="also run the threads with one lock around each call (one request at a time)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = ap.parse_args(argv)
     report = run(args)
