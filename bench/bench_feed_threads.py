@@ -194,12 +194,18 @@ def threads(
     n_threads: int,
     seconds: float,
     seed: int,
-    serialize: bool = False,
+    serialize: str = "",
 ) -> dict[str, Any]:
     """``n_threads`` threads calling feed and related for ``seconds``; ``serialize``: one at a
-    time (a plain lock around each call), to compare against free-running threads."""
+    time, behind a plain lock (``"lock"``) or a first-come first-served gate (``"fair"``)."""
     lat: dict[str, list[float]] = {"feed": [], "related": []}
-    gate = threading.Lock() if serialize else None
+    gate: Any = None
+    if serialize == "fair":
+        from tastegraph.feed.gate import FairGate
+
+        gate = FairGate(1)
+    elif serialize:
+        gate = threading.Lock()
     cpu: list[float] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -296,9 +302,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["profile"] = profile(engine, args.users, args.pins, args.calls, args.seed)
         runs: list[Callable[[], dict[str, Any]]] = []
         if args.seconds > 0:
-            plan = [(n, False) for n in sorted({1, args.threads})]
-            if args.serialize and args.threads > 1:
-                plan.append((args.threads, True))
+            plan = [(n, "") for n in sorted({1, args.threads})]
+            if args.threads > 1:
+                plan += [(args.threads, how) for how in args.serialize]
             for n, ser in plan:
                 runs.append(
                     lambda n=n, ser=ser: threads(  # type: ignore[misc]
@@ -329,7 +335,7 @@ def print_report(report: dict[str, Any]) -> None:
             )
     for r in report["concurrency"]:
         f, rel = r["feed"], r["related"]
-        how = ", one at a time" if r.get("serialized") else ""
+        how = f", one at a time ({r['serialized']})" if r.get("serialized") else ""
         print(
             f"\n{r['threads']} thread(s){how}: {r['requests_per_s']:.1f} req/s, "
             f"{r['process_cpu_per_request_ms']:.2f} ms CPU/request\n"
@@ -358,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="per concurrency run (0: none)")
     ap.add_argument(
         "--serialize",
-        action="store_true",
-        help="also run the threads with one lock around each call (one request at a time)",
+        nargs="*",
+        default=[],
+        choices=["lock", "fair"],
+        help="also run the threads one request at a time: behind a plain lock, a fair gate",
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = ap.parse_args(argv)
