@@ -110,7 +110,7 @@ def staged() -> Iterator[Stages]:
     import dataclasses
 
     from tastegraph.feed import pool as pool_mod
-    from tastegraph.feed import reasons, related, serving, state
+    from tastegraph.feed import reasons, related, serving
     from tastegraph.feed.ranker import LambdaRanker
     from tastegraph.feed.sources import registry
 
@@ -128,7 +128,6 @@ def staged() -> Iterator[Stages]:
     st.wrap(related, "pixie_walk", "related_walk")
     st.wrap(related, "rrf", "related_rrf")
     st.wrap(related.reasons, "related_reason", "related_reasons")
-    _ = state
     # Sources: a frozen dataclass per source; swap the registry for timed copies.
     old = registry.REGISTRY
     timed = []
