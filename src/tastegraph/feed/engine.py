@@ -51,6 +51,9 @@ event observed before it started and never half of a write. ``load`` reads the m
 taking the lock, so a hot swap blocks reads only for the swap itself. The little a read updates
 (which arm served each pin, lazily rebuilt caches) goes under a small mutex or is swapped in as
 one tuple.
+``read_slots`` (off by default) lets at most that many reads in at once, first come first
+served: reads hold the GIL for most of their time, so on a few cores free-running threads only
+hand it back and forth (:mod:`tastegraph.feed.gate`).
 
 Speed
 -----
@@ -81,6 +84,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,7 @@ from tastegraph.feed.data import (
     as_batch,
 )
 from tastegraph.feed.features import features
+from tastegraph.feed.gate import FairGate
 from tastegraph.feed.hygiene import SkipCounter
 from tastegraph.feed.persistence import read_model, write_model
 from tastegraph.feed.pool import Generated, Pool, generate
@@ -132,6 +137,12 @@ class FeedEngine:
     index : VectorIndex, optional
         An index of the pins' image vectors keyed by pin id (e.g. the application's own). By
         default the engine builds one of ``params.index_kind`` in memory.
+    read_slots : int, optional
+        At most this many ``feed`` and ``related`` calls run at once; the others wait their
+        turn, first come first served (:class:`tastegraph.feed.gate.FairGate`). None (the
+        default): no limit. A read holds the GIL for most of its time, so on a few cores one
+        slot per process serves more requests per second than free-running threads, with a
+        shorter tail (``bench/bench_feed_threads.py --serialize fair``). Results do not change.
 
     Attributes
     ----------
@@ -147,6 +158,7 @@ class FeedEngine:
         *,
         params: FeedParams | None = None,
         index: VectorIndex | None = None,
+        read_slots: int | None = None,
     ) -> None:
         self.params = params or FeedParams()
         p = self.params
@@ -157,6 +169,7 @@ class FeedEngine:
         # as one tuple.
         self._rw = RWLock()
         self._mutex = threading.Lock()
+        self._gate = FairGate(read_slots) if read_slots is not None else None
         self._own_index = index is None
         if index is None:
             # Nothing is written under this folder unless someone calls save() on the index.
@@ -283,8 +296,12 @@ class FeedEngine:
             return []
         # Ids beyond 64 bits name no pin: leave them out rather than overflow.
         excl_ids = np.fromiter((i for i in exclude if -(2**63) <= i < 2**63), np.int64)
-        with self._rw.read():
+        with self._turn(), self._rw.read():
             return self._feed(user, n, now, excl_ids, seed, _surface_code(surface))
+
+    def _turn(self) -> FairGate | nullcontext[None]:
+        """The read gate (``read_slots``), or nothing to wait for."""
+        return self._gate if self._gate is not None else nullcontext()
 
     def _feed(
         self, user: int, n: int, now: float, exclude: I64, seed: int | None, surface: int
@@ -333,7 +350,7 @@ class FeedEngine:
         p = self.params
         if not -(2**63) <= pin < 2**63:
             raise NotFound(f"pin {pin} is not in the feed catalog", pin=pin)
-        with self._rw.read():
+        with self._turn(), self._rw.read():
             row = int(self._pins.rows_of(np.array([pin], np.int64))[0])
             if row < 0:
                 raise NotFound(f"pin {pin} is not in the feed catalog", pin=pin)

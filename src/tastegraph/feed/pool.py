@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.feed.arrays import unique_sorted
 from tastegraph.feed.catalog import PinCatalog
 from tastegraph.feed.data import _SOURCE_CODE, FeedParams
 from tastegraph.feed.sources.registry import GENERATORS, REGISTRY, Candidates, SourceInput
@@ -109,7 +110,7 @@ def make_pool(gen: Generated, rows: I64 | None = None) -> Pool:
     """Align every source's output on ``rows`` (default: the union of all sources)."""
     if rows is None:
         parts = [c.rows for c in gen.found.values() if len(c.rows)]
-        rows = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        rows = unique_sorted(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     c = len(rows)
     g_n = len(GENERATORS)
     member = np.zeros((g_n, c), bool)

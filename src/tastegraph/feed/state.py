@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from tastegraph.feed.arrays import unique_sorted
 from tastegraph.feed.blend import EXPLOIT, EXPLORE, ThompsonArms
 from tastegraph.feed.catalog import PinCatalog
 from tastegraph.feed.data import (
@@ -131,7 +132,7 @@ class UserState:
             rows = np.fromiter(self.seen, np.int64, len(self.seen))
             if self.hidden:
                 rows = np.concatenate([rows, np.fromiter(self.hidden, np.int64, len(self.hidden))])
-            cached = self.excluded = (self.n_events, np.unique(rows))
+            cached = self.excluded = (self.n_events, unique_sorted(rows))
         return cached[1]
 
 

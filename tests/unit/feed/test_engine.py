@@ -407,13 +407,15 @@ def test_position_bias_curve_is_recovered_when_popular_items_sit_on_top() -> Non
     assert np.abs(est - truth).max() < np.abs(raw - truth).max()
 
 
-def test_concurrent_reads_and_real_time_writes(small: World) -> None:
+@pytest.mark.parametrize("read_slots", [None, 1])
+def test_concurrent_reads_and_real_time_writes(small: World, read_slots: int | None) -> None:
     """Feeds and related pins from several threads while events arrive: no errors, reads
-    never see a half-applied write, and a save is reflected by the next call after it."""
+    never see a half-applied write, and a save is reflected by the next call after it (reads
+    free-running, and one at a time behind the fair gate)."""
     import threading
 
     pins, cluster, _ = small
-    eng = engine_for(pins)
+    eng = FeedEngine(pins, params=FeedParams(index_kind="exact"), read_slots=read_slots)
     eng.observe(background(cluster))
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -475,3 +477,14 @@ def test_pins_without_board_or_label_are_not_linked_by_an_empty_one(small: World
         assert {it.source for it in items} == {"visual"}, [it.reason for it in items]
     feed = eng.feed(7, 20, NOW)
     assert len(feed) == 20 and all(it.reason and not it.reason.endswith(": ") for it in feed)
+
+
+def test_read_slots_change_no_result(small: World) -> None:
+    pins, cluster, _ = small
+    free = engine_for(pins)
+    gated = FeedEngine(pins, params=FeedParams(index_kind="exact"), read_slots=1)
+    for eng in (free, gated):
+        eng.observe(background(cluster))
+    for user in range(1, 6):
+        assert free.feed(user, 20, NOW) == gated.feed(user, 20, NOW)
+    assert free.related(1003, 10, NOW) == gated.related(1003, 10, NOW)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from tastegraph.feed.arrays import n_distinct, unique_sorted
+
 __all__ = ["BipartiteGraph", "WalkResult", "pixie_walk"]
 
 F32 = NDArray[np.float32]
@@ -385,7 +387,7 @@ def pixie_walk(
         np.add.at(counts, moved, 1)
         crossed = moved[(before < n_v) & (counts[moved] >= n_v)]
         if len(crossed):
-            hot += len(np.unique(crossed))
+            hot += n_distinct(crossed)
         done += n_w
         rounds += 1
         cur = np.where(~ok | (r[3] < restart), start, nxt)
@@ -402,7 +404,7 @@ def pixie_walk(
     n_seeds = len(seeds)
     if n_seeds == 1:
         # One seed: the boosted score is the visit count itself.
-        rows = np.unique(pins)
+        rows = unique_sorted(pins)
         score = counts[rows].astype(np.float64)
         best_seed = np.zeros(len(rows), np.int64)
     else:
