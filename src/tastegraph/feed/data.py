@@ -360,6 +360,10 @@ class FeedParams:
     event_ts_min: float = 0.0
     event_ts_max: float = 4102444800.0  # 2100-01-01
     event_max_future_s: float = 3600.0
+    # feed and related requests served at once by one engine, the others waiting first come first
+    # served (0: no limit). Python threads mostly trade the GIL: on two cores 4 free threads
+    # served fewer requests/s than one, at a 5x feed p99 (bench/bench_feed_threads.py)
+    read_slots: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -401,6 +405,7 @@ _SERVING_ONLY = frozenset(
         "served_cap",
         "related_walk_steps",
         "rank_threads",
+        "read_slots",
         "event_ts_min",
         "event_ts_max",
         "event_max_future_s",

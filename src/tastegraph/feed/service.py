@@ -189,7 +189,12 @@ class FeedService:
         table = self._pin_table()
         feed = self.settings.feed
         params = catalog_params(table.vectors, base=feed_params(feed), fixed=feed.model_fields_set)
-        return FeedEngine(table, params=params, index=self._shared_index(params))
+        return FeedEngine(
+            table,
+            params=params,
+            index=self._shared_index(params),
+            read_slots=params.read_slots or None,
+        )
 
     @property
     def engine(self) -> FeedEngine:

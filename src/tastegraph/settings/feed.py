@@ -230,3 +230,14 @@ class FeedSettings(Section):
         ge=0,
         description="When the clock is known, events more than this many s ahead are skipped.",
     )
+    read_slots: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "Feed and related requests one server process computes at once, the others waiting "
+            "first come first served; 0 means no limit. Python threads mostly trade the "
+            "interpreter lock: 1 kept 4 concurrent callers at the throughput of one and cut "
+            "the feed p99 (`python bench/bench_feed_threads.py`)."
+        ),
+    )
