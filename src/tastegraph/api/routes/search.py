@@ -105,7 +105,7 @@ async def search_image(
     from starlette.concurrency import run_in_threadpool
 
     require(request, "viewer")
-    tg = app_of(request)
+    tg = await run_in_threadpool(fresh_app_of, request)  # store reads: off the event loop
     filters = parse_filters(board, tag, None)
     region = parse_box(box)
     if file is not None:
