@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING
 
+from tastegraph.errors import InvalidInput
 from tastegraph.settings import Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from tastegraph.app import App
 
-__all__ = ["run_server"]
+__all__ = ["run_server", "served_api", "worker_api"]
+
+# With ``--workers N`` each worker process builds its own App from the settings the command
+# resolved (flags included), passed down in this environment variable as JSON.
+SETTINGS_ENV = "TASTEGRAPH_SERVE_SETTINGS_JSON"
 
 log = logging.getLogger("tastegraph")
 
@@ -32,9 +40,9 @@ def _report_interrupted_ingests(tg: App) -> None:
         )
 
 
-def run_server(settings: Settings) -> None:
-    import uvicorn
-
+def served_api(settings: Settings) -> FastAPI:
+    """The API of one serving process: its own App (models, indexes, feed engine: a full
+    replica kept current from the store's logs), warmed at start-up, closed at shutdown."""
     from tastegraph.api import create_api
     from tastegraph.app import build
 
@@ -47,8 +55,10 @@ def run_server(settings: Settings) -> None:
     def _watch_models() -> None:
         # `tastegraph train` in another process publishes a model version in the store; pick it
         # up here without a restart (the engine swaps it in under its own lock). Events other
-        # processes logged (`tastegraph events import`) are applied here too, by id, and so are
-        # pins they added or deleted (`tastegraph ingest` while serving).
+        # processes logged (`tastegraph events import`, another worker) are applied here too, by
+        # id, and so are pins they added or deleted (`tastegraph ingest` while serving). Feed,
+        # related and search requests also catch up first when the logs moved (read-your-writes
+        # across processes, see workers.catchup); this poll is the fallback for the rest.
         while not stop.wait(5.0):
             try:
                 applied = tg.catchup.run()
@@ -89,8 +99,42 @@ def run_server(settings: Settings) -> None:
         threading.Thread(target=_build_feeds, name="feed-warmup", daemon=True).start()
         threading.Thread(target=_watch_models, name="model-watch", daemon=True).start()
 
-    try:
-        uvicorn.run(api, host=settings.api.host, port=settings.api.port, log_level="info")
-    finally:
+    @api.on_event("shutdown")
+    def _close() -> None:  # pragma: no cover - exercised by the real-server test
         stop.set()
         tg.close()
+
+    return api
+
+
+def worker_api() -> FastAPI:
+    """Uvicorn's app factory in each ``--workers`` process: the settings ``run_server``
+    resolved, from the environment."""
+    return served_api(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
+
+
+def run_server(settings: Settings, workers: int = 1) -> None:
+    """Serve until Ctrl-C: one process, or ``workers`` processes on the same port (uvicorn's
+    supervisor; each builds and warms its own replica; Ctrl-C stops them all)."""
+    import uvicorn
+
+    if workers < 1:
+        raise InvalidInput("--workers must be at least 1")
+    host, port = settings.api.host, settings.api.port
+    if workers == 1:
+        uvicorn.run(served_api(settings), host=host, port=port, log_level="info")
+        return
+    # The store's schema is created (or migrated) once here, not by N workers racing.
+    from tastegraph.store import open_store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    open_store(settings.resolved_store_url).close()
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run(
+        "tastegraph.server:worker_api",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+    )

@@ -27,12 +27,20 @@ def serve(
     data: DataOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes on the same port; each holds its own indexes and feed "
+            "engine and reads the others' writes.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API and the web page until Ctrl-C."""
     from tastegraph.server import run_server
 
     try:
-        run_server(settings_for(data, host=host, port=port))
+        run_server(settings_for(data, host=host, port=port), workers=workers)
     except TastegraphError as e:
         fail(e)
 

@@ -11,6 +11,12 @@ same data) change the store; this process's in-memory state (indexes, the feed e
   is rebuilt from the log as it now is on its next use.
 
 Only what is already loaded is touched: catch-up never loads models or builds an engine.
+
+Read-your-writes across processes (``tastegraph serve --workers N``, or several servers on one
+store): before a feed, related or search request, :meth:`CatchUp.if_behind` reads the tips of
+the two ordered logs (``last_change``, ``last_event_id``: one indexed read each) and, only when
+either moved since this process last looked, applies what is new before the request is
+answered. A client that writes through one process and reads through another sees its write.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ class CatchUpStore(Protocol):
 
     def events_generation(self) -> str | None: ...
 
+    def last_change(self) -> int: ...
+
+    def last_event_id(self) -> int: ...
+
 
 class CaughtUpIndexes(Protocol):
     projection_record: str | None
@@ -40,6 +50,8 @@ class CaughtUpFeeds(Protocol):
     events_generation: str | None
 
     def catch_up_catalog(self) -> int: ...
+
+    def catch_up(self) -> int: ...
 
 
 class CatchUp:
@@ -56,6 +68,8 @@ class CatchUp:
         self.indexes = indexes
         self.feeds = feeds
         self._lock = lock or threading.RLock()
+        # The tips of the change and event logs when this process last caught up to them.
+        self._seen: tuple[int, int] | None = None
 
     def events(self) -> bool:
         """Drop the feed engine if logged events were deleted since it was made (by this process
@@ -88,3 +102,23 @@ class CatchUp:
         if feeds is not None:
             applied["feeds"] = feeds.catch_up_catalog()
         return applied
+
+    def if_behind(self) -> bool:
+        """Catch up when the store's change or event log is ahead of what this process last
+        applied (two indexed reads; nothing more when nothing is new). True when it caught up.
+
+        The tips are read before applying: whatever is logged after that read is picked up by
+        the next call, never skipped.
+        """
+        tips = (self.store.last_change(), self.store.last_event_id())
+        if tips == self._seen:
+            return False
+        with self._lock:
+            if tips == self._seen:
+                return False
+            self.run()
+            feeds = self.feeds.peek()
+            if feeds is not None:
+                feeds.catch_up()
+            self._seen = tips
+        return True

@@ -209,6 +209,9 @@ def test_feeds_forget_deleted_events_here_and_in_other_processes(
     # server's periodic catch-up notices the new event generation and rebuilds.
     hidden = feed()[0]
     c.post("/events", json={"events": [{**hide, "pin_id": hidden}]}, headers=h)
+    # A newer event stays: the log's tip does not move, so no read-time catch-up is triggered.
+    click = {**hide, "type": "click", "pin_id": feed()[1]}
+    c.post("/events", json={"events": [click]}, headers=h)
     assert hidden not in feed()
     data = str(world.settings.data_dir)
     r2 = _invoke("events", "delete", "--data", data, "--kind", "hide", "--json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -26,6 +27,7 @@ __all__ = [
     "Offset",
     "app_of",
     "check_url_fetch",
+    "fresh_app_of",
     "json_response",
 ]
 
@@ -33,6 +35,19 @@ __all__ = [
 def app_of(request: Request) -> App:
     """The ``App`` the API was made over (``create_api``)."""
     tg: App = request.app.state.tg
+    return tg
+
+
+def fresh_app_of(request: Request) -> App:
+    """The request's ``App``, first caught up with what other processes logged (a save, a
+    hide, an ingest through another server or the CLI): read-your-writes across processes.
+    Cheap when nothing is new; a failed catch-up is logged and the request is answered from
+    the state this process has (the periodic poll retries)."""
+    tg = app_of(request)
+    try:
+        tg.catchup.if_behind()
+    except Exception:
+        logging.getLogger("tastegraph").exception("catch-up before a read failed")
     return tg
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from tastegraph.api.auth import require
 from tastegraph.api.models import FeedPage, Id, RelatedPage, errors
-from tastegraph.api.routes.common import READ_ONE, app_of, json_response
+from tastegraph.api.routes.common import READ_ONE, fresh_app_of, json_response
 from tastegraph.api.serialize import feed_page_json, pins_json, related_json
 
 __all__ = ["router"]
@@ -36,7 +36,7 @@ def home_feed(
 ) -> Response:
     """A user's personalised home feed; each item says why it is there."""
     require(request, "viewer")
-    tg = app_of(request)
+    tg = fresh_app_of(request)
     items, nxt = tg.feeds.feed(user_id, n, cursor)
     return json_response(feed_page_json(tg.store, items, nxt, tg.feeds.version))
 
@@ -51,7 +51,7 @@ def related_pins(
 ) -> Response:
     """Related pins: visual similarity fused with co-engagement, near-duplicates collapsed."""
     require(request, "viewer")
-    tg = app_of(request)
+    tg = fresh_app_of(request)
     items = tg.feeds.related(pin_id, n, verify=False)
     # The pin itself is fetched with its results: one query says it exists and gives them.
     pins = pins_json(tg.store, [pin_id, *(it.pin for it in items)])

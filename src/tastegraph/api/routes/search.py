@@ -26,6 +26,7 @@ from tastegraph.api.routes.common import (
     Offset,
     app_of,
     check_url_fetch,
+    fresh_app_of,
 )
 from tastegraph.api.serialize import duplicates_json, page_json
 from tastegraph.errors import InvalidInput
@@ -49,7 +50,7 @@ def search_text(
 ) -> dict[str, Any]:
     """Words -> pins: BM25 fused with semantic text and image search."""
     require(request, "viewer")
-    tg = app_of(request)
+    tg = fresh_app_of(request)
     page = tg.search.text(q, limit=limit, offset=offset, filters=parse_filters(board, tag, attr))
     return page_json(tg.store, page, explain)
 
@@ -71,7 +72,7 @@ def similar(
 ) -> dict[str, Any]:
     """More like this pin."""
     require(request, "viewer")
-    tg = app_of(request)
+    tg = fresh_app_of(request)
     page = tg.search.similar(
         pin_id, limit=limit, offset=offset, filters=parse_filters(board, tag, attr)
     )
@@ -104,7 +105,7 @@ async def search_image(
     from starlette.concurrency import run_in_threadpool
 
     require(request, "viewer")
-    tg = app_of(request)
+    tg = await run_in_threadpool(fresh_app_of, request)  # store reads: off the event loop
     filters = parse_filters(board, tag, None)
     region = parse_box(box)
     if file is not None:
