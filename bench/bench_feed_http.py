@@ -471,6 +471,9 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=4, help="client connections (threads)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-train", action="store_true", help="skip `tastegraph train`")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="server processes (`tastegraph serve --workers`)"
+    )
     ap.add_argument("--ready-timeout", type=float, default=900.0)
     ap.add_argument(
         "--max-load",
@@ -488,6 +491,8 @@ def main() -> int:
     args = ap.parse_args()
     if not (1 <= args.duration <= 600 and 0.1 <= args.rate <= 500 and 1 <= args.conns <= 32):
         ap.error("--duration must be in 1..600, --rate in 0.1..500, --conns in 1..32")
+    if not 1 <= args.workers <= 16:
+        ap.error("--workers must be in 1..16")
     quiet = False
     result: dict[str, Any] = {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
@@ -528,7 +533,10 @@ def main() -> int:
         exe = Path(sys.executable).with_name("tastegraph")
         server_log = open(data / "server.log", "wb")  # noqa: SIM115 - closed with the dir
         server = subprocess.Popen(
-            [str(exe), "serve", "--data", str(data), "--port", str(port), "--host", "127.0.0.1"],
+            [
+                *(str(exe), "serve", "--data", str(data), "--port", str(port)),
+                *("--host", "127.0.0.1", "--workers", str(args.workers)),
+            ],
             stdout=server_log,
             stderr=subprocess.STDOUT,
         )
