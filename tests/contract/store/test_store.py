@@ -392,6 +392,16 @@ class TestEvents:
         cols = log.event_columns(2)
         assert cols == [(3, 1, 1, "click", 10.0, 0.0, "", None, "")]
 
+    def test_log_tips_follow_both_logs_in_one_read(self, store: Store) -> None:
+        tips: ports.LogTips = store
+        assert tips.log_tips() == (0, 0)
+        store.add_pins([pin("a"), pin("b")])
+        store.add_events([_event("a"), _event("b")])
+        assert tips.log_tips() == (store.last_change(), store.last_event_id())
+        assert tips.log_tips()[1] == 2
+        store.delete_pin(1)
+        assert tips.log_tips() == (store.last_change(), 2)
+
     def test_existing_ids(self, store: Store) -> None:
         store.add_pins([pin("a")])
         store.create_user("ann")
