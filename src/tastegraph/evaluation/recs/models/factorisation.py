@@ -20,7 +20,25 @@ def _blas_single_thread() -> Any:
     return threadpool_limits(1, "blas")
 
 
-class ALS(Recommender):
+class _Factorisation(Recommender):
+    """What ALS and BPR share: fit one ``implicit`` model, score users by factor products."""
+
+    def _model(self) -> Any:
+        raise NotImplementedError
+
+    def _fit(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> None:
+        require("implicit", extra="eval", purpose=f"The {self.name.upper()} recommender")
+        with _blas_single_thread():
+            model = self._model()
+            model.fit(X, show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def _score_rows(self, users: I64) -> F32:
+        return self.user_factors_[users] @ self.item_factors_.T
+
+
+class ALS(_Factorisation):
     """Weighted matrix factorisation by alternating least squares (Hu, Koren, Volinsky 2008).
 
     Wraps ``implicit.cpu.als.AlternatingLeastSquares``; confidence is ``1 + alpha``.
@@ -53,28 +71,20 @@ class ALS(Recommender):
         self.seed = seed
         self.num_threads = num_threads
 
-    def _fit(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> None:
-        require("implicit", extra="eval", purpose="The ALS recommender")
+    def _model(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        with _blas_single_thread():
-            model = AlternatingLeastSquares(
-                factors=int(self.factors),
-                regularization=float(self.regularization),
-                alpha=float(self.alpha),
-                iterations=int(self.iterations),
-                random_state=int(self.seed),
-                num_threads=int(self.num_threads),
-            )
-            model.fit(X, show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-
-    def _score_rows(self, users: I64) -> F32:
-        return self.user_factors_[users] @ self.item_factors_.T
+        return AlternatingLeastSquares(
+            factors=int(self.factors),
+            regularization=float(self.regularization),
+            alpha=float(self.alpha),
+            iterations=int(self.iterations),
+            random_state=int(self.seed),
+            num_threads=int(self.num_threads),
+        )
 
 
-class BPR(Recommender):
+class BPR(_Factorisation):
     """Bayesian Personalised Ranking matrix factorisation (Rendle et al. 2009).
 
     Wraps ``implicit.cpu.bpr.BayesianPersonalizedRanking``. One thread by default: its SGD is
@@ -108,22 +118,14 @@ class BPR(Recommender):
         self.seed = seed
         self.num_threads = num_threads
 
-    def _fit(self, X: sp.csr_matrix, T: sp.csr_matrix | None) -> None:
-        require("implicit", extra="eval", purpose="The BPR recommender")
+    def _model(self) -> Any:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        with _blas_single_thread():
-            model = BayesianPersonalizedRanking(
-                factors=int(self.factors),
-                learning_rate=float(self.learning_rate),
-                regularization=float(self.regularization),
-                iterations=int(self.iterations),
-                random_state=int(self.seed),
-                num_threads=int(self.num_threads),
-            )
-            model.fit(X, show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-
-    def _score_rows(self, users: I64) -> F32:
-        return self.user_factors_[users] @ self.item_factors_.T
+        return BayesianPersonalizedRanking(
+            factors=int(self.factors),
+            learning_rate=float(self.learning_rate),
+            regularization=float(self.regularization),
+            iterations=int(self.iterations),
+            random_state=int(self.seed),
+            num_threads=int(self.num_threads),
+        )
