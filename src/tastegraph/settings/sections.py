@@ -204,6 +204,16 @@ class ApiSettings(Section):
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes."
     )
+    catchup_poll_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How often a serving process polls the store for other processes' writes, in "
+            "seconds. On PostgreSQL writes are also announced (NOTIFY) and heard at once; the "
+            "poll is the fallback while that listener is down, and the only path on SQLite."
+        ),
+    )
 
 
 # The flat names settings had before sections: still accepted as keyword arguments, top-level

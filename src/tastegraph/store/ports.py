@@ -44,6 +44,7 @@ __all__ = [
     "KeywordSearch",
     "LogTips",
     "NewPin",
+    "NoticeConnection",
     "PinMeta",
     "PinReader",
     "PinWriter",
@@ -189,6 +190,17 @@ class LogTips(Protocol):
     """
 
     def log_tips(self) -> tuple[int, int]: ...
+
+
+class NoticeConnection(Protocol):
+    """A connection that hears what other processes announce (PostgreSQL ``LISTEN``); what
+    ``store.notices()`` opens. ``wait`` returns the announcements (``"changes"``, ``"events"``,
+    ``"kv"``) that arrived within ``timeout`` seconds, possibly none, and raises when the
+    connection is lost."""
+
+    def wait(self, timeout: float) -> list[str]: ...
+
+    def close(self) -> None: ...
 
 
 class KeywordSearch(Protocol):
