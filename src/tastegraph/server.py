@@ -77,7 +77,10 @@ def served_api(settings: Settings) -> FastAPI:
                 log.exception("model watch failed")
 
     notices = tg.store.notices()
-    listener = Listener(notices, _catch_up) if notices is not None else None
+    retry = settings.api.listener_retry_s
+    listener = None
+    if notices is not None:
+        listener = Listener(notices, _catch_up, backoff_s=(retry, max(retry, 5.0)))
     api.state.listener = listener  # /ready shows its state
 
     @api.on_event("startup")

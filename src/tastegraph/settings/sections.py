@@ -214,6 +214,16 @@ class ApiSettings(Section):
             "poll is the fallback while that listener is down, and the only path on SQLite."
         ),
     )
+    listener_retry_s: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description=(
+            "How long the PostgreSQL listener waits before reconnecting after losing its "
+            "connection, in seconds; doubled after each failed attempt, up to 5 s (or this, "
+            "if larger). Once reconnected it catches up with whatever it missed."
+        ),
+    )
 
 
 # The flat names settings had before sections: still accepted as keyword arguments, top-level

@@ -98,16 +98,18 @@ class Listener:
             ever_connected = True
             self.connected = True
             self.next_delay_s = self._backoff[0]
+            lost: Exception | None = None
             try:
                 self._catch_up()  # whatever was written while no one listened
                 self._listen(conn)
             except Exception as e:
-                self._failed(f"connection lost: {e}")
-            finally:
-                self.connected = False
-                # A dead connection may fail to close; it is gone anyway.
-                with contextlib.suppress(Exception):
-                    conn.close()
+                lost = e
+            self.connected = False
+            # A dead connection may fail to close; it is gone anyway.
+            with contextlib.suppress(Exception):
+                conn.close()
+            if lost is not None:
+                self._failed(f"connection lost: {lost}")
 
     def _listen(self, conn: NoticeConnection) -> None:
         while not self._stop.is_set():

@@ -154,6 +154,27 @@ def test_stop_ends_the_thread_while_waiting() -> None:
     assert listener._thread is not None and not listener._thread.is_alive()
 
 
+def test_state_says_disconnected_while_backing_off() -> None:
+    lost = threading.Event()
+    conn = FakeConn([Lost("terminated")], threading.Event())
+    orig_close = conn.close
+
+    def close() -> None:
+        orig_close()
+        lost.set()
+
+    conn.close = close  # type: ignore[method-assign]
+    listener = Listener(connector([conn], []), lambda: None, backoff_s=(5.0, 5.0))
+    listener.start()
+    try:
+        assert lost.wait(5.0)
+        time.sleep(0.05)  # well inside the 5 s backoff
+        assert listener.state()["connected"] is False
+        assert "terminated" in (listener.state()["last_error"] or "")
+    finally:
+        listener.stop()
+
+
 @pytest.mark.parametrize("backoff", [(0.0, 1.0), (2.0, 1.0), (-1.0, 1.0)])
 def test_bad_backoff_is_refused(backoff: tuple[float, float]) -> None:
     with pytest.raises(ValueError, match="backoff_s"):
