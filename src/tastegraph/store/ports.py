@@ -45,6 +45,7 @@ __all__ = [
     "LogTips",
     "NewPin",
     "NoticeConnection",
+    "Notices",
     "PinMeta",
     "PinReader",
     "PinWriter",
@@ -201,6 +202,15 @@ class NoticeConnection(Protocol):
     def wait(self, timeout: float) -> list[str]: ...
 
     def close(self) -> None: ...
+
+
+class Notices(Protocol):
+    """How to hear other processes' writes as they commit (``workers.listener``)::
+
+    connect = store.notices()  # None on SQLite: poll log_tips() instead
+    """
+
+    def notices(self) -> Callable[[], NoticeConnection] | None: ...
 
 
 class KeywordSearch(Protocol):
@@ -399,6 +409,7 @@ class Store(
     Vectors,
     ChangeLog,
     LogTips,
+    Notices,
     KeywordSearch,
     Duplicates,
     IngestRuns,
