@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tastegraph.errors import InvalidInput
 from tastegraph.settings import Settings
+from tastegraph.workers.listener import Listener
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,24 +53,35 @@ def served_api(settings: Settings) -> FastAPI:
 
     stop = threading.Event()
 
-    def _watch_models() -> None:
+    def _catch_up() -> None:
         # `tastegraph train` in another process publishes a model version in the store; pick it
         # up here without a restart (the engine swaps it in under its own lock). Events other
         # processes logged (`tastegraph events import`, another worker) are applied here too, by
         # id, and so are pins they added or deleted (`tastegraph ingest` while serving). Feed,
         # related and search requests also catch up first when the logs moved (read-your-writes
-        # across processes, see workers.catchup); this poll is the fallback for the rest.
-        while not stop.wait(5.0):
+        # across processes, see workers.catchup).
+        applied = tg.catchup.run()
+        if any(applied.values()):
+            log.info("catalog changes from other processes: %s", applied)
+        feeds = tg.parts.feeds.peek()
+        if feeds is not None:
+            feeds.reload()
+            feeds.catch_up()
+
+    def _watch_models() -> None:
+        # The fallback for the listener (down, or SQLite which has none).
+        while not stop.wait(settings.api.catchup_poll_s):
             try:
-                applied = tg.catchup.run()
-                if any(applied.values()):
-                    log.info("catalog changes from other processes: %s", applied)
-                feeds = tg.parts.feeds.peek()
-                if feeds is not None:
-                    feeds.reload()
-                    feeds.catch_up()
+                _catch_up()
             except Exception:
                 log.exception("model watch failed")
+
+    notices = tg.store.notices()
+    retry = settings.api.listener_retry_s
+    listener = None
+    if notices is not None:
+        listener = Listener(notices, _catch_up, backoff_s=(retry, max(retry, 5.0)))
+    api.state.listener = listener  # /ready shows its state
 
     @api.on_event("startup")
     def _warm() -> None:  # pragma: no cover - exercised by the real-server test
@@ -98,10 +110,14 @@ def served_api(settings: Settings) -> FastAPI:
 
         threading.Thread(target=_build_feeds, name="feed-warmup", daemon=True).start()
         threading.Thread(target=_watch_models, name="model-watch", daemon=True).start()
+        if listener is not None:
+            listener.start()
 
     @api.on_event("shutdown")
     def _close() -> None:  # pragma: no cover - exercised by the real-server test
         stop.set()
+        if listener is not None:
+            listener.stop()
         tg.close()
 
     return api

@@ -24,16 +24,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cli_env(data: Path) -> dict[str, str]:
-    """The environment of a ``tastegraph`` command over ``data``, running this checkout."""
+def cli_env(data: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a ``tastegraph`` command over ``data``, running this checkout
+    (``env``: more variables, e.g. ``TASTEGRAPH_STORE_URL``)."""
     path = os.pathsep.join([str(REPO / "src"), str(REPO)])
-    return {**os.environ, "TASTEGRAPH_DATA_DIR": str(data), "PYTHONPATH": path}
+    return {**os.environ, "TASTEGRAPH_DATA_DIR": str(data), "PYTHONPATH": path, **(env or {})}
 
 
-def cli(data: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    data: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "tastegraph.cli", *args]
     return subprocess.run(
-        cmd, env=cli_env(data), cwd=REPO, capture_output=True, text=True, timeout=timeout
+        cmd, env=cli_env(data, env), cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -43,12 +46,12 @@ class Served:
     base: str
 
 
-def start(data: Path, *args: str) -> Served:
+def start(data: Path, *args: str, env: dict[str, str] | None = None) -> Served:
     """Start ``tastegraph serve`` (without waiting for it to be ready)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tastegraph.cli", "serve", "--port", str(port), *args],
-        env=cli_env(data),
+        env=cli_env(data, env),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -204,6 +204,26 @@ class ApiSettings(Section):
     max_upload_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes."
     )
+    catchup_poll_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How often a serving process polls the store for other processes' writes, in "
+            "seconds. On PostgreSQL writes are also announced (NOTIFY) and heard at once; the "
+            "poll is the fallback while that listener is down, and the only path on SQLite."
+        ),
+    )
+    listener_retry_s: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description=(
+            "How long the PostgreSQL listener waits before reconnecting after losing its "
+            "connection, in seconds; doubled after each failed attempt, up to 5 s (or this, "
+            "if larger). Once reconnected it catches up with whatever it missed."
+        ),
+    )
 
 
 # The flat names settings had before sections: still accepted as keyword arguments, top-level

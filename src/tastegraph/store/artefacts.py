@@ -15,6 +15,8 @@ __all__ = ["ArtefactRepository", "put_kv"]
 def put_kv(db: Database, conn: sa.Connection, key: str, value: Any) -> None:
     """Set ``key`` inside the caller's transaction."""
     db.upsert(conn, t.kv, {"key": key, "value": value}, keys=("key",), update=("value",))
+    # Catch-up watches keys (the projection, the model version, the events generation).
+    db.dialect.announce(conn, "kv")
 
 
 class ArtefactRepository:
@@ -33,3 +35,4 @@ class ArtefactRepository:
     def delete_kv(self, key: str) -> None:
         with self._db.write() as conn:
             conn.execute(t.kv.delete().where(t.kv.c.key == key))
+            self._db.dialect.announce(conn, "kv")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +23,7 @@ from tastegraph.errors import InvalidInput, SchemaOutdated, StoreUnavailable
 if TYPE_CHECKING:
     from alembic.config import Config
 
-    from tastegraph.store.ports import KeywordIndex
+    from tastegraph.store.ports import KeywordIndex, NoticeConnection
 
 __all__ = ["Database", "Dialect", "now_iso", "safe_url"]
 
@@ -91,6 +91,17 @@ class Dialect(Protocol):
         Taken before appending, so rows commit in id order even with writers in several
         processes: a tailer never sees a row before a smaller id that later commits.
         """
+        ...
+
+    def announce(self, conn: sa.Connection, what: str) -> None:
+        """Tell other processes, when ``conn``'s transaction commits, that ``what`` changed
+        (``"changes"``, ``"events"``: a log append, ``"kv"``: a key watched by catch-up).
+        A no-op where the database cannot (SQLite: other processes poll)."""
+        ...
+
+    def notices(self, url: str) -> Callable[[], NoticeConnection] | None:
+        """How to open a connection that hears :meth:`announce`, or None where there is no
+        such thing (then the periodic poll is the only way to hear of changes)."""
         ...
 
     def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:

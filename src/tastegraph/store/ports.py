@@ -44,6 +44,8 @@ __all__ = [
     "KeywordSearch",
     "LogTips",
     "NewPin",
+    "NoticeConnection",
+    "Notices",
     "PinMeta",
     "PinReader",
     "PinWriter",
@@ -189,6 +191,26 @@ class LogTips(Protocol):
     """
 
     def log_tips(self) -> tuple[int, int]: ...
+
+
+class NoticeConnection(Protocol):
+    """A connection that hears what other processes announce (PostgreSQL ``LISTEN``); what
+    ``store.notices()`` opens. ``wait`` returns the announcements (``"changes"``, ``"events"``,
+    ``"kv"``) that arrived within ``timeout`` seconds, possibly none, and raises when the
+    connection is lost."""
+
+    def wait(self, timeout: float) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class Notices(Protocol):
+    """How to hear other processes' writes as they commit (``workers.listener``)::
+
+    connect = store.notices()  # None on SQLite: poll log_tips() instead
+    """
+
+    def notices(self) -> Callable[[], NoticeConnection] | None: ...
 
 
 class KeywordSearch(Protocol):
@@ -387,6 +409,7 @@ class Store(
     Vectors,
     ChangeLog,
     LogTips,
+    Notices,
     KeywordSearch,
     Duplicates,
     IngestRuns,

@@ -1,5 +1,6 @@
 """Everything only PostgreSQL understands (psycopg 3): ``ON CONFLICT`` inserts, JSONB tests,
-advisory locks ordering the log appends, and the ``tsvector`` keyword index. Nothing else in
+advisory locks ordering the log appends, ``NOTIFY``/``LISTEN`` announcing them to the other
+processes, and the ``tsvector`` keyword index. Nothing else in
 ``store/`` may be PostgreSQL-only.
 
 URLs: ``postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB`` (``postgresql://`` means the same).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,20 @@ from tastegraph.store.ports import KeywordDoc
 if TYPE_CHECKING:
     from tastegraph.store.db import Database
 
-__all__ = ["PostgreSQLDialect", "TsvectorKeywordIndex", "ts_query"]
+__all__ = [
+    "CHANNEL",
+    "LISTENER_NAME",
+    "PostgreSQLDialect",
+    "PsycopgNotices",
+    "TsvectorKeywordIndex",
+    "ts_query",
+]
+
+# Every announcement goes to one channel; the payload names what changed.
+CHANNEL = "tastegraph_changes"
+# The listening connection's application_name: how operators (and tests) find it in
+# pg_stat_activity.
+LISTENER_NAME = "tastegraph-listener"
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # ts_rank_cd's weights for D, C, B, A: title (A) 3 : tags (B) 2 : description (C) 1, as FTS5's.
@@ -108,12 +122,44 @@ class PostgreSQLDialect:
         # Without it two writers' rows can commit out of id order, and a reader tailing by
         # ``id > last`` that sees the later one first skips the other for good.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _log_key(log)})
+        # Only an append takes the lock: announce it (delivered when the append commits).
+        self.announce(conn, log)
+
+    def announce(self, conn: sa.Connection, what: str) -> None:
+        # Sent at commit, never for a rolled-back transaction; repeats within one transaction
+        # are folded into one by the server.
+        conn.execute(sa.text("SELECT pg_notify(:c, :w)"), {"c": CHANNEL, "w": what})
+
+    def notices(self, url: str) -> Callable[[], PsycopgNotices]:
+        conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        return lambda: PsycopgNotices(conninfo)
 
     def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         return column.op("@>", return_type=sa.Boolean)(sa.func.jsonb_build_array(value))
 
     def keyword_index(self, db: Database) -> TsvectorKeywordIndex:
         return TsvectorKeywordIndex(db)
+
+
+class PsycopgNotices:
+    """A dedicated autocommit connection doing ``LISTEN`` on :data:`CHANNEL` (a
+    ``store.ports.NoticeConnection``)."""
+
+    def __init__(self, conninfo: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(
+            conninfo, autocommit=True, connect_timeout=10, application_name=LISTENER_NAME
+        )
+        self._conn.execute(f"LISTEN {CHANNEL}")
+
+    def wait(self, timeout: float) -> list[str]:
+        # Returns at the first announcement (the caller folds a burst) or after ``timeout``;
+        # raises psycopg.OperationalError when the connection is lost.
+        return [n.payload for n in self._conn.notifies(timeout=timeout, stop_after=1)]
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class TsvectorKeywordIndex:

@@ -29,6 +29,7 @@ from tastegraph.store.ports import (
     EventTimes,
     KeywordIndex,
     NewPin,
+    NoticeConnection,
     PinMeta,
     TokenInfo,
     VectorEdits,
@@ -106,6 +107,11 @@ class SQLStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def notices(self) -> Callable[[], NoticeConnection] | None:
+        """How to open a connection that hears other processes' writes as they commit
+        (PostgreSQL ``LISTEN``), or None (SQLite: poll ``log_tips`` instead)."""
+        return self.db.dialect.notices(self.url)
 
     # ------------------------------------------------------------------ pins
     def add_pins(self, items: Sequence[NewPin]) -> list[tuple[int, bool]]:

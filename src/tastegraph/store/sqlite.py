@@ -105,6 +105,12 @@ class SQLiteDialect:
     def lock_log(self, conn: sa.Connection, log: str) -> None:
         pass  # every write transaction began IMMEDIATE: it already is the only writer
 
+    def announce(self, conn: sa.Connection, what: str) -> None:
+        pass  # nothing to announce with: other processes poll the log tips
+
+    def notices(self, url: str) -> None:
+        return None
+
     def json_array_has(self, column: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
         each = sa.func.json_each(column).table_valued("value")
         return sa.exists(sa.select(1).select_from(each).where(each.c.value == value))

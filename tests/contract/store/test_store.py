@@ -59,10 +59,12 @@ def test_every_public_method_of_the_store_belongs_to_a_port() -> None:
     declared = {
         p for p in vars(ports).values() if is_protocol(p) and p.__module__ == ports.__name__
     }
-    # besides: the combination, the backend's keyword index, and what event queries are given
+    # besides: the combination, the backend's keyword index, its notice connection, and what
+    # event queries are given
     assert declared - set(PORTS) == {
         Store,
         ports.KeywordIndex,
+        ports.NoticeConnection,  # what store.notices() opens
         ports.EventSelection,
         ports.EventTimes,
     }

@@ -80,6 +80,10 @@ def ready(request: Request) -> JSONResponse:
         checks["feeds"] = state
         checks["feeds_details"] = status
         ok = ok and state == "ok"
+    listener = getattr(request.app.state, "listener", None)  # `tastegraph serve` on PostgreSQL
+    if listener is not None:
+        # Not a readiness condition: while it is down the poll still catches up, later.
+        checks["listener"] = listener.state()
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
