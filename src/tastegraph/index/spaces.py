@@ -10,6 +10,7 @@ rebuilds the index from the stored raw vectors instead of mixing two projections
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ __all__ = ["PROJECTION_KEY", "SpaceIndexes", "VectorSource", "load_projection"]
 PROJECTION_KEY = "image_projection"
 
 F32 = NDArray[np.float32]
+
+log = logging.getLogger(__name__)
 
 # Stored vectors are made from the image files: another model's vectors are remade from them
 # (catalog.reencode), or the setting goes back to the model that made them.
@@ -78,8 +81,19 @@ def load_projection(
     if not rec:
         return None, None
     digest = rec.get("digest")
+    path = data_dir / str(rec.get("path", ""))
+    if not path.is_file():
+        # Not stale: written by a process with another data dir (another machine). Without it
+        # the image space runs unwhitened, so say so, with the fix (docs/deploy.md).
+        log.warning(
+            "the store's image projection %s is not in this data dir (%s): image search runs "
+            "without it; copy DATA_DIR/models/ from the machine that ingested (docs/deploy.md)",
+            rec.get("path"),
+            data_dir,
+        )
+        return None, digest
     try:
-        return PCAWhitener.load(data_dir / rec["path"], model_id=model_id, dim=dim), digest
+        return PCAWhitener.load(path, model_id=model_id, dim=dim), digest
     except Exception:
         return None, digest
 

@@ -413,3 +413,19 @@ def test_hnsw_storage_view_matches_reconstruct() -> None:
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_a_projection_file_missing_from_this_data_dir_is_named_with_the_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tastegraph.index.spaces import PROJECTION_KEY, load_projection
+
+    class Records:
+        def get_kv(self, key: str, default: object = None) -> object:
+            assert key == PROJECTION_KEY
+            return {"path": "models/whitener-abc.npz", "digest": "abc", "n": 10}
+
+    with caplog.at_level("WARNING", logger="tastegraph.index.spaces"):
+        projection, digest = load_projection(Records(), tmp_path, model_id="m", dim=8)
+    assert projection is None and digest == "abc"
+    assert "models/whitener-abc.npz" in caplog.text and "DATA_DIR/models/" in caplog.text
