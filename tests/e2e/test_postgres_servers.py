@@ -19,8 +19,18 @@ import sqlalchemy as sa
 from tastegraph.store import open_store
 from tastegraph.store.postgresql import LISTENER_NAME
 from tests.conftest import MODEL_CACHE
-from tests.e2e.servers import Served, cli, start, stop, wait_ready
-from tests.e2e.test_workers import COLOURS, PER_COLOUR, feed, new_user, write_images
+from tests.e2e.replicas import (
+    COLOURS,
+    PER_COLOUR,
+    assert_hides_hop,
+    assert_served_within,
+    editor_headers,
+    feed,
+    new_user,
+    two_servers,
+    write_images,
+)
+from tests.e2e.servers import Served, cli
 from tests.postgres import Server as PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -65,23 +75,13 @@ def root(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def servers(root: Path, env: dict[str, str]) -> Iterator[tuple[Served, Served]]:
-    a = start(_data_dir(root, "a"), env=env)
-    b = start(_data_dir(root, "b"), env=env)
-    try:
-        wait_ready(a)
-        wait_ready(b)
-        yield a, b
-    finally:
-        stop(a)
-        stop(b)
+    with two_servers(_data_dir(root, "a"), _data_dir(root, "b"), env) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
 def editor(store_url: str, servers: tuple[Served, Served]) -> dict[str, str]:
-    store = open_store(store_url)
-    _, secret = store.create_token("ed", "editor")
-    store.close()
-    return {"Authorization": f"Bearer {secret}"}
+    return editor_headers(store_url)
 
 
 def ready(server: Served) -> dict[str, Any]:
@@ -120,38 +120,14 @@ def test_both_listen(servers: tuple[Served, Served]) -> None:
 def test_a_hide_sent_to_one_is_honoured_by_the_others_next_feed(
     servers: tuple[Served, Served], editor: dict[str, str]
 ) -> None:
-    a, b = servers
-    uid = new_user(a, editor, "hopper")
-    hidden: set[int] = set()
-    for i in range(100):
-        writer, reader = (a, b) if i % 2 == 0 else (b, a)
-        shown = [x["pin"]["id"] for x in feed(reader, uid)]
-        assert not hidden & set(shown), (i, hidden & set(shown))
-        pin = shown[0]
-        ev = {"user_id": uid, "pin_id": pin, "type": "hide", "ts": time.time()}
-        r = httpx.post(f"{writer.base}/events", json={"events": [ev]}, headers=editor, timeout=30)
-        assert r.json()["accepted"] == 1, r.text
-        hidden.add(pin)
-        after = {x["pin"]["id"] for x in feed(reader, uid)}
-        assert pin not in after, f"hide {i} of pin {pin} sent to {writer.base} not honoured"
-    assert len(hidden) == 100
+    assert_hides_hop(servers, editor, 100)
 
 
 def test_a_cli_ingest_is_served_by_both_within_a_second(
     root: Path, env: dict[str, str], servers: tuple[Served, Served]
 ) -> None:
     new, _ = ingest_more(root, env, "more", seed=1)
-    done = time.monotonic()
-    for server in servers:
-        while True:
-            sim = httpx.get(f"{server.base}/pins/{min(new)}/similar", params={"limit": 5})
-            rel = httpx.get(f"{server.base}/pins/{min(new)}/related", params={"n": 5})
-            if sim.status_code == rel.status_code == 200 and all(
-                new & {x["pin"]["id"] for x in page.json()["results"]} for page in (sim, rel)
-            ):
-                break
-            assert time.monotonic() - done < 1.0, (server.base, sim.text[:300], rel.text[:300])
-            time.sleep(0.02)
+    assert_served_within(servers, new, 1.0)
 
 
 def test_an_idle_process_hears_an_ingest_through_notify(
