@@ -66,10 +66,13 @@ def new_user(server: Served, editor: dict[str, str], handle: str) -> int:
     return int(r.json()["id"])
 
 
-def assert_hides_hop(servers: tuple[Served, Served], editor: dict[str, str], n: int = 100) -> None:
-    """``n`` hides, each sent to one server and honoured by the other's next feed."""
+def assert_hides_hop(
+    servers: tuple[Served, Served], editor: dict[str, str], n: int = 100, handle: str = "hopper"
+) -> None:
+    """``n`` hides by a new user ``handle``, each sent to one server and honoured by the other's
+    next feed."""
     a, b = servers
-    uid = new_user(a, editor, "hopper")
+    uid = new_user(a, editor, handle)
     hidden: set[int] = set()
     for i in range(n):
         # Hop both ways: write to one process, read the next feed from the other.

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from tastegraph.store import open_store
 from tastegraph.store.postgresql import LISTENER_NAME
 from tests.conftest import MODEL_CACHE
+from tests.e2e.proxies import haproxy, nginx
 from tests.e2e.replicas import (
     COLOURS,
     PER_COLOUR,
@@ -30,7 +31,7 @@ from tests.e2e.replicas import (
     two_servers,
     write_images,
 )
-from tests.e2e.servers import Served, cli
+from tests.e2e.servers import Served, cli, free_port
 from tests.postgres import Server as PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -181,3 +182,39 @@ def test_a_killed_listener_reconnects_and_catches_up(
     until(lambda: ready(b)["feeds_details"]["events_applied_to"] >= event_tip, 5)
     assert ready(b)["listener"]["connected"]
     assert pin not in {x["pin"]["id"] for x in feed(b, uid, 60)}
+
+
+def _upstreams(servers: tuple[Served, Served]) -> tuple[list[str], str]:
+    """Both servers, and a third that is down (nothing listens there)."""
+    dead = f"127.0.0.1:{free_port()}"
+    return [s.base.removeprefix("http://") for s in servers] + [dead], dead
+
+
+def test_the_documented_nginx_config_fronts_both_and_routes_around_a_dead_one(
+    tmp_path: Path, servers: tuple[Served, Served], editor: dict[str, str]
+) -> None:
+    upstreams, dead = _upstreams(servers)
+    with nginx(upstreams, tmp_path) as proxy:
+        # Through the proxy each request lands on whichever server nginx picks: a client
+        # there still reads its own hides every time.
+        assert_hides_hop((proxy, proxy), editor, 30, handle="behind-nginx")
+        tried = proxy.tried()
+        assert set(upstreams) - {dead} <= {t[-1] for t in tried}  # both answered
+        assert [t for t in tried if t[0] == dead], "nginx never tried the dead upstream"
+        assert dead not in {t[-1] for t in tried}
+        assert proxy.statuses() <= {"200", "201"}  # no 502 from the dead one reached a client
+
+
+def test_the_documented_haproxy_config_fronts_both_and_routes_around_a_dead_one(
+    tmp_path: Path, servers: tuple[Served, Served], editor: dict[str, str]
+) -> None:
+    upstreams, _ = _upstreams(servers)
+    with haproxy(upstreams, tmp_path) as proxy:
+        # From its first request on, before the /ready check has marked the dead one down.
+        answered = []
+        for _ in range(12):
+            r = httpx.get(f"{proxy.base}/health", timeout=10)
+            assert r.status_code == 200, r.text
+            answered.append(r.headers["x-upstream"])
+        assert_hides_hop((proxy, proxy), editor, 30, handle="behind-haproxy")
+        assert {"tg1", "tg2"} <= set(answered) and "tg3" not in answered
