@@ -30,6 +30,7 @@ ROOT = "tastegraph"
 LAYERS: dict[str, int] = {
     "__init__": 0,
     "domain": 0,
+    "access": 0,
     "settings": 0,
     "errors": 0,
     "lazy": 0,

@@ -1,15 +1,26 @@
-"""Bearer tokens with roles: viewer < editor < admin. Tokens are stored hashed."""
+"""Bearer tokens (stored hashed) and the permission each route needs (tastegraph.access)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
 
-from tastegraph.domain import ROLES
+from tastegraph.access import PERMISSIONS, PUBLIC, ROLE_PERMISSIONS, allowed
 from tastegraph.errors import Forbidden, Unauthorized
 
-__all__ = ["Principal", "authenticate", "require"]
+__all__ = [
+    "ANONYMOUS",
+    "Principal",
+    "api_routes",
+    "authenticate",
+    "document_permissions",
+    "needs",
+    "permission_of",
+    "require",
+]
 
 
 @dataclass
@@ -17,9 +28,6 @@ class Principal:
     token_id: int | None
     role: str
     name: str
-
-    def at_least(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
 
 
 ANONYMOUS = Principal(None, "anonymous", "anonymous")
@@ -43,17 +51,67 @@ def authenticate(request: Request) -> Principal:
     return Principal(info.id, info.role, info.name)
 
 
-def require(request: Request, role: str) -> Principal:
-    """The caller, if it holds ``role`` or better; anonymous callers may only read, if allowed."""
+def _roles_with(permission: str) -> list[str]:
+    return [role for role, perms in ROLE_PERMISSIONS.items() if permission in perms]
+
+
+def require(request: Request, permission: str) -> Principal:
+    """The caller, if it may use ``permission``; anonymous callers may only read, if allowed."""
     who = authenticate(request)
-    if who is ANONYMOUS:
-        if role == "viewer" and request.app.state.tg.settings.api.allow_anonymous_read:
-            return who
+    anonymous_read = request.app.state.tg.settings.api.allow_anonymous_read
+    role = None if who is ANONYMOUS else who.role
+    if allowed(role, permission, anonymous_read=anonymous_read):
+        return who
+    roles = _roles_with(permission)
+    if role is None:
         raise Unauthorized(
-            f"this needs a token with role {role!r} or higher",
+            f"this needs a token with the permission {permission!r}",
             hint="send 'Authorization: Bearer <token>'; `tastegraph token create --role "
-            f"{role}` makes one",
+            f"{roles[0]}` makes one (roles with it: {', '.join(roles)})",
         )
-    if not who.at_least(role):
-        raise Forbidden(f"role {who.role!r} cannot do this; it needs {role!r} or higher")
-    return who
+    raise Forbidden(
+        f"role {role!r} lacks the permission {permission!r} (roles with it: {', '.join(roles)})"
+    )
+
+
+def needs(permission: str) -> Any:
+    """The permission a route needs, as a FastAPI dependency whose value is the caller: as a
+    parameter (``who: Principal = needs("pins:write")``) or in ``dependencies=[...]``."""
+
+    def caller(request: Request) -> Principal:
+        if permission == PUBLIC:  # never looks at credentials: a bad header cannot fail it
+            return ANONYMOUS
+        return require(request, permission)
+
+    caller.permission = permission  # type: ignore[attr-defined]  # read by permission_of
+    return Depends(caller)
+
+
+def permission_of(route: Any) -> str | None:
+    """The permission a FastAPI route declared with ``needs`` (``None``: it declared none)."""
+    found = [
+        d.call.permission
+        for d in getattr(getattr(route, "dependant", None), "dependencies", [])
+        if hasattr(d.call, "permission")
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def document_permissions(api: FastAPI) -> None:
+    """Each operation in the OpenAPI document says the permission it needs (``x-permission``,
+    and a line of its description)."""
+    for route in api_routes(api):
+        if (perm := permission_of(route)) is None:
+            continue
+        route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": perm}
+        line = (
+            "Anyone may call this." if perm == PUBLIC else f"Needs `{perm}`: {PERMISSIONS[perm]}."
+        )
+        if line not in route.description:  # routers are shared by every app made in a process
+            route.description = f"{route.description}\n\n{line}".strip()
+
+
+def api_routes(api: FastAPI) -> list[APIRoute]:
+    """Every API route of ``api``, those of included routers too."""
+    found = (c.original_route for c in iter_route_contexts(api.routes))
+    return [r for r in found if isinstance(r, APIRoute)]

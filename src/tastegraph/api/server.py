@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from tastegraph import __version__
+from tastegraph.access import PUBLIC
+from tastegraph.api.auth import document_permissions, needs
 from tastegraph.api.http import document_body_errors, error_body, install_error_handling
 from tastegraph.api.routes import admin, events, feed, people, pins, search
 
@@ -38,12 +40,15 @@ def create_api(tg: App) -> FastAPI:
     ):
         api.include_router(router)
     document_body_errors(api)
+    document_permissions(api)
 
     from tastegraph.web import index_html, mount_web
 
     mount_web(api)
 
-    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @api.get(
+        "/", response_class=HTMLResponse, include_in_schema=False, dependencies=[needs(PUBLIC)]
+    )
     def index() -> HTMLResponse:
         return HTMLResponse(index_html())
 

@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tastegraph import __version__
-from tastegraph.api.auth import require
+from tastegraph.access import PUBLIC
+from tastegraph.api.auth import Principal, needs
 from tastegraph.api.models import (
     AuditList,
     Health,
@@ -22,6 +23,7 @@ from tastegraph.api.models import (
 )
 from tastegraph.api.routes.common import ADMIN, Limit, app_of
 from tastegraph.api.serialize import audit_json, quarantine_json, token_json
+from tastegraph.domain import ROLES
 
 __all__ = ["ops", "router"]
 
@@ -34,10 +36,10 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., min_length=1, max_length=100)
-    role: str = Field(..., pattern="^(viewer|editor|admin)$")
+    role: str = Field(..., pattern=f"^({'|'.join(ROLES)})$")
 
 
-@ops.get("/health", response_model=Health)
+@ops.get("/health", response_model=Health, dependencies=[needs(PUBLIC)])
 def health() -> dict[str, Any]:
     """Liveness: the process answers."""
     return {"status": "ok", "version": __version__}
@@ -52,6 +54,7 @@ _READY_BODY = {"application/json": {"schema": Ready.model_json_schema()}}
         200: {"description": "ready", "content": _READY_BODY},
         503: {"description": "not ready: see checks", "content": _READY_BODY},
     },
+    dependencies=[needs(PUBLIC)],
 )
 def ready(request: Request) -> JSONResponse:
     """Readiness: store reachable, models loaded, indexes caught up with the store."""
@@ -89,28 +92,29 @@ def ready(request: Request) -> JSONResponse:
 
 @router.get("/quarantine", response_model=QuarantineList, responses=ADMIN)
 def quarantine(
-    request: Request, run_id: Annotated[str | None, Query(max_length=64)] = None
+    request: Request,
+    run_id: Annotated[str | None, Query(max_length=64)] = None,
+    who: Principal = needs("quarantine:read"),
 ) -> dict[str, Any]:
     """Rejected inputs of ingest runs, with reasons (editors and admins)."""
-    who = require(request, "editor")
     store = app_of(request).store
     store.audit(who.token_id, who.role, "read", f"quarantine:{run_id or '*'}")
     return quarantine_json(store.quarantine_report(run_id))
 
 
 @router.get("/tokens", response_model=TokenList, responses=ADMIN)
-def list_tokens(request: Request) -> dict[str, Any]:
+def list_tokens(request: Request, who: Principal = needs("tokens:manage")) -> dict[str, Any]:
     """Tokens (never their secrets)."""
-    who = require(request, "admin")
     store = app_of(request).store
     store.audit(who.token_id, who.role, "read", "tokens")
     return {"results": [token_json(t) for t in store.list_tokens()]}
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated, responses=ADMIN)
-def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
+def create_token(
+    request: Request, body: TokenCreate, who: Principal = needs("tokens:manage")
+) -> dict[str, Any]:
     """Create a token; its secret is shown once."""
-    who = require(request, "admin")
     store = app_of(request).store
     info, secret = store.create_token(body.name, body.role)
     store.audit(who.token_id, who.role, "create_token", f"token:{info.id}")
@@ -123,9 +127,10 @@ def create_token(request: Request, body: TokenCreate) -> dict[str, Any]:
     response_class=Response,
     responses={**ADMIN, **errors(404, 409)},
 )
-def revoke_token(request: Request, token_id: Id) -> Response:
+def revoke_token(
+    request: Request, token_id: Id, who: Principal = needs("tokens:manage")
+) -> Response:
     """Revoke a token (404 when there is no such token, 409 when it is already revoked)."""
-    who = require(request, "admin")
     store = app_of(request).store
     store.revoke_token(token_id)
     store.audit(who.token_id, who.role, "revoke_token", f"token:{token_id}")
@@ -133,9 +138,10 @@ def revoke_token(request: Request, token_id: Id) -> Response:
 
 
 @router.get("/audit", response_model=AuditList, responses=ADMIN)
-def audit(request: Request, limit: Limit = 100) -> dict[str, Any]:
+def audit(
+    request: Request, limit: Limit = 100, who: Principal = needs("audit:read")
+) -> dict[str, Any]:
     """What admins and editors read and changed."""
-    who = require(request, "admin")
     store = app_of(request).store
     store.audit(who.token_id, who.role, "read", "audit")
     return audit_json(store.audit_entries(limit))

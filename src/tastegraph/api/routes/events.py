@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from tastegraph.api.auth import require
+from tastegraph.api.auth import Principal, needs
 from tastegraph.api.models import MAX_ID, EventsDeleted, EventsFound, EventsResult
 from tastegraph.api.routes.common import ADMIN, WRITE, app_of
 from tastegraph.engagement.events import EVENT_KINDS, EventFilter
@@ -23,7 +23,9 @@ class EventBatch(BaseModel):
     events: list[dict[str, Any]] = Field(..., max_length=10_000)
 
 
-@router.post("/events", response_model=EventsResult, responses=WRITE)
+@router.post(
+    "/events", response_model=EventsResult, responses=WRITE, dependencies=[needs("events:write")]
+)
 def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     """Record a batch of engagement events; bad rows are reported, the rest kept.
 
@@ -32,7 +34,6 @@ def post_events(request: Request, body: EventBatch) -> dict[str, Any]:
     its occurrence among identical rows of the batch do (a re-sent batch adds nothing, two
     identical clicks in one batch are two events).
     """
-    require(request, "editor")
     rows = list(enumerate(body.events))
     return app_of(request).engagement.record(rows)
 
@@ -120,10 +121,12 @@ def _filter(body: EventQuery) -> EventFilter:
 
 @router.post("/events/query", response_model=EventsFound, responses=ADMIN)
 def query_events(
-    request: Request, body: EventQuery, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    request: Request,
+    body: EventQuery,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    who: Principal = needs("events:read"),
 ) -> dict[str, Any]:
     """Count and list logged events (admins): e.g. ``{"future": true}`` finds far-future times."""
-    who = require(request, "admin")
     tg = app_of(request)
     where = _filter(body)
     tg.store.audit(who.token_id, who.role, "read", "events")
@@ -136,13 +139,14 @@ def query_events(
     response_model_exclude_unset=True,
     responses=ADMIN,
 )
-def delete_events(request: Request, body: EventDelete) -> dict[str, Any]:
+def delete_events(
+    request: Request, body: EventDelete, who: Principal = needs("events:delete")
+) -> dict[str, Any]:
     """Delete logged events (admins), audited; an empty filter is refused unless ``all``.
 
     The deleted rows are kept in the data dir's ``deleted-events`` folder (importable again);
     feeds forget them at once.
     """
-    who = require(request, "admin")
     tg = app_of(request)
     return tg.engagement.delete(
         _filter(body),

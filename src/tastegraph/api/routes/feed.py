@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tastegraph.api.auth import require
+from tastegraph.api.auth import needs
 from tastegraph.api.models import FeedPage, Id, RelatedPage, errors
 from tastegraph.api.routes.common import READ_ONE, fresh_app_of, json_response
 from tastegraph.api.serialize import feed_page_json, pins_json, related_json
@@ -20,6 +20,7 @@ router = APIRouter(tags=["feed"])
     "/users/{user_id:int}/feed",
     response_class=Response,
     responses={200: {"model": FeedPage}, **READ_ONE, **errors(503)},
+    dependencies=[needs("feeds:read")],
 )
 def home_feed(
     request: Request,
@@ -35,7 +36,6 @@ def home_feed(
     ] = None,
 ) -> Response:
     """A user's personalised home feed; each item says why it is there."""
-    require(request, "viewer")
     tg = fresh_app_of(request)
     items, nxt = tg.feeds.feed(user_id, n, cursor)
     return json_response(feed_page_json(tg.store, items, nxt, tg.feeds.version))
@@ -45,12 +45,12 @@ def home_feed(
     "/pins/{pin_id:int}/related",
     response_class=Response,
     responses={200: {"model": RelatedPage}, **READ_ONE, **errors(503)},
+    dependencies=[needs("pins:read")],
 )
 def related_pins(
     request: Request, pin_id: Id, n: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> Response:
     """Related pins: visual similarity fused with co-engagement, near-duplicates collapsed."""
-    require(request, "viewer")
     tg = fresh_app_of(request)
     items = tg.feeds.related(pin_id, n, verify=False)
     # The pin itself is fetched with its results: one query says it exists and gives them.

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tastegraph.api.auth import require
+from tastegraph.api.auth import needs
 from tastegraph.api.models import (
     NAME_PATTERN,
     BoardWithPins,
@@ -42,17 +42,26 @@ class SaveRequest(BaseModel):
     pin_id: Id
 
 
-@router.post("/users", status_code=201, response_model=UserOut, responses={**WRITE, **errors(409)})
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=UserOut,
+    responses={**WRITE, **errors(409)},
+    dependencies=[needs("users:write")],
+)
 def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     """Create a user."""
-    require(request, "editor")
     return user_json(app_of(request).store.create_user(body.handle, body.name))
 
 
-@router.get("/users/{user_id:int}", response_model=UserWithBoards, responses=READ_ONE)
+@router.get(
+    "/users/{user_id:int}",
+    response_model=UserWithBoards,
+    responses=READ_ONE,
+    dependencies=[needs("users:read")],
+)
 def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     """A user and their boards."""
-    require(request, "viewer")
     store = app_of(request).store
     return user_json(store.get_user(user_id), store.user_boards(user_id))
 
@@ -62,17 +71,21 @@ def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     status_code=201,
     response_model=BoardWithPins,
     responses={**WRITE, **errors(404, 409)},
+    dependencies=[needs("boards:write")],
 )
 def create_board(request: Request, user_id: Id, body: BoardCreate) -> dict[str, Any]:
     """Create a board for a user."""
-    require(request, "editor")
     return board_json(app_of(request).store.create_board(user_id, body.name, body.description))
 
 
-@router.get("/boards/{board_id:int}", response_model=BoardWithPins, responses=READ_ONE)
+@router.get(
+    "/boards/{board_id:int}",
+    response_model=BoardWithPins,
+    responses=READ_ONE,
+    dependencies=[needs("boards:read")],
+)
 def get_board(request: Request, board_id: Id) -> dict[str, Any]:
     """A board and its pins."""
-    require(request, "viewer")
     return board_json(app_of(request).store.get_board(board_id))
 
 
@@ -80,10 +93,10 @@ def get_board(request: Request, board_id: Id) -> dict[str, Any]:
     "/boards/{board_id:int}/pins",
     response_model=SavedPin,
     responses={**WRITE, **errors(404)},
+    dependencies=[needs("boards:write")],
 )
 def save_pin(request: Request, board_id: Id, body: SaveRequest) -> dict[str, Any]:
     """Save a pin to a board (also logged as a ``save`` event)."""
-    require(request, "editor")
     tg = app_of(request)
     board = tg.store.get_board(board_id)
     new = tg.engagement.save(board["user_id"], board_id, body.pin_id)

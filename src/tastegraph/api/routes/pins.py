@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tastegraph.api.auth import require
+from tastegraph.api.auth import needs
 from tastegraph.api.http import etags
 from tastegraph.api.models import (
     HTTP_URL_PATTERN,
@@ -63,7 +63,7 @@ class PinCreate(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.get("/pins", response_model=PinList, responses=READ)
+@router.get("/pins", response_model=PinList, responses=READ, dependencies=[needs("pins:read")])
 def list_pins(
     request: Request,
     offset: Offset = 0,
@@ -71,7 +71,6 @@ def list_pins(
     board: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Pins in id order."""
-    require(request, "viewer")
     store = app_of(request).store
     pins = store.list_pins(offset=offset, limit=limit, board=board)
     total = store.count_pins()
@@ -79,10 +78,14 @@ def list_pins(
     return {"results": [pin_json(p) for p in pins], "total": total, "next_offset": nxt}
 
 
-@router.get("/pins/{pin_id:int}", response_model=PinOut, responses=READ_ONE)
+@router.get(
+    "/pins/{pin_id:int}",
+    response_model=PinOut,
+    responses=READ_ONE,
+    dependencies=[needs("pins:read")],
+)
 def get_pin(request: Request, pin_id: Id) -> dict[str, Any]:
     """One pin."""
-    require(request, "viewer")
     return pin_json(app_of(request).store.get_pin(pin_id))
 
 
@@ -94,6 +97,7 @@ def get_pin(request: Request, pin_id: Id) -> dict[str, Any]:
         304: {"description": "the copy the client holds (If-None-Match) is current"},
         **READ_ONE,
     },
+    dependencies=[needs("pins:read")],
 )
 def thumbnail(
     request: Request,
@@ -106,7 +110,6 @@ def thumbnail(
     it is cached for good; any other URL makes the browser revalidate by ETag, so an id
     that now names another image never shows the old one.
     """
-    require(request, "viewer")
     store = app_of(request).store
     pin = store.get_pin(pin_id)
     etag = f'"{pin.content_hash}"'
@@ -137,6 +140,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
     status_code=201,
     response_model=PinCreated,
     responses={**_CREATED, **WRITE, **NEEDS_MODELS},
+    dependencies=[needs("pins:write")],
 )
 def create_pin(request: Request, body: PinCreate) -> JSONResponse:
     """Create a pin from an image URL (200 with the existing pin when the image is known).
@@ -144,7 +148,6 @@ def create_pin(request: Request, body: PinCreate) -> JSONResponse:
     403 when this server does not fetch URLs (``TASTEGRAPH_ALLOW_URL_FETCH``); 422 when the
     URL cannot be fetched or is not an image.
     """
-    require(request, "editor")
     catalog = app_of(request).catalog
     check_url_fetch(catalog.settings.api.allow_url_fetch)
     item = SourceItem(
@@ -164,6 +167,7 @@ def create_pin(request: Request, body: PinCreate) -> JSONResponse:
     status_code=201,
     response_model=PinCreated,
     responses={**_CREATED, **WRITE, **NEEDS_MODELS},
+    dependencies=[needs("pins:write")],
 )
 async def upload(
     request: Request,
@@ -177,7 +181,6 @@ async def upload(
     """Upload an image file as a new pin (422 when the file is not an image we can read)."""
     from starlette.concurrency import run_in_threadpool
 
-    require(request, "editor")
     data = await file.read()
     item = SourceItem(
         ref=upload_ref(data, file.filename),
@@ -195,10 +198,10 @@ async def upload(
     "/pins/{pin_id:int}",
     response_model=PinOut,
     responses={**WRITE, **errors(404), **NEEDS_MODELS},
+    dependencies=[needs("pins:write")],
 )
 def update_pin(request: Request, pin_id: Id, body: PinPatch) -> dict[str, Any]:
     """Edit a pin's words, link, board, tags or attributes (its text vector follows)."""
-    require(request, "editor")
     pin = app_of(request).catalog.update(pin_id, body.model_dump(exclude_none=True))
     return pin_json(pin)
 
@@ -208,9 +211,9 @@ def update_pin(request: Request, pin_id: Id, body: PinPatch) -> dict[str, Any]:
     status_code=204,
     response_class=Response,
     responses={**WRITE, **errors(404)},
+    dependencies=[needs("pins:write")],
 )
 def delete_pin(request: Request, pin_id: Id) -> Response:
     """Delete a pin and its vectors (its id is never given to another pin)."""
-    require(request, "editor")
     app_of(request).catalog.delete(pin_id)
     return Response(status_code=204)

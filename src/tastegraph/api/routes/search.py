@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from tastegraph.api.auth import require
+from tastegraph.api.auth import needs
 from tastegraph.api.models import (
     BOX_PATTERN,
     HTTP_URL_PATTERN,
@@ -37,7 +37,12 @@ __all__ = ["router"]
 router = APIRouter(tags=["search"])
 
 
-@router.get("/search", response_model=SearchPage, responses={**READ, **NEEDS_MODELS})
+@router.get(
+    "/search",
+    response_model=SearchPage,
+    responses={**READ, **NEEDS_MODELS},
+    dependencies=[needs("pins:read")],
+)
 def search_text(
     request: Request,
     q: Annotated[str, Query(min_length=1, max_length=1000, pattern=WORDS_PATTERN)],
@@ -49,7 +54,6 @@ def search_text(
     explain: Explain = False,
 ) -> dict[str, Any]:
     """Words -> pins: BM25 fused with semantic text and image search."""
-    require(request, "viewer")
     tg = fresh_app_of(request)
     page = tg.search.text(q, limit=limit, offset=offset, filters=parse_filters(board, tag, attr))
     return page_json(tg.store, page, explain)
@@ -59,6 +63,7 @@ def search_text(
     "/pins/{pin_id:int}/similar",
     response_model=SearchPage,
     responses={**READ_ONE, **NEEDS_MODELS},
+    dependencies=[needs("pins:read")],
 )
 def similar(
     request: Request,
@@ -71,7 +76,6 @@ def similar(
     explain: Explain = False,
 ) -> dict[str, Any]:
     """More like this pin."""
-    require(request, "viewer")
     tg = fresh_app_of(request)
     page = tg.search.similar(
         pin_id, limit=limit, offset=offset, filters=parse_filters(board, tag, attr)
@@ -83,6 +87,7 @@ def similar(
     "/search/image",
     response_model=SearchPage,
     responses={**READ, **errors(403), **NEEDS_MODELS},
+    dependencies=[needs("pins:read")],
 )
 async def search_image(
     request: Request,
@@ -104,7 +109,6 @@ async def search_image(
     """
     from starlette.concurrency import run_in_threadpool
 
-    require(request, "viewer")
     tg = await run_in_threadpool(fresh_app_of, request)  # store reads: off the event loop
     filters = parse_filters(board, tag, None)
     region = parse_box(box)
@@ -123,8 +127,9 @@ async def search_image(
     return page_json(tg.store, page, explain)
 
 
-@router.get("/duplicates", response_model=Duplicates, responses=READ)
+@router.get(
+    "/duplicates", response_model=Duplicates, responses=READ, dependencies=[needs("pins:read")]
+)
 def duplicates(request: Request) -> dict[str, Any]:
     """Near-duplicate groups."""
-    require(request, "viewer")
     return duplicates_json(app_of(request).search.duplicates())
