@@ -22,6 +22,7 @@ __all__ = [
     "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "SchemaOutdated",
     "StoreUnavailable",
     "TastegraphError",
@@ -34,6 +35,7 @@ class TastegraphError(Exception):
 
     code = "error"
     status = 500
+    retry_after_s: int | None = None  # the API sends it as Retry-After
 
     def __init__(self, message: str, *, hint: str = "", cli_hint: str = "", **details: Any) -> None:
         super().__init__(message)
@@ -120,6 +122,7 @@ class StoreUnavailable(TastegraphError):
 
     code = "store_unavailable"
     status = 503
+    retry_after_s = 1
 
 
 class SchemaOutdated(StoreUnavailable):
@@ -133,3 +136,14 @@ class IndexMismatch(TastegraphError):
 
     code = "index_mismatch"
     status = 409
+
+
+class RateLimited(TastegraphError):
+    """Too many requests (or failed sign-in attempts) from one caller or address."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int, hint: str = "") -> None:
+        super().__init__(message, hint=hint, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s

@@ -9,14 +9,18 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from tastegraph.access import PERMISSIONS, PUBLIC, ROLE_PERMISSIONS, allowed
+from tastegraph.api.limits import RateLimits
 from tastegraph.errors import Forbidden, Unauthorized
 
 __all__ = [
     "ANONYMOUS",
     "Principal",
+    "address_of",
     "api_routes",
     "authenticate",
     "document_permissions",
+    "enumerates",
+    "limits_of",
     "needs",
     "permission_of",
     "require",
@@ -33,17 +37,32 @@ class Principal:
 ANONYMOUS = Principal(None, "anonymous", "anonymous")
 
 
+def address_of(request: Request) -> str:
+    """The caller's address (behind a proxy, uvicorn's ``--forwarded-allow-ips`` decides whose
+    X-Forwarded-For is believed)."""
+    return request.client.host if request.client else "unknown"
+
+
+def limits_of(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.limits
+    return limits
+
+
 def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     if not header:
         return ANONYMOUS
+    limits, address = limits_of(request), address_of(request)
+    limits.check_credentials(address)
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
+        limits.credentials_failed(address)
         raise Unauthorized(
             "malformed Authorization header", hint="send 'Authorization: Bearer <token>'"
         )
     info = request.app.state.tg.store.verify_token(secret.strip())
     if info is None:
+        limits.credentials_failed(address)
         raise Unauthorized(
             "unknown or revoked token",
             hint="create one with `tastegraph token create --role editor`",
@@ -74,17 +93,30 @@ def require(request: Request, permission: str) -> Principal:
     )
 
 
-def needs(permission: str) -> Any:
+def needs(permission: str, *, enumerates: bool = False) -> Any:
     """The permission a route needs, as a FastAPI dependency whose value is the caller: as a
-    parameter (``who: Principal = needs("pins:write")``) or in ``dependencies=[...]``."""
+    parameter (``who: Principal = needs("pins:write")``) or in ``dependencies=[...]``.
+    ``enumerates``: the route lists or searches, so each call counts against the caller's
+    ``limits.enumerate`` (a token is one caller; without one, the address is)."""
 
     def caller(request: Request) -> Principal:
         if permission == PUBLIC:  # never looks at credentials: a bad header cannot fail it
             return ANONYMOUS
-        return require(request, permission)
+        who = require(request, permission)
+        if enumerates:
+            key = f"address:{address_of(request)}" if who is ANONYMOUS else f"token:{who.token_id}"
+            limits_of(request).enumerate(key)
+        return who
 
     caller.permission = permission  # type: ignore[attr-defined]  # read by permission_of
+    caller.enumerates = enumerates  # type: ignore[attr-defined]
     return Depends(caller)
+
+
+def enumerates(route: Any) -> bool:
+    """Whether a route declared that it enumerates (``needs(..., enumerates=True)``)."""
+    deps = getattr(getattr(route, "dependant", None), "dependencies", [])
+    return any(getattr(d.call, "enumerates", False) for d in deps)
 
 
 def permission_of(route: Any) -> str | None:

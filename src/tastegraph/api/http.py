@@ -96,8 +96,11 @@ def install_error_handling(api: FastAPI, max_body_bytes: int) -> None:
 
     @api.exception_handler(TastegraphError)
     async def _tg_error(_: Request, exc: TastegraphError) -> JSONResponse:
+        retry = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(
-            error_body(exc.code, exc.message, exc.hint, exc.details), status_code=exc.status
+            error_body(exc.code, exc.message, exc.hint, exc.details),
+            status_code=exc.status,
+            headers=retry,
         )
 
     @api.exception_handler(StarletteHTTPException)
@@ -133,8 +136,9 @@ def install_error_handling(api: FastAPI, max_body_bytes: int) -> None:
 
 def document_body_errors(api: FastAPI) -> None:
     """Said once for every operation (routers included) rather than per route: one that takes a
-    body can answer 400 (the body does not parse) and 413 (over the limit), and its 422 has the
-    one error shape, not FastAPI's default validation body."""
+    body can answer 400 (the body does not parse) and 413 (over the limit), one that looks at
+    credentials 429 (rate limits), and its 422 has the one error shape, not FastAPI's default
+    validation body."""
     from tastegraph.api.models import errors
 
     make_schema = api.openapi
@@ -146,6 +150,8 @@ def document_body_errors(api: FastAPI) -> None:
             for ops in schema["paths"].values():
                 for op in ops.values():
                     codes = [400, 413] if "requestBody" in op else []
+                    if op.get("x-permission", "public") != "public":
+                        codes.append(429)  # rate limits: listing, and bad credentials
                     responses = op["responses"]
                     if "422" in responses:
                         responses.pop("422")

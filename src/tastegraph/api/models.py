@@ -102,6 +102,7 @@ _WHY = {
     409: "conflicts with the current state",
     413: "request body too large",
     422: "invalid input",
+    429: "too many requests or failed credentials: wait Retry-After seconds",
     503: "models, indexes or feeds are not loaded yet",
 }
 

@@ -11,6 +11,7 @@ from tastegraph import __version__
 from tastegraph.access import PUBLIC
 from tastegraph.api.auth import document_permissions, needs
 from tastegraph.api.http import document_body_errors, error_body, install_error_handling
+from tastegraph.api.limits import RateLimits
 from tastegraph.api.routes import admin, events, feed, people, pins, search
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def create_api(tg: App) -> FastAPI:
         description="Visual discovery: find pins by photo and by words.",
     )
     api.state.tg = tg
+    api.state.limits = RateLimits(tg.settings.limits)
     install_error_handling(api, tg.settings.api.max_upload_bytes)
     # In this order: it is the order of the OpenAPI document.
     for router in (

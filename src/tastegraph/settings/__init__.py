@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from tastegraph.errors import InvalidSetting
 from tastegraph.settings.feed import FeedSettings
+from tastegraph.settings.limits import LimitsSettings
 from tastegraph.settings.sections import (
     LEGACY,
     ApiSettings,
@@ -55,6 +56,7 @@ __all__ = [
     "FeedSettings",
     "IndexSettings",
     "IngestSettings",
+    "LimitsSettings",
     "ModelsSettings",
     "SearchSettings",
     "Settings",
@@ -105,6 +107,9 @@ class Settings(BaseSettings):
     )
     feed: FeedSettings = Field(default_factory=FeedSettings, description=FeedSettings.__doc__)
     api: ApiSettings = Field(default_factory=ApiSettings, description=ApiSettings.__doc__)
+    limits: LimitsSettings = Field(
+        default_factory=LimitsSettings, description=LimitsSettings.__doc__
+    )
 
     @classmethod
     def settings_customise_sources(

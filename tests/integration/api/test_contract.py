@@ -49,6 +49,8 @@ def contract_api(fake_app: App) -> Iterator[FastAPI]:
     fake_app.store.create_board(user["id"], "looks")
     # No outside network here: URL routes answer 403 (documented) instead of trying to fetch.
     fake_app.settings.api.allow_url_fetch = False
+    # Hundreds of calls in a minute with one token: rate limits are test_rate_limits' subject.
+    fake_app.settings.limits.enabled = False
     _, secret = fake_app.store.create_token("contract", "admin")
     AUTH["Authorization"] = f"Bearer {secret}"
     api = create_api(fake_app)

@@ -20,6 +20,7 @@ from tastegraph.api.auth import api_routes, permission_of
 from tastegraph.app import App, build
 from tastegraph.domain import ROLES
 from tastegraph.settings import Settings
+from tastegraph.settings.limits import LimitsSettings
 from tests.fakes import fake_encoders
 
 UNKNOWN_ID = "999999"
@@ -63,7 +64,10 @@ EXPECTED: dict[tuple[str, str], str] = {
 @pytest.fixture(params=[True, False], ids=["anonymous-read-on", "anonymous-read-off"])
 def app(settings: Settings, request: pytest.FixtureRequest) -> Iterator[App]:
     api = settings.api.model_copy(update={"allow_anonymous_read": request.param})
-    app = build(settings.model_copy(update={"api": api}), encoders=fake_encoders())
+    limits = LimitsSettings(enabled=False)  # this calls every route many times: test_rate_limits
+    app = build(
+        settings.model_copy(update={"api": api, "limits": limits}), encoders=fake_encoders()
+    )
     yield app
     app.close()
 

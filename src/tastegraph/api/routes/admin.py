@@ -94,7 +94,7 @@ def ready(request: Request) -> JSONResponse:
 def quarantine(
     request: Request,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
-    who: Principal = needs("quarantine:read"),
+    who: Principal = needs("quarantine:read", enumerates=True),
 ) -> dict[str, Any]:
     """Rejected inputs of ingest runs, with reasons (editors and admins)."""
     store = app_of(request).store
@@ -103,7 +103,9 @@ def quarantine(
 
 
 @router.get("/tokens", response_model=TokenList, responses=ADMIN)
-def list_tokens(request: Request, who: Principal = needs("tokens:manage")) -> dict[str, Any]:
+def list_tokens(
+    request: Request, who: Principal = needs("tokens:manage", enumerates=True)
+) -> dict[str, Any]:
     """Tokens (never their secrets)."""
     store = app_of(request).store
     store.audit(who.token_id, who.role, "read", "tokens")
@@ -139,7 +141,7 @@ def revoke_token(
 
 @router.get("/audit", response_model=AuditList, responses=ADMIN)
 def audit(
-    request: Request, limit: Limit = 100, who: Principal = needs("audit:read")
+    request: Request, limit: Limit = 100, who: Principal = needs("audit:read", enumerates=True)
 ) -> dict[str, Any]:
     """What admins and editors read and changed."""
     store = app_of(request).store

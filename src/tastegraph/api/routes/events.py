@@ -124,7 +124,7 @@ def query_events(
     request: Request,
     body: EventQuery,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    who: Principal = needs("events:read"),
+    who: Principal = needs("events:read", enumerates=True),
 ) -> dict[str, Any]:
     """Count and list logged events (admins): e.g. ``{"future": true}`` finds far-future times."""
     tg = app_of(request)

@@ -58,7 +58,7 @@ def create_user(request: Request, body: UserCreate) -> dict[str, Any]:
     "/users/{user_id:int}",
     response_model=UserWithBoards,
     responses=READ_ONE,
-    dependencies=[needs("users:read")],
+    dependencies=[needs("users:read", enumerates=True)],
 )
 def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     """A user and their boards."""
@@ -82,7 +82,7 @@ def create_board(request: Request, user_id: Id, body: BoardCreate) -> dict[str, 
     "/boards/{board_id:int}",
     response_model=BoardWithPins,
     responses=READ_ONE,
-    dependencies=[needs("boards:read")],
+    dependencies=[needs("boards:read", enumerates=True)],
 )
 def get_board(request: Request, board_id: Id) -> dict[str, Any]:
     """A board and its pins."""

@@ -63,7 +63,12 @@ class PinCreate(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.get("/pins", response_model=PinList, responses=READ, dependencies=[needs("pins:read")])
+@router.get(
+    "/pins",
+    response_model=PinList,
+    responses=READ,
+    dependencies=[needs("pins:read", enumerates=True)],
+)
 def list_pins(
     request: Request,
     offset: Offset = 0,

@@ -41,7 +41,7 @@ router = APIRouter(tags=["search"])
     "/search",
     response_model=SearchPage,
     responses={**READ, **NEEDS_MODELS},
-    dependencies=[needs("pins:read")],
+    dependencies=[needs("pins:read", enumerates=True)],
 )
 def search_text(
     request: Request,
@@ -128,7 +128,10 @@ async def search_image(
 
 
 @router.get(
-    "/duplicates", response_model=Duplicates, responses=READ, dependencies=[needs("pins:read")]
+    "/duplicates",
+    response_model=Duplicates,
+    responses=READ,
+    dependencies=[needs("pins:read", enumerates=True)],
 )
 def duplicates(request: Request) -> dict[str, Any]:
     """Near-duplicate groups."""
