@@ -25,6 +25,8 @@ PERMISSIONS: dict[str, str] = {
     "pins:write": "add, upload, edit and delete pins",
     "users:read": "read a user's profile and boards",
     "users:write": "create users",
+    "users:export": "export everything stored about a user (audited)",
+    "users:delete": "erase a user and all their data",
     "boards:read": "read a board and its pins",
     "boards:write": "create boards and add pins to them",
     "feeds:read": "read a user's home feed",

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tastegraph.catalog.service import CatalogService
     from tastegraph.engagement.service import EngagementService
     from tastegraph.feed.service import FeedService
+    from tastegraph.people.service import PeopleService
     from tastegraph.search.service import SearchService
 
 __all__ = ["App", "Parts", "build"]
@@ -89,6 +90,12 @@ class App:
     @property
     def feeds(self) -> FeedService:
         return self.parts.feeds.get()
+
+    @property
+    def people(self) -> PeopleService:
+        from tastegraph.people.service import PeopleService
+
+        return PeopleService(self.store, self.settings.data_dir, self.bus)
 
     @property
     def preprocess(self) -> Callable[[Any], NDArray[np.uint8]]:

@@ -18,6 +18,7 @@ __all__ = [
     "BoardOut",
     "BoardWithPins",
     "Duplicates",
+    "Erasure",
     "ErrorBody",
     "EventRow",
     "EventsDeleted",
@@ -36,6 +37,7 @@ __all__ = [
     "SearchPage",
     "TokenCreated",
     "TokenList",
+    "UserExport",
     "UserWithBoards",
     "content_version",
     "errors",
@@ -338,3 +340,31 @@ class FeedPage(BaseModel):
 
 class RelatedPage(BaseModel):
     results: list[FeedItem]
+
+
+class Erasure(BaseModel):
+    """What an erasure removed; ``erasure`` is the reference its audit entry carries."""
+
+    erasure: str
+    boards: int
+    saves: int
+    events: int
+    event_copies_scrubbed: int
+
+
+class ExportedBoard(BaseModel):
+    id: int
+    user_id: int
+    name: str
+    description: str
+    created_at: str
+    saves: list[dict[str, Any]] = Field(description="``{pin_id, saved_at}`` in save order")
+
+
+class UserExport(BaseModel):
+    """Everything stored about one user (``GET /users/{id}/export``)."""
+
+    format: str = Field(description="``tastegraph-user-export/1``")
+    user: dict[str, Any] = Field(description="the account row: id, handle, name, created_at")
+    boards: list[ExportedBoard]
+    events: list[dict[str, Any]] = Field(description="every engagement event, as logged")

@@ -221,3 +221,51 @@ def save(
     except TastegraphError as e:
         fail(e)
     err.print("saved" if new else "already on that board")
+
+
+@users_app.command("export")
+def users_export(
+    user_id: Annotated[int, typer.Argument(help="The user's id.", min=1, max=MAX_ID)],
+    data: DataOpt = None,
+) -> None:
+    """Print everything stored about a user as JSON (audited): redirect it to a file."""
+    import getpass
+
+    try:
+        tg = common.build_app(settings_for(data))
+        document = tg.people.export(user_id)
+        tg.store.audit(None, "local", "export_user", f"user:{user_id} by cli:{getpass.getuser()}")
+    except TastegraphError as e:
+        fail(e)
+    print_json(document)
+
+
+@users_app.command("delete")
+def users_delete(
+    user_id: Annotated[int, typer.Argument(help="The user's id.", min=1, max=MAX_ID)],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase a user: account, boards, saves and engagement events (no copy is kept); running
+    servers forget them on their next catch-up. `tastegraph users export ID` first if the
+    person asked for their data."""
+    try:
+        tg = common.build_app(settings_for(data))
+        user = tg.store.get_user(user_id)
+        if not yes and not typer.confirm(
+            f"erase user {user_id} ({user['handle']}) and all their data? this cannot be undone"
+        ):
+            err.print("nothing erased")
+            raise typer.Exit(1)
+        record = tg.people.erase(user_id, actor=(None, "local"))
+    except TastegraphError as e:
+        fail(e)
+    if as_json:
+        print_json(record)
+        return
+    out.print(
+        f"erased user {user_id}: {record['boards']} boards, {record['saves']} saves, "
+        f"{record['events']} events, {record['event_copies_scrubbed']} kept copies of deleted "
+        f"events (audit reference {record['erasure']})"
+    )

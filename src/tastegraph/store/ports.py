@@ -46,6 +46,7 @@ __all__ = [
     "NewPin",
     "NoticeConnection",
     "Notices",
+    "PersonalData",
     "PinMeta",
     "PinReader",
     "PinWriter",
@@ -319,6 +320,17 @@ class Engagement(Protocol):
     def board_edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]: ...
 
 
+class PersonalData(Protocol):
+    """One person's data across tables: exported whole, or erased in one transaction::
+
+    everything = store.user_export(7)  # {"user", "boards" (with their saves), "events"}
+    store.erase_user(7, actor=(token_id, role))  # {"erasure": ref, "boards", "saves", "events"}
+    """
+
+    def user_export(self, user_id: int) -> dict[str, Any]: ...
+    def erase_user(self, user_id: int, *, actor: tuple[int | None, str]) -> dict[str, Any]: ...
+
+
 class EventSelection(Protocol):
     """Which logged events to count, list or delete (``engagement.events.EventFilter`` is
     one): every given criterion must hold; ``future``/``invalid`` are judged against an
@@ -417,6 +429,7 @@ class Store(
     Tokens,
     AuditLog,
     Engagement,
+    PersonalData,
     EventLog,
     SQLAccess,
     Protocol,

@@ -23,6 +23,7 @@ from tastegraph.store.db import Database, Dialect, now_iso, safe_url
 from tastegraph.store.duplicates import DuplicateRepository
 from tastegraph.store.engagement import EngagementRepository
 from tastegraph.store.events import EventRepository
+from tastegraph.store.personal import PersonalDataRepository
 from tastegraph.store.pins import PinRepository
 from tastegraph.store.ports import (
     EventSelection,
@@ -97,6 +98,7 @@ class SQLStore:
         self.audit_log = AuditRepository(self.db)
         self.engagement = EngagementRepository(self.db)
         self.events = EventRepository(self.db)
+        self.personal = PersonalDataRepository(self.db)
 
     # ------------------------------------------------------------ SQL access
     def read(self) -> AbstractContextManager[sa.Connection]:
@@ -282,6 +284,13 @@ class SQLStore:
 
     def board_edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         return self.engagement.board_edges()
+
+    # --------------------------------------------------------- personal data
+    def user_export(self, user_id: int) -> dict[str, Any]:
+        return self.personal.user_export(user_id)
+
+    def erase_user(self, user_id: int, *, actor: tuple[int | None, str]) -> dict[str, Any]:
+        return self.personal.erase_user(user_id, actor=actor)
 
     # ---------------------------------------------------------------- events
     def existing_ids(self, table: str, ids: Iterable[int]) -> set[int]:

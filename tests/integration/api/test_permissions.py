@@ -51,6 +51,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/audit"): "audit:read",
     ("POST", "/users"): "users:write",
     ("GET", "/users/{user_id:int}"): "users:read",
+    ("GET", "/users/{user_id:int}/export"): "users:export",
+    ("DELETE", "/users/{user_id:int}"): "users:delete",
     ("POST", "/users/{user_id:int}/boards"): "boards:write",
     ("GET", "/boards/{board_id:int}"): "boards:read",
     ("POST", "/boards/{board_id:int}/pins"): "boards:write",

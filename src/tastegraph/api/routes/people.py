@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tastegraph.api.auth import needs
+from tastegraph.api.auth import Principal, needs
 from tastegraph.api.models import (
     NAME_PATTERN,
     BoardWithPins,
+    Erasure,
     Id,
     SavedPin,
+    UserExport,
     UserOut,
     UserWithBoards,
     errors,
@@ -64,6 +66,35 @@ def get_user(request: Request, user_id: Id) -> dict[str, Any]:
     """A user and their boards."""
     store = app_of(request).store
     return user_json(store.get_user(user_id), store.user_boards(user_id))
+
+
+@router.get(
+    "/users/{user_id:int}/export",
+    response_model=UserExport,
+    responses={**READ_ONE, **errors(403)},
+)
+def export_user(
+    request: Request, user_id: Id, who: Principal = needs("users:export")
+) -> dict[str, Any]:
+    """Everything stored about a user (profile, boards with their saves, engagement events)
+    as one JSON document; audited."""
+    tg = app_of(request)
+    document = tg.people.export(user_id)
+    tg.store.audit(who.token_id, who.role, "export_user", f"user:{user_id}")
+    return document
+
+
+@router.delete(
+    "/users/{user_id:int}",
+    response_model=Erasure,
+    responses={**WRITE, **errors(404)},
+)
+def erase_user(request: Request, user_id: Id, who: Principal = needs("users:delete")) -> Any:
+    """Erase a user: account, boards, saves and engagement events, in one transaction; feeds
+    everywhere forget them (this process at once, others on their next catch-up). The audit
+    log keeps that an erasure happened (a random reference and counts), not whose. Unknown
+    or already erased: 404."""
+    return app_of(request).people.erase(user_id, actor=(who.token_id, who.role))
 
 
 @router.post(
