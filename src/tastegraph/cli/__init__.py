@@ -16,4 +16,13 @@ __all__ = ["EXIT_EMPTY", "EXIT_PARTIAL", "app", "main"]
 
 
 def main() -> None:
-    app()
+    """The console script: a project error that a command did not handle itself is still the
+    one-line message and hint (exit 1), never a traceback."""
+    from tastegraph.cli.common import report
+    from tastegraph.errors import TastegraphError
+
+    try:
+        app()
+    except TastegraphError as e:
+        report(e)
+        raise SystemExit(1) from None

@@ -63,11 +63,16 @@ def settings_for(data: Path | None, **kw: Any) -> Settings:
         fail(e)
 
 
-def fail(e: TastegraphError) -> NoReturn:
+def report(e: TastegraphError) -> None:
+    """The error's message and hint on stderr."""
     # Escaped: messages quote user input and hints name placeholders like [ ] or [clip].
     err.print(f"[bold red]error:[/] {escape(e.message)}")
     if e.cli_hint:
         err.print(f"[yellow]hint:[/] {escape(e.cli_hint)}")
+
+
+def fail(e: TastegraphError) -> NoReturn:
+    report(e)
     raise typer.Exit(1)
 
 
