@@ -12,7 +12,17 @@ from tastegraph.errors import Conflict, InvalidInput, NotFound
 from tastegraph.store import schema as t
 from tastegraph.store.db import Database, now_iso
 
-__all__ = ["EngagementRepository"]
+__all__ = ["EngagementRepository", "no_such_user"]
+
+
+def no_such_user(user_id: int) -> NotFound:
+    """The one answer for a user id that names no one: never existed or erased alike."""
+    return NotFound(
+        f"user {user_id} does not exist",
+        hint="create it with POST /users",
+        cli_hint="`tastegraph users list` shows the users; "
+        "create one with `tastegraph users create HANDLE`",
+    )
 
 
 class EngagementRepository:
@@ -39,12 +49,7 @@ class EngagementRepository:
         with self._db.read() as conn:
             r = conn.execute(sa.select(t.users).where(t.users.c.id == user_id)).one_or_none()
         if r is None:
-            raise NotFound(
-                f"user {user_id} does not exist",
-                hint="create it with POST /users",
-                cli_hint="`tastegraph users list` shows the users; "
-                "create one with `tastegraph users create HANDLE`",
-            )
+            raise no_such_user(user_id)
         return dict(r._mapping)
 
     def list_users(self, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:

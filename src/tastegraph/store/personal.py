@@ -9,23 +9,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tastegraph.errors import NotFound
 from tastegraph.store import schema as t
 from tastegraph.store.artefacts import put_kv
 from tastegraph.store.audit import audit_row
 from tastegraph.store.db import Database, now_iso
+from tastegraph.store.engagement import no_such_user
 from tastegraph.store.events import EVENTS_GENERATION_KEY
 
 __all__ = ["PersonalDataRepository"]
-
-
-def _no_such_user(user_id: int) -> NotFound:
-    # The same answer whether the user never existed or was erased.
-    return NotFound(
-        f"user {user_id} does not exist",
-        hint="GET /users lists nothing by design; ids come from POST /users",
-        cli_hint="`tastegraph users list` shows the users",
-    )
 
 
 class PersonalDataRepository:
@@ -37,7 +28,7 @@ class PersonalDataRepository:
         with self._db.read() as conn:
             user = conn.execute(sa.select(t.users).where(t.users.c.id == user_id)).one_or_none()
             if user is None:
-                raise _no_such_user(user_id)
+                raise no_such_user(user_id)
             boards = [
                 dict(r._mapping)
                 for r in conn.execute(
@@ -76,7 +67,7 @@ class PersonalDataRepository:
                 sa.select(t.users.c.id).where(t.users.c.id == user_id).with_for_update()
             ).scalar_one_or_none()
             if found is None:
-                raise _no_such_user(user_id)
+                raise no_such_user(user_id)
             mine = sa.select(t.boards.c.id).where(t.boards.c.user_id == user_id)
             saves = conn.execute(t.board_pins.delete().where(t.board_pins.c.board_id.in_(mine)))
             boards = conn.execute(t.boards.delete().where(t.boards.c.user_id == user_id))
