@@ -22,6 +22,7 @@ __all__ = [
     "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
+    "RayUnavailable",
     "SchemaOutdated",
     "StoreUnavailable",
     "TastegraphError",
@@ -119,6 +120,13 @@ class StoreUnavailable(TastegraphError):
     """The database behind the store cannot be opened (unreachable, refused, absent)."""
 
     code = "store_unavailable"
+    status = 503
+
+
+class RayUnavailable(TastegraphError):
+    """The Ray cluster an ingest was pointed at does not answer, or Ray failed to start."""
+
+    code = "ray_unavailable"
     status = 503
 
 

@@ -1,0 +1,114 @@
+"""What the Ray ingest tests share: a catalog's sources, what a store holds, a local Ray."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tastegraph.app import App, build
+from tastegraph.catalog.pipeline.ray_runner import RayRunner
+from tastegraph.catalog.pipeline.ray_session import RayOptions
+from tastegraph.catalog.sources import SourceItem
+from tastegraph.models.base import Encoders
+from tastegraph.settings import Settings
+from tests import fixtures as fx
+from tests.fakes import FakeBridge, FakeImageEncoder, FakeTextEncoder, fake_encoders
+
+SPACES = ("image", "text", "conse")
+# (source, space) -> (model id, vector bytes)
+Vectors = dict[tuple[str, str], tuple[str, bytes]]
+
+
+def sources(folder: Path, n: int, *, bad: int = 1) -> list[SourceItem]:
+    """``n`` JPEGs (some large enough for draft mode, some without words) and ``bad`` cut ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for i in range(n):
+        w, h = (400, 533) if i % 3 else (900, 700)
+        path = folder / f"img{i:03d}.jpg"
+        path.write_bytes(fx.jpeg_bytes(w, h, seed=i))
+        items.append(
+            SourceItem(
+                ref=str(path),
+                title=f"photo {i} " + "long words " * (i % 5) if i % 2 else "",
+                tags=["mine"] if i % 4 == 0 else [],
+            )
+        )
+    for j in range(bad):
+        cut = folder / f"zz-cut{j}.jpg"
+        cut.write_bytes(fx.truncated_jpeg())
+        items.insert(min(len(items), 5 + 7 * j), SourceItem(ref=str(cut)))
+    return items
+
+
+def stored(app: App) -> tuple[Vectors, dict[str, Any]]:
+    """Every vector (by source and space) and every pin's hashes, tags and thumbnail."""
+    pins = {p.id: p for p in app.store.list_pins(limit=100_000)}
+    vectors: Vectors = {}
+    for space in SPACES:
+        ids, mat, models = app.store.get_vectors(space)
+        for pin_id, vec, model_id in zip(ids.tolist(), mat, models, strict=True):
+            v = np.ascontiguousarray(vec, dtype=np.float32).ravel()
+            vectors[pins[pin_id].source, space] = (model_id, v.tobytes())
+    rows = {
+        p.source: (p.content_hash, p.phash, p.tags, app.store.get_thumbnail(p.id))
+        for p in pins.values()
+    }
+    return vectors, rows
+
+
+def sources_stored(app: App) -> list[str]:
+    """The source of every pin, once per pin (sorted)."""
+    return sorted(p.source for p in app.store.list_pins(limit=100_000))
+
+
+class PaddedTextEncoder(FakeTextEncoder):
+    """Vectors that depend on the whole batch, as the real text model's are (it pads a batch to
+    its longest text): a runner that batches other texts together stores other bits."""
+
+    def encode(self, texts: list[str]) -> Any:
+        longest = max((len(t) for t in texts), default=0)
+        return super().encode([t + " pad" * (longest - len(t)) for t in texts])
+
+
+def padded_encoders() -> Encoders:
+    """The fake pack with :class:`PaddedTextEncoder` (a picklable factory for the actors)."""
+    img, text = FakeImageEncoder(), PaddedTextEncoder()
+    return Encoders(image=img, text=text, bridge=FakeBridge(text, img.label_names))
+
+
+def fake_app(tmp_path: Path, name: str, *, padded: bool = False, **kw: Any) -> App:
+    settings = Settings(
+        data_dir=tmp_path / name, index_kind="exact", batch_size=4, decode_workers=2, **kw
+    )
+    return build(settings, encoders=padded_encoders() if padded else fake_encoders())
+
+
+def runner(*, padded: bool = False, **kw: Any) -> RayRunner:
+    """A Ray runner whose actors load the fake models."""
+    return RayRunner(
+        options=RayOptions(actors=2, actor_cpus=0.5, **kw),
+        encoders=padded_encoders if padded else fake_encoders,
+    )
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """One local Ray for a test module (2 CPUs, a small object store), stopped after it."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=128 * 1024 * 1024,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
