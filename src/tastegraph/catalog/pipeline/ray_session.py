@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from tastegraph.errors import RayUnavailable
 from tastegraph.extras import require
 
-__all__ = ["LOCAL", "RayOptions", "check_answers", "ray_session"]
+__all__ = ["LOCAL", "RayOptions", "check_answers", "import_ray", "ray_session"]
 
 # The value of ``--ray`` given without an address: start a local Ray for the run.
 LOCAL = "local"
@@ -32,6 +32,7 @@ LOCAL = "local"
 _CONNECT_TIMEOUT_S = 3.0
 # Ray's default GCS port, when an address names a host only.
 _DEFAULT_PORT = 6379
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _HINT = (
     "start a cluster there (`ray start --head` on that machine), check the address "
     "(HOST:PORT of its head node, or ray://HOST:10001 for Ray Client), or give --ray "
@@ -79,23 +80,44 @@ def _host_port(address: str) -> tuple[str, int] | None:
 
 
 def check_answers(address: str, timeout: float = _CONNECT_TIMEOUT_S) -> None:
-    """Raise :class:`RayUnavailable` unless something accepts a connection at ``address``."""
+    """Raise :class:`RayUnavailable` unless a gRPC server (Ray's GCS, or Ray Client) answers.
+
+    Two steps, each bounded by ``timeout``: a TCP connection (a refused or unreachable address
+    fails at once), then the start of an HTTP/2 handshake (a port that accepts connections but
+    is not Ray says nothing, and Ray itself would keep retrying it for minutes).
+    """
     where = _host_port(address)
     if where is None:
         return
     try:
-        with socket.create_connection(where, timeout=timeout):
-            pass
+        sock = socket.create_connection(where, timeout=timeout)
     except OSError as exc:
-        why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        why = f"no answer within {timeout:.0f} s" if isinstance(exc, TimeoutError) else None
         raise RayUnavailable(
-            f"no Ray cluster answers at {address} ({why} within {timeout:.0f} s)",
+            f"no Ray cluster answers at {address} ({why or exc.strerror or exc})",
             hint=_HINT,
             address=address,
         ) from exc
+    with sock:
+        try:
+            # An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server answers
+            # with its own SETTINGS frame (type 4) straight away.
+            sock.sendall(_H2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            head = sock.recv(9)
+            speaks = len(head) >= 4 and head[3] == 4
+        except OSError:
+            speaks = False
+    if not speaks:
+        raise RayUnavailable(
+            f"no Ray cluster answers at {address} (the port is open, but what listens there "
+            f"does not speak Ray's protocol within {timeout:.0f} s)",
+            hint=_HINT,
+            address=address,
+        )
 
 
-def _ray() -> ModuleType:
+def import_ray() -> ModuleType:
+    """``ray`` with Ray Data, or :class:`~tastegraph.errors.MissingExtra` naming the extra."""
     ray = require("ray", extra="ray", purpose="Running on Ray (--ray)", package="ray[data]")
     require("ray.data", extra="ray", purpose="Running on Ray (--ray)", package="ray[data]")
     return ray
@@ -104,7 +126,7 @@ def _ray() -> ModuleType:
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[ModuleType]:
     """Ray, initialised for this process while the block runs (see the module's docstring)."""
-    ray = _ray()
+    ray = import_ray()
     if ray.is_initialized():
         _quiet_data(ray)
         yield ray
