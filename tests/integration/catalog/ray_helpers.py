@@ -82,6 +82,43 @@ def padded_encoders() -> Encoders:
     return Encoders(image=img, text=text, bridge=FakeBridge(text, img.label_names))
 
 
+class DyingImageEncoder(FakeImageEncoder):
+    """Kills its own process the first time it encodes (``marker`` records that it did)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def encode(self, pixels: Any) -> Any:
+        if not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)  # a worker that dies mid-batch, as an OOM kill would
+        return super().encode(pixels)
+
+
+def dying_encoders(marker: Path) -> Encoders:
+    """The fake pack, whose image model kills the first actor that uses it."""
+    img, text = DyingImageEncoder(marker), FakeTextEncoder()
+    return Encoders(image=img, text=text, bridge=FakeBridge(text, img.label_names))
+
+
+class SlowImageEncoder(FakeImageEncoder):
+    """Takes ``seconds`` per batch, so that a test can act while a run is under way."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def encode(self, pixels: Any) -> Any:
+        import time
+
+        time.sleep(self.seconds)
+        return super().encode(pixels)
+
+
+def slow_encoders(seconds: float) -> Encoders:
+    img, text = SlowImageEncoder(seconds), FakeTextEncoder()
+    return Encoders(image=img, text=text, bridge=FakeBridge(text, img.label_names))
+
+
 def fake_app(tmp_path: Path, name: str, *, padded: bool = False, **kw: Any) -> App:
     settings = Settings(
         data_dir=tmp_path / name, index_kind="exact", batch_size=4, decode_workers=2, **kw

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
+from tastegraph.catalog.pipeline.ray_runner import RayRunner
+from tastegraph.catalog.pipeline.ray_session import RayOptions
 from tests.integration.catalog.ray_helpers import (
     SPACES,
+    dying_encoders,
     fake_app,
     local_ray,
     runner,
@@ -59,6 +63,25 @@ def test_ray_ingest_rerun_stores_each_source_once(tmp_path: Path, local_ray: Any
         assert first.added + again.added == 10
         assert again.skipped == 5  # the cut file was rejected, not done: it is tried again
         assert (first.rejected, again.rejected) == (1, 1)
+        assert sources_stored(app) == sorted(it.ref for it in items if "cut" not in it.ref)
+    finally:
+        app.close()
+
+
+def test_a_worker_that_dies_mid_batch_has_its_batch_retried_and_nothing_written_twice(
+    tmp_path: Path, local_ray: Any
+) -> None:
+    items = sources(tmp_path / "imgs", 12, bad=1)
+    marker = tmp_path / "died"
+    app = fake_app(tmp_path, "ray")
+    dying = RayRunner(
+        options=RayOptions(actors=1, actor_cpus=0.5),
+        encoders=functools.partial(dying_encoders, marker),
+    )
+    try:
+        report = app.catalog.ingest_items(items, source_label="x", progress=False, runner=dying)
+        assert marker.exists()  # an actor did die, mid-batch
+        assert (report.added, report.existing, report.rejected) == (12, 0, 1)
         assert sources_stored(app) == sorted(it.ref for it in items if "cut" not in it.ref)
     finally:
         app.close()

@@ -117,12 +117,13 @@ class RayRunner:
             num_cpus=opts.decode_cpus,
         )
         ds = ds.repartition(target_num_rows_per_block=batch_size, strict=True)
+        _claim(ds, opts.decode_cpus / 2)
         ds = ds.map_batches(
             EncodeStage,
             fn_constructor_kwargs={"encoders": factory},
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=opts.actors,
+            compute=ray.data.ActorPoolStrategy(size=opts.actors),
             num_cpus=opts.actor_cpus,
         )
         if _parallel_writes(app):
@@ -131,11 +132,25 @@ class RayRunner:
                 fn_constructor_kwargs={"url": app.store.url},
                 batch_size=batch_size,
                 batch_format="numpy",
-                concurrency=opts.actors,
+                compute=ray.data.ActorPoolStrategy(size=opts.actors),
                 num_cpus=min(0.25, opts.actor_cpus),
             )
         out: Iterator[Batch] = ds.iter_batches(batch_size=None, batch_format="numpy")
         return out
+
+
+def _claim(ds: Any, cpus: float) -> None:
+    """The CPUs each task of ``ds``'s last stage claims (Ray Data offers no option for it).
+
+    The rebatching stage only moves rows, yet its tasks claim a whole CPU by default: on a
+    node whose CPUs the actors and decode tasks already hold in part, it waits forever for
+    one. Left as it is on a Ray Data without the field.
+    """
+    args = getattr(
+        getattr(getattr(ds, "_logical_plan", None), "dag", None), "ray_remote_args", None
+    )
+    if isinstance(args, dict):
+        args.setdefault("num_cpus", cpus)
 
 
 def _settings_encoders(settings: Any) -> Encoders:
