@@ -91,7 +91,9 @@ class RayRunner:
             return
         from tastegraph.progress import ingest_progress
 
+        t_ray = time.perf_counter()
         with ray_session(self.options) as ray:
+            clock.since("ray_start", t_ray)
             rejections = ray.remote(num_cpus=0)(Rejections).options(**_here(ray)).remote()
             blocks = self._blocks(ray, app, todo, rejections)
             clock.since("setup", t0)
@@ -187,8 +189,11 @@ def _drain(
     parallel = _parallel_writes(app)
     rejected: list[tuple[int, Rejected]] = []
     t = time.perf_counter()
+    first = True
     for block in blocks:
-        t = clock.since("wait_ray", t)
+        # The first batch's wait holds the actors' start-up (model loading) and the first decode.
+        t = clock.since("first_batch" if first else "wait_ray", t)
+        first = False
         seqs = block["seq"].tolist()
         items = [todo[s] for s in seqs]
         if parallel:
