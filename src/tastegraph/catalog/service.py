@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tastegraph.catalog.pipeline.report import IngestReport
     from tastegraph.catalog.pipeline.run import Runner
     from tastegraph.catalog.ports import Preprocess
-    from tastegraph.catalog.reencode import ReencodeReport
+    from tastegraph.catalog.reencode import Reencoder, ReencodeReport
     from tastegraph.catalog.sources import SourceError, SourceItem
     from tastegraph.domain import Pin
     from tastegraph.index.spaces import SpaceIndexes
@@ -229,8 +229,18 @@ class CatalogService:
         self._hooks.pins_deleted([pin_id])
 
     # ------------------------------------------------------------- reindexing
-    def reencode(self, *, on_batch: Callable[[int, int], None] | None = None) -> ReencodeReport:
-        """Remake every vector another model made, from the pins' original files."""
+    def reencode(
+        self,
+        *,
+        on_batch: Callable[[int, int], None] | None = None,
+        reencoder: Reencoder | None = None,
+    ) -> ReencodeReport:
+        """Remake every vector another model made, from the pins' original files.
+
+        ``reencoder``: where it runs (default: this process; ``ray_reencode.RayReencoder``).
+        """
+        if reencoder is not None:
+            return reencoder(self, on_batch=on_batch)
         from tastegraph.catalog.reencode import reencode
 
         return reencode(self, on_batch=on_batch)
@@ -241,6 +251,7 @@ class CatalogService:
         refit: bool = False,
         reencode: bool = False,
         on_batch: Callable[[int, int], None] | None = None,
+        reencoder: Reencoder | None = None,
     ) -> ReindexReport:
         """Rebuild the vector indexes from the vectors kept in the store.
 
@@ -251,7 +262,7 @@ class CatalogService:
         """
         report = ReindexReport()
         if reencode:
-            report.reencode = self.reencode(on_batch=on_batch)
+            report.reencode = self.reencode(on_batch=on_batch, reencoder=reencoder)
             if report.reencode.failed:
                 return report
         s = self._settings

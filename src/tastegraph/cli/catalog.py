@@ -21,7 +21,7 @@ from tastegraph.cli.common import (
     print_json,
     settings_for,
 )
-from tastegraph.errors import TastegraphError
+from tastegraph.errors import InvalidInput, TastegraphError
 
 if TYPE_CHECKING:
     from tastegraph.catalog.pipeline.ray_runner import RayRunner
@@ -181,6 +181,9 @@ def reindex(
             "TASTEGRAPH_IMAGE_MODEL), from their original files."
         ),
     ] = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the vector indexes from the vectors kept in the store. Exit 3 when some pins
@@ -190,6 +193,17 @@ def reindex(
     from tastegraph.cli.render import index_table
 
     try:
+        runner = _ray_runner(ray, ray_address, ray_actors)
+        if runner is not None and not reencode:
+            raise InvalidInput(
+                "--ray runs the re-encoding: it needs --reencode",
+                hint="run `tastegraph reindex --reencode --ray`, or leave out --ray",
+            )
+        reencoder = None
+        if runner is not None:
+            from tastegraph.catalog.pipeline.ray_reencode import RayReencoder
+
+            reencoder = RayReencoder(runner.options)
         tg = common.build_app(settings_for(data))
         with Progress(console=err, transient=True, disable=as_json or not reencode) as bar:
             task = bar.add_task("re-encoding pins with the current models", total=None)
@@ -197,6 +211,7 @@ def reindex(
                 refit=refit,
                 reencode=reencode,
                 on_batch=lambda n, total: bar.update(task, completed=n, total=total),
+                reencoder=reencoder,
             )
     except TastegraphError as e:
         fail(e)

@@ -119,11 +119,29 @@ def slow_encoders(seconds: float) -> Encoders:
     return Encoders(image=img, text=text, bridge=FakeBridge(text, img.label_names))
 
 
-def fake_app(tmp_path: Path, name: str, *, padded: bool = False, **kw: Any) -> App:
+class OtherImageEncoder(FakeImageEncoder):
+    """Another image model (another id, other vectors): the catalog needs re-encoding."""
+
+    model_id = "fake-image@2"
+
+    def encode(self, pixels: Any) -> Any:
+        out = super().encode(pixels)
+        return type(out)(out.features[:, ::-1].copy(), out.probs)
+
+
+def other_encoders() -> Encoders:
+    img, text = OtherImageEncoder(), FakeTextEncoder()
+    return Encoders(image=img, text=text, bridge=FakeBridge(text, img.label_names))
+
+
+def fake_app(
+    tmp_path: Path, name: str, *, padded: bool = False, other: bool = False, **kw: Any
+) -> App:
     settings = Settings(
         data_dir=tmp_path / name, index_kind="exact", batch_size=4, decode_workers=2, **kw
     )
-    return build(settings, encoders=padded_encoders() if padded else fake_encoders())
+    pack = other_encoders() if other else padded_encoders() if padded else fake_encoders()
+    return build(settings, encoders=pack)
 
 
 def runner(*, padded: bool = False, **kw: Any) -> RayRunner:
