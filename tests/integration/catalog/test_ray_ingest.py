@@ -6,8 +6,12 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tastegraph.app import build
 from tastegraph.catalog.pipeline.ray_runner import RayRunner
 from tastegraph.catalog.pipeline.ray_session import RayOptions
+from tests.conftest import real_settings
 from tests.integration.catalog.ray_helpers import (
     SPACES,
     dying_encoders,
@@ -85,3 +89,43 @@ def test_a_worker_that_dies_mid_batch_has_its_batch_retried_and_nothing_written_
         assert sources_stored(app) == sorted(it.ref for it in items if "cut" not in it.ref)
     finally:
         app.close()
+
+
+def test_on_postgresql_the_write_stage_writes_in_parallel_and_a_rerun_adds_nothing(
+    tmp_path: Path, local_ray: Any, postgres_url: str
+) -> None:
+    items = sources(tmp_path / "imgs", 14, bad=1)
+    local = fake_app(tmp_path, "local")
+    on_pg = fake_app(tmp_path, "pg", store={"url": postgres_url})
+    try:
+        assert on_pg.store.url.startswith("postgresql")
+        want = local.catalog.ingest_items(items, source_label="x", progress=False)
+        got = on_pg.catalog.ingest_items(items, source_label="x", progress=False, runner=runner())
+        assert (got.added, got.rejected) == (want.added, want.rejected) == (14, 1)
+        assert "store_cpu" in got.timings and got.timings["store"] > 0  # written by the actors
+        assert stored(on_pg) == stored(local)
+        again = on_pg.catalog.ingest_items(items, source_label="x", progress=False, runner=runner())
+        assert (again.added, again.skipped, again.rejected) == (0, 14, 1)
+        assert sources_stored(on_pg) == sorted(it.ref for it in items if "cut" not in it.ref)
+    finally:
+        local.close()
+        on_pg.close()
+
+
+@pytest.mark.slow  # loads the real models in this process and in two actors
+def test_ray_ingest_with_the_real_models_stores_the_local_runs_vectors_bit_for_bit(
+    tmp_path: Path, local_ray: Any
+) -> None:
+    """The actors run the models on one thread each (Ray's default): still the same bits."""
+    items = sources(tmp_path / "imgs", 13, bad=1)
+    apps = [build(real_settings(tmp_path / n, index_kind="exact", batch_size=4)) for n in "lr"]
+    try:
+        want = apps[0].catalog.ingest_items(items, source_label="x", progress=False)
+        got = apps[1].catalog.ingest_items(
+            items, source_label="x", progress=False, runner=RayRunner(RayOptions(actors=2))
+        )
+        assert (got.added, got.rejected) == (want.added, want.rejected) == (13, 1)
+        assert stored(apps[1]) == stored(apps[0])
+    finally:
+        for app in apps:
+            app.close()

@@ -113,3 +113,12 @@ def test_ingest_with_ray_but_without_the_extra_names_it(
     assert "error: Running on Ray (--ray) needs ray[data], which is not installed." in text
     assert "hint: pip install 'tastegraph[ray]'" in text
     assert not (tmp_path / "imgs" / "tastegraph.db").exists()
+
+
+def test_reindex_with_ray_but_without_reencode_says_what_ray_would_run(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    result = CliRunner().invoke(cli.app, ["reindex", "--data", str(tmp_path / "d"), "--ray"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "error: --ray runs the re-encoding: it needs --reencode" in text
+    assert "tastegraph reindex --reencode --ray" in text
