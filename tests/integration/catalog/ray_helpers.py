@@ -1,14 +1,12 @@
-"""What the Ray ingest tests share: a catalog's sources, what a store holds, a local Ray."""
+"""What the Ray ingest tests share: a catalog's sources, what a store holds, fake models."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from tastegraph.app import App, build
 from tastegraph.catalog.pipeline.ray_runner import RayRunner
@@ -150,20 +148,3 @@ def runner(*, padded: bool = False, **kw: Any) -> RayRunner:
         options=RayOptions(actors=2, actor_cpus=0.5, **kw),
         encoders=padded_encoders if padded else fake_encoders,
     )
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[Any]:
-    """One local Ray for a test module (2 CPUs, a small object store), stopped after it."""
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=128 * 1024 * 1024,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()

@@ -16,14 +16,11 @@ from tests.integration.catalog.ray_helpers import (
     SPACES,
     dying_encoders,
     fake_app,
-    local_ray,
     runner,
     sources,
     sources_stored,
     stored,
 )
-
-__all__ = ["local_ray"]
 
 
 def test_ray_ingest_stores_the_local_runs_vectors_bit_for_bit(

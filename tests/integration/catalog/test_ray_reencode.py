@@ -10,13 +10,10 @@ from tastegraph.catalog.pipeline.ray_session import RayOptions
 from tastegraph.catalog.reencode import stale_vectors
 from tests.integration.catalog.ray_helpers import (
     fake_app,
-    local_ray,
     other_encoders,
     sources,
     stored,
 )
-
-__all__ = ["local_ray"]
 
 
 def test_reencode_on_ray_remakes_what_the_local_reencode_remakes(
