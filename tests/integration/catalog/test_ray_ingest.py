@@ -1,4 +1,4 @@
-"""Ingest on a local Ray stores, bit for bit, what the local runner stores."""
+"""Ingest and re-encoding on a local Ray store, bit for bit, what the local runs store."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from tastegraph.app import build
+from tastegraph.catalog.pipeline.ray_reencode import RayReencoder
 from tastegraph.catalog.pipeline.ray_runner import RayRunner
 from tastegraph.catalog.pipeline.ray_session import RayOptions
+from tastegraph.catalog.reencode import stale_vectors
 from tests.conftest import real_settings
 from tests.integration.catalog.ray_helpers import (
     SPACES,
     dying_encoders,
     fake_app,
+    other_encoders,
     runner,
     sources,
     sources_stored,
@@ -48,25 +51,15 @@ def test_ray_ingest_stores_the_local_runs_vectors_bit_for_bit(
             assert vec == want_vecs[key], key  # model id and every bit of the vector
         assert got_rows == want_rows
         assert got.timings["actor_start"] >= 0 and got.timings["encode_cpu"] > 0
+        # A rerun skips every source stored; the cut files were rejected, not done: tried again.
+        again = on_ray.catalog.ingest_items(
+            items, source_label="x", progress=False, runner=runner(padded=True)
+        )
+        assert (again.added, again.skipped, again.rejected) == (0, 21, 2)
+        assert sources_stored(on_ray) == sorted(it.ref for it in items if "cut" not in it.ref)
     finally:
         local.close()
         on_ray.close()
-
-
-def test_ray_ingest_rerun_stores_each_source_once(tmp_path: Path, local_ray: Any) -> None:
-    items = sources(tmp_path / "imgs", 10, bad=1)
-    app = fake_app(tmp_path, "ray")
-    try:
-        first = app.catalog.ingest_items(
-            items[:6], source_label="x", progress=False, runner=runner()
-        )
-        again = app.catalog.ingest_items(items, source_label="x", progress=False, runner=runner())
-        assert first.added + again.added == 10
-        assert again.skipped == 5  # the cut file was rejected, not done: it is tried again
-        assert (first.rejected, again.rejected) == (1, 1)
-        assert sources_stored(app) == sorted(it.ref for it in items if "cut" not in it.ref)
-    finally:
-        app.close()
 
 
 def test_a_worker_that_dies_mid_batch_has_its_batch_retried_and_nothing_written_twice(
@@ -126,3 +119,34 @@ def test_ray_ingest_with_the_real_models_stores_the_local_runs_vectors_bit_for_b
     finally:
         for app in apps:
             app.close()
+
+
+def test_reencode_on_ray_remakes_what_the_local_reencode_remakes(
+    tmp_path: Path, local_ray: Any
+) -> None:
+    items = sources(tmp_path / "imgs", 9, bad=0)
+    for name in ("local", "ray"):
+        app = fake_app(tmp_path, name)
+        try:
+            assert app.catalog.ingest_items(items, source_label="x", progress=False).added == 9
+        finally:
+            app.close()
+    Path(items[4].ref).unlink()  # one file gone: that pin keeps its vectors and is reported
+    local, on_ray = fake_app(tmp_path, "local", other=True), fake_app(tmp_path, "ray", other=True)
+    try:
+        want = local.catalog.reencode()
+        seen: list[tuple[int, int]] = []
+        got = on_ray.catalog.reencode(
+            reencoder=RayReencoder(RayOptions(actors=2), encoders=other_encoders),
+            on_batch=lambda n, total: seen.append((n, total)),
+        )
+        assert got.to_dict() == want.to_dict()
+        assert got.reencoded == {"image": 8, "conse": 8, "text": 0}
+        assert [(s, why) for _, s, why in got.failed] == [(items[4].ref, want.failed[0][2])]
+        assert seen and seen[-1] == (9, 9)
+        assert stored(on_ray) == stored(local)  # every vector, bit for bit
+        gone = next(p.id for p in on_ray.store.list_pins(limit=100) if p.source == items[4].ref)
+        assert stale_vectors(on_ray.catalog) == {gone: {"image"}}  # kept, not half-done
+    finally:
+        local.close()
+        on_ray.close()
