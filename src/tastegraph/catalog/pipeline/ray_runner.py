@@ -23,8 +23,10 @@ so far kept, and a rerun finishes it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -97,7 +99,7 @@ class RayRunner:
             rejections = ray.remote(num_cpus=0)(Rejections).options(**_here(ray)).remote()
             blocks = self._blocks(ray, app, todo, rejections)
             clock.since("setup", t0)
-            with ingest_progress(total=len(todo), enabled=progress) as bar:
+            with ingest_progress(total=len(todo), enabled=progress) as bar, _fewer_warnings():
                 _drain(ray, app, todo, blocks, rejections, report, clock, known, bar)
 
     def _blocks(
@@ -139,6 +141,14 @@ class RayRunner:
             )
         out: Iterator[Batch] = ds.iter_batches(batch_size=None, batch_format="numpy")
         return out
+
+
+@contextlib.contextmanager
+def _fewer_warnings() -> Iterator[None]:
+    """Leave out Ray Data's note that a small run cannot keep every actor busy."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+        yield
 
 
 def _claim(ds: Any, cpus: float) -> None:
