@@ -23,6 +23,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RayUnavailable",
     "SchemaOutdated",
     "StoreUnavailable",
     "TastegraphError",
@@ -123,6 +124,13 @@ class StoreUnavailable(TastegraphError):
     code = "store_unavailable"
     status = 503
     retry_after_s = 1
+
+
+class RayUnavailable(TastegraphError):
+    """The Ray cluster an ingest was pointed at does not answer, or Ray failed to start."""
+
+    code = "ray_unavailable"
+    status = 503
 
 
 class SchemaOutdated(StoreUnavailable):

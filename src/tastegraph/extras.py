@@ -7,7 +7,9 @@ each extra installs one group (``pip install 'tastegraph[eval]'``):
   (the plots of ``eval recs`` and ``tastegraph simulate``);
 - ``clip``: ``open_clip`` for the ``clip:<name>`` model packs (checked in
   :func:`tastegraph.models.make_encoders`);
-- ``postgres``: ``psycopg`` for a PostgreSQL store (checked in ``store/postgresql.py``).
+- ``postgres``: ``psycopg`` for a PostgreSQL store (checked in ``store/postgresql.py``);
+- ``ray``: ``ray[data]`` for ``ingest --ray`` and ``reindex --reencode --ray`` (checked in
+  ``catalog/pipeline/ray_session.py``).
 
 Call :func:`require` where the package is first needed, before importing from it, so that the
 user reads which extra to install instead of a bare ``ModuleNotFoundError``.
@@ -32,6 +34,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "eval": ("implicit", "matplotlib"),
     "clip": ("open-clip-torch",),
     "postgres": ("psycopg[binary]",),
+    "ray": ("ray[data]",),
 }
 
 

@@ -108,7 +108,7 @@ def test_serving_imports_no_extra() -> None:
     code = (
         "import sys\n"
         "import tastegraph.api.server, tastegraph.app, tastegraph.cli, tastegraph.server\n"
-        "print(sorted(m for m in ('implicit', 'matplotlib') if m in sys.modules))\n"
+        "print(sorted(m for m in ('implicit', 'matplotlib', 'ray') if m in sys.modules))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = subprocess.run(

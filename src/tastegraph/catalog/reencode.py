@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tastegraph.catalog.ports import CatalogContext
     from tastegraph.domain import Pin
 
-__all__ = ["ReencodeReport", "reencode", "stale_vectors"]
+__all__ = ["ReencodeReport", "Reencoder", "reencode", "stale_vectors"]
 
 _IMAGE_SPACES = frozenset({"image", "conse"})
 
@@ -46,6 +46,14 @@ class ReencodeReport:
             "reencoded": dict(self.reencoded),
             "failed": [{"pin": p, "source": s, "reason": r} for p, s, r in self.failed],
         }
+
+
+class Reencoder(Protocol):
+    """Where re-encoding runs: :func:`reencode` here, or ``ray_reencode.RayReencoder``."""
+
+    def __call__(
+        self, app: CatalogContext, *, on_batch: Callable[[int, int], None] | None = None
+    ) -> ReencodeReport: ...
 
 
 def _current_models(app: CatalogContext) -> dict[str, str]:

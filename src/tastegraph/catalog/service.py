@@ -22,8 +22,9 @@ from tastegraph.index.spaces import PROJECTION_KEY
 
 if TYPE_CHECKING:
     from tastegraph.catalog.pipeline.report import IngestReport
+    from tastegraph.catalog.pipeline.run import Runner
     from tastegraph.catalog.ports import Preprocess
-    from tastegraph.catalog.reencode import ReencodeReport
+    from tastegraph.catalog.reencode import Reencoder, ReencodeReport
     from tastegraph.catalog.sources import SourceError, SourceItem
     from tastegraph.domain import Pin
     from tastegraph.index.spaces import SpaceIndexes
@@ -148,11 +149,17 @@ class CatalogService:
         return self._top_labels(probs, k)
 
     # ----------------------------------------------------------------- ingest
-    def ingest(self, source: str, *, progress: bool = True) -> IngestReport:
-        """Ingest every image a folder or a CSV/JSONL manifest names (resumable, idempotent)."""
+    def ingest(
+        self, source: str, *, progress: bool = True, runner: Runner | None = None
+    ) -> IngestReport:
+        """Ingest every image a folder or a CSV/JSONL manifest names (resumable, idempotent).
+
+        ``runner``: where the steps run (default: this machine; ``ray_runner.RayRunner``: Ray).
+        """
+        from tastegraph.catalog.pipeline.local import run_local
         from tastegraph.catalog.pipeline.run import ingest
 
-        return ingest(self, source, progress=progress)
+        return ingest(self, source, progress=progress, runner=runner or run_local)
 
     def ingest_items(
         self,
@@ -161,11 +168,20 @@ class CatalogService:
         source_label: str,
         progress: bool = True,
         data: dict[str, bytes] | None = None,
+        runner: Runner | None = None,
     ) -> IngestReport:
         """Ingest items already enumerated; ``data`` maps refs to bytes already in memory."""
+        from tastegraph.catalog.pipeline.local import run_local
         from tastegraph.catalog.pipeline.run import ingest_items
 
-        return ingest_items(self, items, source_label=source_label, progress=progress, data=data)
+        return ingest_items(
+            self,
+            items,
+            source_label=source_label,
+            progress=progress,
+            data=data,
+            runner=runner or run_local,
+        )
 
     def create(self, item: SourceItem, data: bytes | None = None) -> Created:
         """One image as a pin: ``data`` when given (an upload), else fetched from ``item.ref``
@@ -213,8 +229,18 @@ class CatalogService:
         self._hooks.pins_deleted([pin_id])
 
     # ------------------------------------------------------------- reindexing
-    def reencode(self, *, on_batch: Callable[[int, int], None] | None = None) -> ReencodeReport:
-        """Remake every vector another model made, from the pins' original files."""
+    def reencode(
+        self,
+        *,
+        on_batch: Callable[[int, int], None] | None = None,
+        reencoder: Reencoder | None = None,
+    ) -> ReencodeReport:
+        """Remake every vector another model made, from the pins' original files.
+
+        ``reencoder``: where it runs (default: this process; ``ray_reencode.RayReencoder``).
+        """
+        if reencoder is not None:
+            return reencoder(self, on_batch=on_batch)
         from tastegraph.catalog.reencode import reencode
 
         return reencode(self, on_batch=on_batch)
@@ -225,6 +251,7 @@ class CatalogService:
         refit: bool = False,
         reencode: bool = False,
         on_batch: Callable[[int, int], None] | None = None,
+        reencoder: Reencoder | None = None,
     ) -> ReindexReport:
         """Rebuild the vector indexes from the vectors kept in the store.
 
@@ -235,7 +262,7 @@ class CatalogService:
         """
         report = ReindexReport()
         if reencode:
-            report.reencode = self.reencode(on_batch=on_batch)
+            report.reencode = self.reencode(on_batch=on_batch, reencoder=reencoder)
             if report.reencode.failed:
                 return report
         s = self._settings

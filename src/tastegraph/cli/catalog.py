@@ -21,10 +21,49 @@ from tastegraph.cli.common import (
     print_json,
     settings_for,
 )
-from tastegraph.errors import TastegraphError
+from tastegraph.errors import InvalidInput, TastegraphError
 
 if TYPE_CHECKING:
+    from tastegraph.catalog.pipeline.ray_runner import RayRunner
     from tastegraph.catalog.reencode import ReencodeReport
+
+RayOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ray",
+        help="Run decode and encode as Ray Data stages, on a local Ray started for the run "
+        "(or on the cluster --ray-address names). Needs `pip install 'tastegraph[ray]'`.",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Run on the Ray cluster at ADDRESS (HOST:PORT of its head, ray://HOST:10001 for "
+        "Ray Client, or auto); implies --ray.",
+    ),
+]
+RayActorsOpt = Annotated[
+    int,
+    typer.Option("--ray-actors", min=1, help="With --ray: encoder actors (each loads the models)."),
+]
+
+
+def _ray_runner(on_ray: bool, address: str | None, actors: int) -> RayRunner | None:
+    """The Ray runner ``--ray`` asks for (``None`` without it); a missing extra fails here."""
+    if not on_ray and address is None:
+        return None
+    from tastegraph.catalog.pipeline.ray_runner import RayRunner
+    from tastegraph.catalog.pipeline.ray_session import RayOptions, check_answers, import_ray
+
+    # Before any work (even when nothing turns out to need doing): one line naming the extra,
+    # or the address that does not answer.
+    import_ray()
+    options = RayOptions(address=address, actors=actors)
+    if not options.local and options.address is not None:
+        check_answers(options.address)
+    return RayRunner(options)
 
 
 @app.command()
@@ -33,14 +72,18 @@ def ingest(
     data: DataOpt = None,
     as_json: JsonOpt = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = 2,
 ) -> None:
     """Add every image a folder or manifest names; a manifest row for an image already in the
     catalog updates its words. Exit 3 when some inputs were rejected, 4 when the source is empty.
     """
     try:
+        runner = _ray_runner(ray, ray_address, ray_actors)
         tg = common.build_app(settings_for(data))
         try:
-            report = tg.catalog.ingest(source, progress=progress)
+            report = tg.catalog.ingest(source, progress=progress, runner=runner)
         finally:
             tg.close()
     except TastegraphError as e:
@@ -138,6 +181,9 @@ def reindex(
             "TASTEGRAPH_IMAGE_MODEL), from their original files."
         ),
     ] = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the vector indexes from the vectors kept in the store. Exit 3 when some pins
@@ -147,6 +193,17 @@ def reindex(
     from tastegraph.cli.render import index_table
 
     try:
+        runner = _ray_runner(ray, ray_address, ray_actors)
+        if runner is not None and not reencode:
+            raise InvalidInput(
+                "--ray runs the re-encoding: it needs --reencode",
+                hint="run `tastegraph reindex --reencode --ray`, or leave out --ray",
+            )
+        reencoder = None
+        if runner is not None:
+            from tastegraph.catalog.pipeline.ray_reencode import RayReencoder
+
+            reencoder = RayReencoder(runner.options)
         tg = common.build_app(settings_for(data))
         with Progress(console=err, transient=True, disable=as_json or not reencode) as bar:
             task = bar.add_task("re-encoding pins with the current models", total=None)
@@ -154,6 +211,7 @@ def reindex(
                 refit=refit,
                 reencode=reencode,
                 on_batch=lambda n, total: bar.update(task, completed=n, total=total),
+                reencoder=reencoder,
             )
     except TastegraphError as e:
         fail(e)

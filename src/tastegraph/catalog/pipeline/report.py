@@ -87,6 +87,12 @@ class Clock:
     ``wait_store``: this thread waiting for the writer. ``finish``: stopping the workers and
     writing the quarantine records.
     ``main_cpu`` / ``writer_cpu``: CPU seconds of this thread and of the writer thread.
+
+    On Ray (:mod:`.ray_runner`) the stages report from the cluster: ``ray_start`` (starting or
+    joining Ray), ``first_batch`` (waiting for the first encoded batch: actor start-up and the
+    first decodes), ``wait_ray`` (waiting for the others), ``actor_start`` (the slowest actor's
+    model loading), ``image_model`` / ``text_model`` / ``bridge_tags`` summed over the actors,
+    and CPU seconds ``decode_cpu``, ``encode_cpu`` and ``store_cpu``.
     """
 
     def __init__(self) -> None:

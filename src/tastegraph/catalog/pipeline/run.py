@@ -16,7 +16,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tastegraph.catalog.duplicates import groups_touching
 from tastegraph.catalog.metadata import update_known
@@ -28,12 +28,37 @@ from tastegraph.domain import QuarantineEntry
 if TYPE_CHECKING:
     from tastegraph.catalog.ports import CatalogContext
 
-__all__ = ["ingest", "ingest_items"]
+__all__ = ["Runner", "ingest", "ingest_items"]
 
 
-def ingest(app: CatalogContext, source: str, *, progress: bool = True) -> IngestReport:
+class Runner(Protocol):
+    """Where the steps run: :func:`.local.run_local`, or a :class:`.ray_runner.RayRunner`.
+
+    Decodes, encodes and stores ``todo``, counting in ``report`` and ``clock``; rows whose bytes
+    are already a pin go to ``known``.
+    """
+
+    def __call__(
+        self,
+        app: CatalogContext,
+        todo: list[SourceItem],
+        report: IngestReport,
+        clock: Clock,
+        known: dict[int, list[SourceItem]],
+        *,
+        data: dict[str, bytes] | None,
+        progress: bool,
+        t0: float,
+    ) -> None: ...
+
+
+def ingest(
+    app: CatalogContext, source: str, *, progress: bool = True, runner: Runner = run_local
+) -> IngestReport:
     """Ingest every image a folder or a CSV/JSONL manifest names (resumable, idempotent)."""
-    return ingest_items(app, iter_source(source), source_label=str(source), progress=progress)
+    return ingest_items(
+        app, iter_source(source), source_label=str(source), progress=progress, runner=runner
+    )
 
 
 def ingest_items(
@@ -43,8 +68,12 @@ def ingest_items(
     source_label: str,
     progress: bool = True,
     data: dict[str, bytes] | None = None,
+    runner: Runner = run_local,
 ) -> IngestReport:
-    """Ingest already-enumerated items; ``data`` maps refs to bytes already in memory (uploads)."""
+    """Ingest already-enumerated items; ``data`` maps refs to bytes already in memory (uploads).
+
+    ``runner``: where the steps run (this machine's cores, or Ray: ``ray_runner.RayRunner``).
+    """
     from tastegraph.catalog.runs import Heartbeat, reap_interrupted
 
     store = app.store
@@ -55,7 +84,7 @@ def ingest_items(
     store.start_run(run_id, source_label)
     heartbeat = Heartbeat(store, run_id)
     try:
-        _run(app, items, report, clock, data=data, progress=progress)
+        _run(app, items, report, clock, data=data, progress=progress, runner=runner)
     finally:
         heartbeat.stop()  # even when finishing failed: a beating record would look alive
     return report
@@ -69,6 +98,7 @@ def _run(
     *,
     data: dict[str, bytes] | None,
     progress: bool,
+    runner: Runner,
 ) -> None:
     store = app.store
     status = "failed"
@@ -99,7 +129,7 @@ def _run(
             report.setup_seconds = _prepare_models(app, progress)
             t0 += report.setup_seconds
             cpu0 += time.thread_time() - cpu_setup
-            run_local(app, todo, report, clock, known, data=data, progress=progress, t0=t0)
+            runner(app, todo, report, clock, known, data=data, progress=progress, t0=t0)
         t_meta = time.perf_counter()
         with _status(progress) as say:
             report.updated, report.unchanged = update_known(app, known, say)
