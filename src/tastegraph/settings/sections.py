@@ -214,6 +214,16 @@ class ApiSettings(Section):
             "poll is the fallback while that listener is down, and the only path on SQLite."
         ),
     )
+    pin_cache_size: int = Field(
+        20_000,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "Pins whose records a serving process keeps in memory for feed and related-pins "
+            "responses (least recently used out first; an edit or delete anywhere drops the "
+            "pin at the next catch-up). About 2 KB each; 0 reads every pin from the store."
+        ),
+    )
     listener_retry_s: float = Field(
         0.1,
         gt=0,

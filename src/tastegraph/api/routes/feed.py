@@ -38,7 +38,7 @@ def home_feed(
     require(request, "viewer")
     tg = fresh_app_of(request)
     items, nxt = tg.feeds.feed(user_id, n, cursor)
-    return json_response(feed_page_json(tg.store, items, nxt, tg.feeds.version))
+    return json_response(feed_page_json(tg.records, items, nxt, tg.feeds.version))
 
 
 @router.get(
@@ -54,7 +54,7 @@ def related_pins(
     tg = fresh_app_of(request)
     items = tg.feeds.related(pin_id, n, verify=False)
     # The pin itself is fetched with its results: one query says it exists and gives them.
-    pins = pins_json(tg.store, [pin_id, *(it.pin for it in items)])
+    pins = pins_json(tg.records, [pin_id, *(it.pin for it in items)])
     if pin_id not in pins:
         tg.store.get_pin(pin_id)  # raises NotFound (e.g. deleted since the engine was built)
-    return json_response(related_json(tg.store, items, pins))
+    return json_response(related_json(tg.records, items, pins))
