@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from tastegraph import __version__
 from tastegraph.api.http import document_body_errors, error_body, install_error_handling
 from tastegraph.api.routes import admin, events, feed, people, pins, search
+from tastegraph.feed.gate import FairGate
 
 if TYPE_CHECKING:
     from tastegraph.app import App
@@ -25,6 +26,8 @@ def create_api(tg: App) -> FastAPI:
         description="Visual discovery: find pins by photo and by words.",
     )
     api.state.tg = tg
+    slots = tg.settings.api.feed_slots
+    api.state.feed_gate = FairGate(slots) if slots else None
     install_error_handling(api, tg.settings.api.max_upload_bytes)
     # In this order: it is the order of the OpenAPI document.
     for router in (

@@ -214,6 +214,17 @@ class ApiSettings(Section):
             "poll is the fallback while that listener is down, and the only path on SQLite."
         ),
     )
+    feed_slots: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description=(
+            "Feed and related-pins requests one serving process answers at once, the others "
+            "waiting first come first served; 0 means no limit. They are CPU-bound Python: "
+            "threads of one process running them together only trade the interpreter lock "
+            "(more CPU per request, a longer tail); run `--workers N` to use N cores."
+        ),
+    )
     pin_cache_size: int = Field(
         20_000,
         ge=0,
