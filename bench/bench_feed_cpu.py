@@ -85,6 +85,8 @@ def staged(tg: Any) -> Iterator[Stages]:
     st = Stages()
     st.wrap(tg.catchup, "if_behind", "catch-up check")
     engine = tg.feeds.engine
+    st.wrap(tg.feeds, "feed", "feed service (cursor, eligibility, engine)")
+    st.wrap(tg.feeds, "related", "related service (eligibility, engine)")
     st.wrap(engine, "feed", "engine")
     st.wrap(engine, "related", "engine")
     st.wrap(pool_mod, "interests", "engine: interests")
@@ -170,7 +172,7 @@ def profile(client: Any, tg: Any, users: list[int], pins: list[int], calls: int)
             top = sum(
                 v
                 for k, v in stages.items()
-                if not k.startswith("engine:") and k != "pin records (store)"
+                if not k.startswith("engine") and k != "pin records (store)"
             )
             stages["rest (TestClient, routing, auth)"] = round(total_us - top, 1)
             out[ep] = {
@@ -219,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             report["digest"] = digest(tg, data, users, pins)
         if args.calls:
             report["profile"] = profile(client, tg, users, pins, args.calls)
+            if hasattr(tg, "records"):  # a build of the code that has the cache
+                report["pin_cache"] = tg.records.stats()
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
@@ -226,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{data}: model {report['model']}, ready {report['ready_s']} s")
     if "digest" in report:
         print(f"digest {report['digest']}")
+    if "pin_cache" in report:
+        print(f"pin cache: {report['pin_cache']}")
     for ep, prof in report.get("profile", {}).items():
         print(
             f"\n{ep}: process CPU {prof['process_cpu_us_mean']:.0f} us/request "

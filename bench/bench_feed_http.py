@@ -27,6 +27,13 @@ Steps (everything in a temporary data dir that is removed at the end):
    that cannot keep up with the rate shows it there. Before it starts, the bench waits (up to
    5 min) for the machine's 1-minute load average to drop below ``--max-load`` and records the
    load average before and after: on two cores, other jobs move the tail more than the server.
+   With ``--rates R1,R2,...`` the same server takes one such run per rate (a latency curve,
+   plotted as ``feed_http_latency.png`` under ``--out``).
+5. per run, the server's CPU per request (user + system seconds of the server process and its
+   workers over the requests answered, from ``/proc``: robust while other jobs load the
+   machine), requests/s per core of server CPU, and the client's own CPU per request; after the
+   last run, each server process's RSS and PSS (``/proc/PID/smaps_rollup``) and pins and events
+   per GiB of PSS (whole-process figures: the fixed part included).
 
 Usage::
 
@@ -35,6 +42,9 @@ Usage::
     .venv/bin/python bench/bench_feed_http.py --json > feed_http.json
     # build once, keep it, and measure again later without rebuilding (steps 2-4 only)
     .venv/bin/python bench/bench_feed_http.py --no-train --data /tmp/tg-feed-100k
+    # the issue-17 figures: a latency curve over offered load, two workers, one line
+    .venv/bin/python bench/bench_feed_http.py --data /tmp/tg-feed-100k --no-train --workers 2 \
+        --conns 16 --rates 30,60,90,120,150 --duration 30 --out /tmp/feed-curve --json
 
 With ``--data DIR`` the installation is built into ``DIR`` on the first run and kept; later runs
 with the same ``DIR`` (and the same sizes and seed) reuse it. A model trained there by an earlier
@@ -740,7 +750,7 @@ def main() -> int:
         result["pass"] = {
             "feed": load["feed"].get("p99_ms", 1e9) <= TARGETS["feed_p99_ms"],
             "related": load["related"].get("p99_ms", 1e9) <= TARGETS["related_p99_ms"],
-            "errors": all(
+            "no_errors": all(
                 r["feed"]["errors"] + r["related"]["errors"] == 0 for r in result["runs"]
             ),
             "train": result.get("train", {}).get("wall_s", 1e9) <= TARGETS["train_s"],
