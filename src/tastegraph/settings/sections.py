@@ -215,14 +215,16 @@ class ApiSettings(Section):
         ),
     )
     feed_slots: int = Field(
-        1,
+        0,
         ge=0,
         le=64,
         description=(
             "Feed and related-pins requests one serving process answers at once, the others "
             "waiting first come first served; 0 means no limit. They are CPU-bound Python: "
-            "threads of one process running them together only trade the interpreter lock "
-            "(more CPU per request, a longer tail); run `--workers N` to use N cores."
+            "threads of one process running them together trade the interpreter lock. 1 with "
+            "`--workers N` is the configuration to try on a machine of its own; on a machine "
+            "other jobs overload, one thread per process got less of the CPU "
+            "(docs/benchmarks.md)."
         ),
     )
     pin_cache_size: int = Field(
