@@ -27,6 +27,13 @@ Steps (everything in a temporary data dir that is removed at the end):
    that cannot keep up with the rate shows it there. Before it starts, the bench waits (up to
    5 min) for the machine's 1-minute load average to drop below ``--max-load`` and records the
    load average before and after: on two cores, other jobs move the tail more than the server.
+   With ``--rates R1,R2,...`` the same server takes one such run per rate (a latency curve,
+   plotted as ``feed_http_latency.png`` under ``--out``).
+5. per run, the server's CPU per request (user + system seconds of the server process and its
+   workers over the requests answered, from ``/proc``: robust while other jobs load the
+   machine), requests/s per core of server CPU, and the client's own CPU per request; after the
+   last run, each server process's RSS and PSS (``/proc/PID/smaps_rollup``) and pins and events
+   per GiB of PSS (whole-process figures: the fixed part included).
 
 Usage::
 
@@ -35,6 +42,9 @@ Usage::
     .venv/bin/python bench/bench_feed_http.py --json > feed_http.json
     # build once, keep it, and measure again later without rebuilding (steps 2-4 only)
     .venv/bin/python bench/bench_feed_http.py --no-train --data /tmp/tg-feed-100k
+    # the issue-17 figures: a latency curve over offered load, two workers, one line
+    .venv/bin/python bench/bench_feed_http.py --data /tmp/tg-feed-100k --no-train --workers 2 \
+        --conns 16 --rates 30,60,90,120,150 --duration 30 --out /tmp/feed-curve --json
 
 With ``--data DIR`` the installation is built into ``DIR`` on the first run and kept; later runs
 with the same ``DIR`` (and the same sizes and seed) reuse it. A model trained there by an earlier
@@ -355,6 +365,63 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (``--workers N``: uvicorn's supervisor and its workers)."""
+    parents: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(parents.get(pid, []))
+    return sorted(out)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds these processes have used (Linux ``/proc``; 0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def memory(pids: list[int]) -> list[dict[str, Any]]:
+    """RSS and PSS (MiB) of each process, from ``/proc/PID/smaps_rollup`` (Linux)."""
+    out = []
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+        except OSError:
+            continue
+        kb = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in text.splitlines()[1:]
+            if line.split(":")[0] in ("Rss", "Pss")
+        }
+        out.append(
+            {
+                "pid": pid,
+                "cmd": cmd.strip(),
+                "rss_mib": round(kb.get("Rss", 0) / 1024, 1),
+                "pss_mib": round(kb.get("Pss", 0) / 1024, 1),
+            }
+        )
+    return out
+
+
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
     import httpx
 
@@ -431,7 +498,9 @@ def load_client(
     for th in threads:
         th.join(timeout=max(1.0, hard_stop + 15.0 - time.perf_counter()))
     elapsed = time.perf_counter() - t0
-    queue.put({"records": rec, "elapsed": elapsed, "planned": n_total})
+    queue.put(
+        {"records": rec, "elapsed": elapsed, "planned": n_total, "cpu_s": time.process_time()}
+    )
 
 
 def summarise(res: dict[str, Any]) -> dict[str, Any]:
@@ -461,6 +530,74 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def load_phase(
+    base: str,
+    rate: float,
+    args: argparse.Namespace,
+    user_ids: list[int],
+    pin_ids: list[int],
+    server_pids: list[int],
+) -> dict[str, Any]:
+    """One fixed-rate load run from a second process; latency, and the server's CPU per
+    request (all its processes' CPU seconds over the requests answered)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    client_proc = ctx.Process(
+        target=load_client,
+        args=(base, rate, args.duration, user_ids, pin_ids, args.seed + 1, args.conns, queue),
+    )
+    load_before = os.getloadavg()[0]
+    cpu0 = cpu_seconds(server_pids)
+    client_proc.start()
+    res = queue.get(timeout=args.duration + 120)
+    cpu1 = cpu_seconds(server_pids)
+    client_proc.join(timeout=30)
+    out = summarise(res)
+    out["target_rps"] = rate
+    out["conns"] = args.conns
+    out["mix"] = {"feed": FEED_SHARE, "related": round(1 - FEED_SHARE, 2)}
+    out["loadavg_before"] = round(load_before, 2)
+    out["loadavg_after"] = round(os.getloadavg()[0], 2)
+    answered = max(1, out["sent"])
+    out["server_cpu_s"] = round(cpu1 - cpu0, 2)
+    out["server_cpu_ms_per_request"] = round(1000.0 * (cpu1 - cpu0) / answered, 2)
+    out["client_cpu_ms_per_request"] = round(1000.0 * res["cpu_s"] / answered, 2)
+    # Requests per second one core of server CPU answers, at this mix (the client not counted).
+    out["server_rps_per_core"] = round(answered / max(cpu1 - cpu0, 1e-9), 1)
+    return out
+
+
+def plot_curve(runs: list[dict[str, Any]], out_dir: Path, quiet: bool) -> str | None:
+    """p50/p95/p99 against offered load, per endpoint, as a PNG in ``out_dir``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed (pip install 'tastegraph[eval]'): no plot", quiet)
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    offered = [r["target_rps"] for r in runs]
+    for ax, ep, target in zip(
+        axes, ("feed", "related"), (TARGETS["feed_p99_ms"], TARGETS["related_p99_ms"]), strict=True
+    ):
+        for q, style in (("p50", "-o"), ("p95", "-s"), ("p99", "-^")):
+            ax.plot(offered, [r[ep].get(f"{q}_ms", np.nan) for r in runs], style, label=q)
+        ax.axhline(target, color="grey", linestyle="--", label=f"target p99 {target:.0f} ms")
+        ax.set_yscale("log")
+        ax.set_title(f"{ep} latency against offered load")
+        ax.set_xlabel("offered requests/s (70% feed, 30% related)")
+        ax.set_ylabel("ms")
+        ax.legend()
+    fig.tight_layout()
+    path = out_dir / "feed_http_latency.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    log(f"plot: {path}", quiet)
+    return str(path)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pins", type=int, default=100_000)
@@ -468,6 +605,12 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--duration", type=float, default=60.0, help="load seconds")
     ap.add_argument("--rate", type=float, default=30.0, help="target requests per second")
+    ap.add_argument(
+        "--rates",
+        default=None,
+        help="comma-separated offered rates, one load run each on the same server (a latency "
+        "curve, plotted as feed_http_latency.png under --out)",
+    )
     ap.add_argument("--conns", type=int, default=4, help="client connections (threads)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-train", action="store_true", help="skip `tastegraph train`")
@@ -484,6 +627,11 @@ def main() -> int:
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument(
+        "--out",
+        default=None,
+        help="folder for the latency plot (default: the --data dir, else the working dir)",
+    )
+    ap.add_argument(
         "--data",
         default=None,
         help="build the installation into this folder and keep it; reuse it if already built",
@@ -493,6 +641,12 @@ def main() -> int:
         ap.error("--duration must be in 1..600, --rate in 0.1..500, --conns in 1..32")
     if not 1 <= args.workers <= 16:
         ap.error("--workers must be in 1..16")
+    try:
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else [args.rate]
+    except ValueError:
+        ap.error(f"--rates must be numbers separated by commas, not {args.rates!r}")
+    if not all(0.1 <= r <= 500 for r in rates):
+        ap.error("every rate in --rates must be in 0.1..500")
     quiet = False
     result: dict[str, Any] = {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
@@ -558,39 +712,53 @@ def main() -> int:
             t0 = time.perf_counter()
             r = client.get(f"/pins/{pin_ids[0]}/related?n=20")
             result["server"]["first_related_s"] = round(time.perf_counter() - t0, 3)
-        result["server"]["loadavg_wait_s"] = wait_for_quiet(args.max_load, quiet)
-        result["server"]["loadavg_before"] = round(os.getloadavg()[0], 2)
-        log(f"engine warm-up {warm:.1f} s; load {args.rate}/s for {args.duration} s", quiet)
-
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        client_proc = ctx.Process(
-            target=load_client,
-            args=(
-                base,
-                args.rate,
-                args.duration,
-                user_ids,
-                pin_ids,
-                args.seed + 1,
-                args.conns,
-                queue,
-            ),
-        )
-        client_proc.start()
-        res = queue.get(timeout=args.duration + 120)
-        client_proc.join(timeout=30)
-        result["server"]["loadavg_after"] = round(os.getloadavg()[0], 2)
-        result["load"] = summarise(res)
-        result["load"]["mix"] = {"feed": FEED_SHARE, "related": round(1 - FEED_SHARE, 2)}
-        result["load"]["target_rps"] = args.rate
-        result["load"]["conns"] = args.conns
+        # With --workers N each request on a new connection may reach another worker: warm
+        # them all (each built its engine at start-up; this pays for first-call caches).
+        for i in range(8 * args.workers):
+            with httpx.Client(base_url=base, timeout=args.ready_timeout) as one:
+                one.get(f"/users/{user_ids[i % len(user_ids)]}/feed?n=25")
+                one.get(f"/pins/{pin_ids[i % len(pin_ids)]}/related?n=20")
+        pids = process_tree(server.pid)
+        result["server"]["processes"] = len(pids)
+        result["runs"] = []
+        for rate in rates:
+            result["server"]["loadavg_wait_s"] = wait_for_quiet(args.max_load, quiet)
+            log(f"load {rate}/s for {args.duration} s", quiet)
+            result["runs"].append(
+                load_phase(base, rate, args, user_ids, pin_ids, process_tree(server.pid))
+            )
+            run = result["runs"][-1]
+            log(
+                f"{rate}/s: achieved {run['achieved_rps']}, feed p99 "
+                f"{run['feed'].get('p99_ms')} ms, related p99 {run['related'].get('p99_ms')} ms, "
+                f"server CPU {run['server_cpu_ms_per_request']} ms/request",
+                quiet,
+            )
+        result["load"] = result["runs"][-1]
+        procs = memory(process_tree(server.pid))
+        serving = [p for p in procs if p["rss_mib"] > 100] or procs  # not the supervisor
+        result["memory"] = {
+            "processes": procs,
+            "pins_per_gib": [
+                round(built["pins"] / (p["pss_mib"] / 1024)) for p in serving if p["pss_mib"]
+            ],
+            "events_per_gib": [
+                round(built["events"] / (p["pss_mib"] / 1024)) for p in serving if p["pss_mib"]
+            ],
+        }
         load = result["load"]
         result["pass"] = {
             "feed": load["feed"].get("p99_ms", 1e9) <= TARGETS["feed_p99_ms"],
             "related": load["related"].get("p99_ms", 1e9) <= TARGETS["related_p99_ms"],
+            "no_errors": all(
+                r["feed"]["errors"] + r["related"]["errors"] == 0 for r in result["runs"]
+            ),
             "train": result.get("train", {}).get("wall_s", 1e9) <= TARGETS["train_s"],
         }
+        if len(rates) > 1:
+            out_dir = Path(args.out) if args.out else (data if keep else Path.cwd())
+            out_dir.mkdir(parents=True, exist_ok=True)
+            result["plot"] = plot_curve(result["runs"], out_dir, quiet)
     finally:
         if server is not None and server.poll() is None:
             server.terminate()
@@ -617,16 +785,17 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    load = result["load"]
     b = result["build"]
     c = result["config"]
     tab = Table(
         title=(
             f"HTTP feed bench: {b['pins']} pins, {b['users']} users, {b['events']} events; "
-            f"{c['rate']}/s target for {c['duration']} s"
+            f"{c['duration']} s per rate, {c['workers']} worker(s)"
         )
     )
     for col in (
+        "offered",
+        "achieved",
         "endpoint",
         "n",
         "errors",
@@ -635,30 +804,45 @@ def print_table(result: dict[str, Any]) -> None:
         "p99 ms",
         "max ms",
         "sched p99",
-        "target",
+        "server CPU ms/req",
+        "req/s per core",
     ):
         tab.add_column(col, justify="right")
-    for ep, key in (("feed", "feed_p99_ms"), ("related", "related_p99_ms")):
-        s = load[ep]
-        tab.add_row(
-            ep,
-            str(s["n"]),
-            str(s["errors"]),
-            *(str(s.get(k, "-")) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "sched_p99_ms")),
-            f"p99 <= {TARGETS[key]:.0f}",
-        )
+    for run in result["runs"]:
+        for ep in ("feed", "related"):
+            s = run[ep]
+            tab.add_row(
+                str(run["target_rps"]) if ep == "feed" else "",
+                str(run["achieved_rps"]) if ep == "feed" else "",
+                ep,
+                str(s["n"]),
+                str(s["errors"]),
+                *(
+                    str(s.get(k, "-"))
+                    for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "sched_p99_ms")
+                ),
+                str(run["server_cpu_ms_per_request"]) if ep == "feed" else "",
+                str(run["server_rps_per_core"]) if ep == "feed" else "",
+            )
     con = Console()
     con.print(tab)
     srv = result["server"]
     con.print(
-        f"achieved {load['achieved_rps']} req/s ({load['sent']}/{load['planned']} sent); "
-        f"ready {srv['ready_s']} s; engine warm-up {srv['engine_warmup_s']} s; "
-        f"model {srv.get('model')}; load average {srv.get('loadavg_before')} before, "
-        f"{srv.get('loadavg_after')} after"
+        f"targets: feed p99 <= {TARGETS['feed_p99_ms']:.0f} ms, related p99 <= "
+        f"{TARGETS['related_p99_ms']:.0f} ms; ready {srv['ready_s']} s; engine warm-up "
+        f"{srv['engine_warmup_s']} s; model {srv.get('model')}"
+    )
+    for p in result["memory"]["processes"]:
+        con.print(f"process {p['pid']}: RSS {p['rss_mib']} MiB, PSS {p['pss_mib']} MiB")
+    mem = result["memory"]
+    con.print(
+        f"per GiB of a serving process: pins {mem['pins_per_gib']}, events {mem['events_per_gib']}"
     )
     if "train" in result:
         con.print(f"train: {result['train']['wall_s']} s (target <= {TARGETS['train_s']:.0f})")
-    con.print(f"build: {b['times']} (total {b['total_s']} s)")
+    con.print(f"build: {b['times']} (total {b.get('total_s')} s)")
+    if result.get("plot"):
+        con.print(f"plot: {result['plot']}")
     con.print(f"pass: {result['pass']}")
 
 

@@ -31,6 +31,7 @@ from tastegraph.models.base import Encoders
 from tastegraph.models.inputs import preprocess_for, tag_labels
 from tastegraph.settings import Settings
 from tastegraph.store import SQLStore, open_store
+from tastegraph.store.record_cache import PinRecordCache
 from tastegraph.workers.catchup import CatchUp
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class App:
     eligibility: Eligibility
     parts: Parts
     catchup: CatchUp
+    # Pin records for the feed routes' responses, kept current by ``catchup``.
+    records: PinRecordCache
 
     # The services, made on first use.
     @property
@@ -226,11 +229,12 @@ def build(
         engagement=Lazy(lambda: _make_engagement(db, settings, bus), lock),
         feeds=Lazy(lambda: _make_feeds(db, indexes, enc, settings, bus, eligibility), lock),
     )
-    catchup = CatchUp(db, indexes, parts.feeds, lock)
+    records = PinRecordCache(db, settings.api.pin_cache_size)
+    catchup = CatchUp(db, indexes, parts.feeds, lock, records)
 
     def events_deleted(_: EventsDeleted) -> None:
         catchup.events()  # the feed engine cannot un-learn them: rebuilt on next use
 
     bus.subscribe(SpaceChanged, lambda _: parts.feeds.reset())
     bus.subscribe(EventsDeleted, events_deleted)
-    return App(settings, db, bus, eligibility, parts, catchup)
+    return App(settings, db, bus, eligibility, parts, catchup, records)

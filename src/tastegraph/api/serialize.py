@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FeedItemLike",
+    "PinRecords",
     "audit_json",
     "because_json",
     "board_json",
@@ -37,6 +38,12 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
+
+
+class PinRecords(Protocol):
+    """Where pins' records come from: the store, or the serving process's cache of them."""
+
+    def pin_records(self, ids: Iterable[int]) -> list[tuple[Any, ...]]: ...
 
 
 class FeedItemLike(Protocol):
@@ -62,7 +69,7 @@ def pin_json(pin: Pin) -> JSON:
     return d
 
 
-def pins_json(store: SQLStore, ids: Iterable[int]) -> dict[int, JSON]:
+def pins_json(store: PinRecords, ids: Iterable[int]) -> dict[int, JSON]:
     """``pin_json(pin)`` of each of these pins that exists, by id.
 
     The feed routes need 20 to 100 pins per request: plain rows (``store.pin_records``, in the
@@ -134,7 +141,7 @@ def because_json(pin_id: int | None, pins: Mapping[int, JSON]) -> JSON | None:
 
 
 def feed_items_json(
-    store: SQLStore, items: Sequence[FeedItemLike], pins: Mapping[int, JSON] | None = None
+    store: PinRecords, items: Sequence[FeedItemLike], pins: Mapping[int, JSON] | None = None
 ) -> list[JSON]:
     """Feed items, their pins (and the pins their reasons name) fetched in one query, less
     those in ``pins`` already; items whose pin is gone are left out."""
@@ -155,14 +162,14 @@ def feed_items_json(
 
 
 def feed_page_json(
-    store: SQLStore, items: Sequence[FeedItemLike], next_cursor: str | None, model: str | None
+    store: PinRecords, items: Sequence[FeedItemLike], next_cursor: str | None, model: str | None
 ) -> JSON:
     """A page of a home feed: items, the cursor of the next page, the model that ranked it."""
     return {"results": feed_items_json(store, items), "next_cursor": next_cursor, "model": model}
 
 
 def related_json(
-    store: SQLStore, items: Sequence[FeedItemLike], pins: Mapping[int, JSON] | None = None
+    store: PinRecords, items: Sequence[FeedItemLike], pins: Mapping[int, JSON] | None = None
 ) -> JSON:
     """Related pins."""
     return {"results": feed_items_json(store, items, pins)}

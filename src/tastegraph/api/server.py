@@ -13,6 +13,7 @@ from tastegraph.api.auth import document_permissions, needs
 from tastegraph.api.http import document_body_errors, error_body, install_error_handling
 from tastegraph.api.limits import RateLimits
 from tastegraph.api.routes import admin, events, feed, people, pins, search
+from tastegraph.feed.gate import FairGate
 
 if TYPE_CHECKING:
     from tastegraph.app import App
@@ -29,6 +30,8 @@ def create_api(tg: App) -> FastAPI:
     )
     api.state.tg = tg
     api.state.limits = RateLimits(tg.settings.limits)
+    slots = tg.settings.api.feed_slots
+    api.state.feed_gate = FairGate(slots) if slots else None
     install_error_handling(api, tg.settings.api.max_upload_bytes)
     # In this order: it is the order of the OpenAPI document.
     for router in (

@@ -20,38 +20,48 @@ Example
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 __all__ = ["FairGate"]
 
 
 class FairGate:
-    """At most ``slots`` concurrent holders; the others wait and enter in arrival order."""
+    """At most ``slots`` concurrent holders; the others wait and enter in arrival order.
+
+    A leaving holder hands its slot to the longest waiter and wakes that one only: with many
+    waiters, waking them all to re-check (a condition's ``notify_all``) cost each release one
+    interpreter hand-off per waiter.
+    """
 
     def __init__(self, slots: int = 1) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.slots = int(slots)
-        self._cond = threading.Condition(threading.Lock())
-        self._next = 0  # tickets handed out
-        self._done = 0  # holders that left
+        self._lock = threading.Lock()
+        self._free = self.slots
+        self._waiters: deque[threading.Lock] = deque()
 
     @property
     def waiting(self) -> int:
         """Holders and waiters beyond the slots (0 when nobody waits)."""
-        return max(self._next - self._done - self.slots, 0)
+        return len(self._waiters)
 
     def acquire(self) -> None:
-        with self._cond:
-            ticket = self._next
-            self._next += 1
-            # Ticket t may enter once all but ``slots - 1`` of the tickets before it have left.
-            while ticket >= self._done + self.slots:
-                self._cond.wait()
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder that hands this waiter its slot
 
     def release(self) -> None:
-        with self._cond:
-            self._done += 1
-            self._cond.notify_all()
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
 
     def __enter__(self) -> None:
         self.acquire()

@@ -214,6 +214,29 @@ class ApiSettings(Section):
             "poll is the fallback while that listener is down, and the only path on SQLite."
         ),
     )
+    feed_slots: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "Feed and related-pins requests one serving process answers at once, the others "
+            "waiting first come first served; 0 means no limit. They are CPU-bound Python: "
+            "threads of one process running them together trade the interpreter lock. 1 with "
+            "`--workers N` is the configuration to try on a machine of its own; on a machine "
+            "other jobs overload, one thread per process got less of the CPU "
+            "(docs/benchmarks.md)."
+        ),
+    )
+    pin_cache_size: int = Field(
+        20_000,
+        ge=0,
+        le=10_000_000,
+        description=(
+            "Pins whose records a serving process keeps in memory for feed and related-pins "
+            "responses (least recently used out first; an edit or delete anywhere drops the "
+            "pin at the next catch-up). About 2 KB each; 0 reads every pin from the store."
+        ),
+    )
     listener_retry_s: float = Field(
         0.1,
         gt=0,

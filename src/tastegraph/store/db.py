@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from tastegraph.store.ports import KeywordIndex, NoticeConnection
 
-__all__ = ["Database", "Dialect", "now_iso", "safe_url"]
+__all__ = ["CommitCounter", "Database", "Dialect", "now_iso", "safe_url"]
 
 _VALUES = "text without NUL characters or unpaired surrogates, numbers within 64 bits"
 
@@ -112,6 +112,18 @@ class Dialect(Protocol):
         """The full-text index over pins' words for this database."""
         ...
 
+    def commit_counter(self, db: Database) -> CommitCounter | None:
+        """A call far cheaper than a query whose value changes whenever a transaction commits
+        on another connection (this process's writer included), or None where there is none:
+        a serving process then reads the log tips only when it moved (``log_tips``)."""
+        ...
+
+
+class CommitCounter(Protocol):
+    def __call__(self) -> int: ...
+
+    def close(self) -> None: ...
+
 
 class Database:
     """Engines for one URL; :meth:`write` and :meth:`read` hand out transactions.
@@ -125,6 +137,17 @@ class Database:
         self.dialect = dialect
         self.write_lock = threading.Lock()
         self.engine, self.writer = dialect.engines(url)
+        self._counter: CommitCounter | None = None
+        self._counter_made = False
+
+    def commit_counter(self) -> CommitCounter | None:
+        """The dialect's :meth:`Dialect.commit_counter` for this database, made once."""
+        if not self._counter_made:
+            with self.write_lock:
+                if not self._counter_made:
+                    self._counter = self.dialect.commit_counter(self)
+                    self._counter_made = True
+        return self._counter
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -229,5 +252,9 @@ class Database:
         self.migrate()
 
     def close(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
+            self._counter = None
+        self._counter_made = False
         self.engine.dispose()
         self.writer.dispose()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from numpy.typing import NDArray
 
 from tastegraph.store import schema as t
+from tastegraph.store.changes import record_changes
 from tastegraph.store.db import Database
 
 __all__ = ["DuplicateRepository"]
@@ -28,9 +29,18 @@ class DuplicateRepository:
         return ids, hashes
 
     def set_dup_groups(self, groups: Mapping[int, int | None]) -> None:
+        """Set each pin's near-duplicate group; logged as an upsert of each pin, like every
+        write to a pin row, so that serving processes' copies of the pin follow."""
         with self._db.write() as conn:
+            self._db.dialect.lock_log(conn, "changes")
+            changed = []
             for pin_id, group in groups.items():
-                conn.execute(t.pins.update().where(t.pins.c.id == pin_id).values(dup_group=group))
+                n = conn.execute(
+                    t.pins.update().where(t.pins.c.id == pin_id).values(dup_group=group)
+                ).rowcount
+                if n:
+                    changed.append(int(pin_id))
+            record_changes(conn, changed, "upsert")
 
     def dup_groups(self) -> dict[int, list[int]]:
         with self._db.read() as conn:

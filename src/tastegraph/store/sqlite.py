@@ -6,6 +6,8 @@ keyword index. Nothing else in ``store/`` may be SQLite-only.
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ from tastegraph.store.ports import KeywordDoc
 if TYPE_CHECKING:
     from tastegraph.store.db import Database
 
-__all__ = ["Fts5KeywordIndex", "SQLiteDialect", "fts_query"]
+__all__ = ["DataVersion", "Fts5KeywordIndex", "SQLiteDialect", "fts_query"]
 
 
 _FTS_TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -117,6 +119,31 @@ class SQLiteDialect:
 
     def keyword_index(self, db: Database) -> Fts5KeywordIndex:
         return Fts5KeywordIndex(db)
+
+    def commit_counter(self, db: Database) -> DataVersion | None:
+        path = sa.make_url(db.url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None  # a private in-memory database: no other connection sees it
+        return DataVersion(path)
+
+
+class DataVersion:
+    """``PRAGMA data_version`` on a connection of its own, never in a transaction: the value
+    changes whenever any other connection commits to the file (this process's writer, another
+    process), and reading it touches no page (a few microseconds against ~0.5 ms for a pooled
+    read transaction)."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 class Fts5KeywordIndex:

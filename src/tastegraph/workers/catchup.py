@@ -8,13 +8,15 @@ same data) change the store; this process's in-memory state (indexes, the feed e
 - a new whitening projection means the vectors changed space: the indexes are reopened from
   disk, where that process saved them, and the feed engine is rebuilt on its next use;
 - logged events deleted: the feed engine follows the log by id and cannot un-learn them, so it
-  is rebuilt from the log as it now is on its next use.
+  is rebuilt from the log as it now is on its next use;
+- pins edited or deleted leave the process's pin-record cache (``store.record_cache``).
 
 Only what is already loaded is touched: catch-up never loads models or builds an engine.
 
 Read-your-writes across processes (``tastegraph serve --workers N``, or several servers on one
 store): before a feed, related or search request, :meth:`CatchUp.if_behind` reads the tips of
-the two ordered logs (``store.log_tips()``: one read, about 60 µs on SQLite) and, only when
+the two ordered logs (``store.log_tips()``: on SQLite one ``PRAGMA data_version`` call, a few
+µs, unless some connection committed since, then one read) and, only when
 either moved since this process last looked, applies what is new before the request is
 answered. A client that writes through one process and reads through another sees its write.
 """
@@ -36,6 +38,10 @@ class CatchUpStore(Protocol):
     def events_generation(self) -> str | None: ...
 
     def log_tips(self) -> tuple[int, int]: ...
+
+
+class CaughtUpRecords(Protocol):
+    def apply_changes(self) -> int: ...
 
 
 class CaughtUpIndexes(Protocol):
@@ -61,10 +67,12 @@ class CatchUp:
         indexes: Loaded[CaughtUpIndexes],
         feeds: Loaded[CaughtUpFeeds],
         lock: threading.RLock | None = None,
+        records: CaughtUpRecords | None = None,
     ) -> None:
         self.store = store
         self.indexes = indexes
         self.feeds = feeds
+        self.records = records
         self._lock = lock or threading.RLock()
         # The tips of the change and event logs when this process last caught up to them.
         self._seen: tuple[int, int] | None = None
@@ -83,6 +91,8 @@ class CatchUp:
         """Apply every pending change; returns the changes applied per index (``{"reopened":
         1}`` after a projection change, ``"events_deleted"`` when the engine was dropped)."""
         with self._lock:
+            if self.records is not None:
+                self.records.apply_changes()  # edited and deleted pins are read afresh
             dropped = self.events()
             idx = self.indexes.peek()
             if idx is None:

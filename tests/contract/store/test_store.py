@@ -271,6 +271,14 @@ class TestDuplicates:
         dups.set_dup_groups({2: None})
         assert dups.dup_groups() == {1: [1]}
 
+    def test_new_dup_groups_are_in_the_change_log(self, store: Store) -> None:
+        # Serving processes keep copies of pin rows current from the change log.
+        store.add_pins([pin("a", phash="00ff"), pin("b", phash="00fe")])
+        seq = store.last_change()
+        store.set_dup_groups({1: 1, 2: 1, 99: 1})  # 99 does not exist: not logged
+        last, ups, dels = store.changes_since(seq)
+        assert last > seq and sorted(ups) == [1, 2] and dels == []
+
 
 # ---------------------------------------------------------------------- ingest runs
 class TestIngestRuns:
@@ -403,6 +411,24 @@ class TestEvents:
         assert tips.log_tips()[1] == 2
         store.delete_pin(1)
         assert tips.log_tips() == (store.last_change(), 2)
+
+    def test_log_tips_see_another_connections_commits(self, backend_url: str) -> None:
+        # A serving process checks the tips before every read; another process's writes
+        # (here: a second store on the same database) must move them, every time.
+        reader, writer = open_store(backend_url), open_store(backend_url)
+        try:
+            assert reader.log_tips() == (0, 0)
+            assert reader.log_tips() == (0, 0)  # unchanged: may be answered without a read
+            for i in range(3):
+                writer.add_pins([pin(f"p{i}")])
+                assert reader.log_tips() == (writer.last_change(), i)
+                writer.add_events([_event(f"e{i}")])
+                assert reader.log_tips() == (writer.last_change(), i + 1)
+            reader.add_events([_event("own")])  # its own writes too
+            assert reader.log_tips()[1] == 4
+        finally:
+            reader.close()
+            writer.close()
 
     def test_existing_ids(self, store: Store) -> None:
         store.add_pins([pin("a")])

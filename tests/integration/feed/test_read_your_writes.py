@@ -40,3 +40,30 @@ def test_catch_up_before_a_read_does_nothing_when_nothing_is_new(world: App) -> 
     world.store.add_events([_store_event(uid, pin, "hide", time.time(), "elsewhere-2")])
     assert world.catchup.if_behind() and calls == ["run"]
     assert not world.catchup.if_behind()
+
+
+def test_a_pin_edited_elsewhere_is_served_edited_by_the_next_read(
+    client: tuple[TestClient, dict[str, str]],
+    world: App,  # noqa: F811
+) -> None:
+    # The feed routes serve pins from the process's record cache: an edit another process
+    # writes reaches it through the change log before the next read is answered.
+    from tastegraph.store import open_store
+
+    c, _ = client
+    anchor = world.store.list_pins(limit=1)[0].id
+    first = c.get(f"/pins/{anchor}/related", params={"n": 5}).json()["results"]
+    assert first and world.records.stats()["pins"] >= len(first)
+    target = first[0]["pin"]["id"]
+    other = open_store(world.settings.resolved_store_url)
+    try:
+        other.update_pin(target, {"title": "edited in another process"})
+        again = c.get(f"/pins/{anchor}/related", params={"n": 5}).json()["results"]
+        titles = {x["pin"]["id"]: x["pin"]["title"] for x in again}
+        assert titles[target] == "edited in another process"
+        uid = world.store.create_user("cy", "")["id"]
+        feed = c.get(f"/users/{uid}/feed", params={"n": 50}).json()["results"]
+        shown = {x["pin"]["id"]: x["pin"]["title"] for x in feed}
+        assert shown.get(target, "edited in another process") == "edited in another process"
+    finally:
+        other.close()

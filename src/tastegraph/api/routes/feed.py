@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from contextlib import nullcontext
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -14,6 +15,12 @@ from tastegraph.api.serialize import feed_page_json, pins_json, related_json
 __all__ = ["router"]
 
 router = APIRouter(tags=["feed"])
+
+
+def turn(request: Request) -> Any:
+    """Wait for this process's turn to answer a feed request (``api.feed_slots`` at once)."""
+    gate = getattr(request.app.state, "feed_gate", None)
+    return gate if gate is not None else nullcontext()
 
 
 @router.get(
@@ -36,9 +43,10 @@ def home_feed(
     ] = None,
 ) -> Response:
     """A user's personalised home feed; each item says why it is there."""
-    tg = fresh_app_of(request)
-    items, nxt = tg.feeds.feed(user_id, n, cursor)
-    return json_response(feed_page_json(tg.store, items, nxt, tg.feeds.version))
+    with turn(request):
+        tg = fresh_app_of(request)
+        items, nxt = tg.feeds.feed(user_id, n, cursor)
+        return json_response(feed_page_json(tg.records, items, nxt, tg.feeds.version))
 
 
 @router.get(
@@ -51,10 +59,11 @@ def related_pins(
     request: Request, pin_id: Id, n: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> Response:
     """Related pins: visual similarity fused with co-engagement, near-duplicates collapsed."""
-    tg = fresh_app_of(request)
-    items = tg.feeds.related(pin_id, n, verify=False)
-    # The pin itself is fetched with its results: one query says it exists and gives them.
-    pins = pins_json(tg.store, [pin_id, *(it.pin for it in items)])
-    if pin_id not in pins:
-        tg.store.get_pin(pin_id)  # raises NotFound (e.g. deleted since the engine was built)
-    return json_response(related_json(tg.store, items, pins))
+    with turn(request):
+        tg = fresh_app_of(request)
+        items = tg.feeds.related(pin_id, n, verify=False)
+        # The pin itself is fetched with its results: one query says it exists and gives them.
+        pins = pins_json(tg.records, [pin_id, *(it.pin for it in items)])
+        if pin_id not in pins:
+            tg.store.get_pin(pin_id)  # raises NotFound (e.g. deleted since the engine was built)
+        return json_response(related_json(tg.records, items, pins))
