@@ -112,6 +112,16 @@ class Dialect(Protocol):
         """The full-text index over pins' words for this database."""
         ...
 
+    def id_high_water(self, conn: sa.Connection, table: str, column: str) -> int:
+        """The largest id ``table``'s ``column`` has ever handed out (0 if none): a deleted
+        row's id included, since ids are never reused."""
+        ...
+
+    def set_id_high_water(self, conn: sa.Connection, table: str, column: str, value: int) -> None:
+        """Make the next id ``table`` hands out ``value + 1`` (rows inserted with their own ids
+        do not move PostgreSQL's sequences)."""
+        ...
+
 
 class Database:
     """Engines for one URL; :meth:`write` and :meth:`read` hand out transactions.

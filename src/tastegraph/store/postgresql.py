@@ -140,6 +140,22 @@ class PostgreSQLDialect:
     def keyword_index(self, db: Database) -> TsvectorKeywordIndex:
         return TsvectorKeywordIndex(db)
 
+    def id_high_water(self, conn: sa.Connection, table: str, column: str) -> int:
+        value = conn.execute(
+            sa.text(
+                "SELECT pg_sequence_last_value(CAST(pg_get_serial_sequence(:t, :c) AS regclass))"
+            ),
+            {"t": table, "c": column},
+        ).scalar_one_or_none()
+        return int(value or 0)
+
+    def set_id_high_water(self, conn: sa.Connection, table: str, column: str, value: int) -> None:
+        # setval(..., false): the next nextval() returns ``value + 1`` exactly; 1 when 0.
+        conn.execute(
+            sa.text("SELECT setval(pg_get_serial_sequence(:t, :c), :v, false)"),
+            {"t": table, "c": column, "v": value + 1},
+        )
+
 
 class PsycopgNotices:
     """A dedicated autocommit connection doing ``LISTEN`` on :data:`CHANNEL` (a

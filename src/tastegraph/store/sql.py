@@ -81,7 +81,7 @@ class SQLStore:
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in DIALECTS:
             raise InvalidInput(
-                f"unsupported store URL {url!r}",
+                f"unsupported store URL {safe_url(url)}",
                 hint="known schemes: sqlite:///PATH, postgresql+psycopg://USER@HOST/DB",
             )
         self.url = url

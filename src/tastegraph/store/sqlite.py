@@ -118,6 +118,21 @@ class SQLiteDialect:
     def keyword_index(self, db: Database) -> Fts5KeywordIndex:
         return Fts5KeywordIndex(db)
 
+    def id_high_water(self, conn: sa.Connection, table: str, column: str) -> int:
+        # AUTOINCREMENT tables keep theirs in sqlite_sequence (absent until the first insert).
+        seq = conn.execute(
+            sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}
+        ).scalar_one_or_none()
+        return int(seq or 0)
+
+    def set_id_high_water(self, conn: sa.Connection, table: str, column: str, value: int) -> None:
+        conn.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :t"), {"t": table})
+        if value > 0:
+            conn.execute(
+                sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :v)"),
+                {"t": table, "v": value},
+            )
+
 
 class Fts5KeywordIndex:
     """The keyword index as an FTS5 table (``pins_fts``), BM25 weighted title 3, tags 2, text 1."""
