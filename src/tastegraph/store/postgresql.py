@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_sql
 
 from tastegraph.errors import InvalidInput, MissingExtra
+from tastegraph.store.db import json_dumps
 from tastegraph.store.ports import KeywordDoc
 
 if TYPE_CHECKING:
@@ -92,8 +93,12 @@ class PostgreSQLDialect:
             ) from exc
         # A host that never answers is an error within seconds, not a hang.
         args = {"connect_timeout": 10}
-        reader = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
-        writer = sa.create_engine(url, pool_pre_ping=True, pool_size=2, connect_args=args)
+        reader = sa.create_engine(
+            url, json_serializer=json_dumps, pool_pre_ping=True, connect_args=args
+        )
+        writer = sa.create_engine(
+            url, json_serializer=json_dumps, pool_pre_ping=True, pool_size=2, connect_args=args
+        )
         return reader, writer
 
     @contextmanager

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_sql
 
 from tastegraph.errors import InvalidInput
+from tastegraph.store.db import json_dumps
 from tastegraph.store.ports import KeywordDoc
 
 if TYPE_CHECKING:
@@ -74,10 +75,12 @@ class SQLiteDialect:
             )
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         args = {"check_same_thread": False}
-        reader = sa.create_engine(url, connect_args=args)
+        reader = sa.create_engine(url, json_serializer=json_dumps, connect_args=args)
         # Exactly one writer connection (StaticPool), so a PRAGMA set on it holds for the next
         # transaction (see ``migrating``).
-        writer = sa.create_engine(url, connect_args=args, poolclass=sa.pool.StaticPool)
+        writer = sa.create_engine(
+            url, json_serializer=json_dumps, connect_args=args, poolclass=sa.pool.StaticPool
+        )
         _configure(reader, "BEGIN")
         _configure(writer, "BEGIN IMMEDIATE")
         return reader, writer
