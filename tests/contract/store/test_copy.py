@@ -58,6 +58,7 @@ def fill(url: str, pins: int = 30, events: int = 45) -> None:
         s.delete_pin(ids[-1])  # ids never reused: the copy must keep this one taken
         s.set_dup_groups({ids[0]: ids[0], ids[1]: ids[0]})
         s.set_kv("projection", {"file": "models/p.npz", "digest": "ab"})
+        s.put_artefact("feed_model", bytes(range(256)) * 40, {"version": "v1"})
         s.start_run("r1", "folder")
         s.add_quarantine("r1", [QuarantineEntry("bad.jpg", "decode", "not an image")])
         s.finish_run("r1", "done", {"added": pins})
@@ -131,6 +132,8 @@ def test_a_copy_keeps_every_row_id_and_word(two_databases: tuple[str, str]) -> N
         assert b.events_since(0) == a.events_since(0)
         assert b.get_kv("projection") == a.get_kv("projection")
         assert b.dup_groups() == a.dup_groups()
+        model = b.latest_artefact("feed_model")
+        assert model is not None and b.get_artefact(model.digest) == bytes(range(256)) * 40
         assert b.filter_ids(tag="ünï") is not None
         # The keyword index was rebuilt in the destination's own form.
         assert {i for i, _ in b.fts_search("dress")} == {i for i, _ in a.fts_search("dress")}
