@@ -108,11 +108,17 @@ def postgresql_tables(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+# Published files (the projection, trained models): their size follows the model, not the pin
+# count, so they are reported on their own rather than spread over the pins.
+ARTEFACT_TABLES = ("artefacts", "artefact_chunks")
+
+
 def per_pin_and_event(tables: dict[str, int], n_pins: int, n_events: int) -> dict[str, float]:
-    pin_tables = {k: v for k, v in tables.items() if k != "events"}
+    pin_tables = {k: v for k, v in tables.items() if k != "events" and k not in ARTEFACT_TABLES}
     return {
         "bytes_per_pin": round(sum(pin_tables.values()) / n_pins, 1),
         "bytes_per_event": round(tables.get("events", 0) / max(1, n_events), 1),
+        "artefact_bytes": sum(tables.get(k, 0) for k in ARTEFACT_TABLES),
     }
 
 
@@ -188,6 +194,7 @@ def measure(
         "store_bytes": tables,
         "store_bytes_per_pin": lite["bytes_per_pin"],
         "store_bytes_per_event": lite["bytes_per_event"],
+        "store_artefact_bytes": lite["artefact_bytes"],
         "postgresql": pg,
         "index_bytes_per_pin": round(index_bytes / n_pins, 1),
         "feed_model_bytes": model_bytes,
