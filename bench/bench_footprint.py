@@ -13,6 +13,12 @@ events), trains the ranker with ``tastegraph train`` (what production serves), t
   loaded, the feed engine built (trained model loaded, the event log replayed), and after 300
   feed and related requests.
 
+With ``--store URL`` (an empty PostgreSQL database) the same catalog is also moved there with
+``tastegraph db copy`` and the store tier is measured on PostgreSQL too: each table's
+``pg_total_relation_size`` (heap, TOAST and indexes; the keyword index is ``pins_fts``), so
+bytes per pin and per event on both stores come from one catalog. A copied table has no dead
+rows yet: a store written over months by ingest and edits is larger until vacuumed.
+
 With three or more shapes the replica's memory is fitted as ``fixed + a * pins + b * events``
 (least squares), which is what "pins and events per GiB" comes from; pick shapes that vary pins
 and events independently (the default does).
@@ -22,6 +28,8 @@ Usage::
     python bench/bench_footprint.py                       # three shapes up to 100k x 1M
     python bench/bench_footprint.py --shapes 5000x500x50000,10000x1000x50000,10000x1000x100000
     python bench/bench_footprint.py --json > footprint.json
+    python bench/bench_footprint.py --shapes 10000x1000x100000 --no-train \
+        --store postgresql+psycopg://USER:PASSWORD@HOST/EMPTY_DB
 """
 
 from __future__ import annotations
@@ -81,6 +89,39 @@ def store_tables(db: Path) -> dict[str, int]:
         conn.close()
 
 
+def postgresql_tables(url: str) -> dict[str, int]:
+    """Bytes per table on PostgreSQL (``pg_total_relation_size``: heap, TOAST, indexes)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                    "WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace "
+                    "AND c.relname <> 'alembic_version'"
+                )
+            ).all()
+        return dict(sorted(((str(n), int(b)) for n, b in rows), key=lambda kv: -kv[1]))
+    finally:
+        engine.dispose()
+
+
+# Published files (the projection, trained models): their size follows the model, not the pin
+# count, so they are reported on their own rather than spread over the pins.
+ARTEFACT_TABLES = ("artefacts", "artefact_chunks")
+
+
+def per_pin_and_event(tables: dict[str, int], n_pins: int, n_events: int) -> dict[str, float]:
+    pin_tables = {k: v for k, v in tables.items() if k != "events" and k not in ARTEFACT_TABLES}
+    return {
+        "bytes_per_pin": round(sum(pin_tables.values()) / n_pins, 1),
+        "bytes_per_event": round(tables.get("events", 0) / max(1, n_events), 1),
+        "artefact_bytes": sum(tables.get(k, 0) for k in ARTEFACT_TABLES),
+    }
+
+
 def _replica(data: str, users: list[int], pins: list[int], out: Any) -> None:
     """Open the installation as a server process does; report RSS after each step."""
     steps: dict[str, int] = {"python": rss_bytes()}
@@ -121,7 +162,9 @@ def replica_memory(data: Path, users: list[int], pins: list[int]) -> dict[str, A
     return res
 
 
-def measure(shape: tuple[int, int, int], train: bool, quiet: bool) -> dict[str, Any]:
+def measure(
+    shape: tuple[int, int, int], train: bool, quiet: bool, store: str | None = None
+) -> dict[str, Any]:
     n_pins, n_users, n_events = shape
     with tempfile.TemporaryDirectory(prefix="tg-footprint-") as tmp:
         data = Path(tmp) / "data"
@@ -134,12 +177,25 @@ def measure(shape: tuple[int, int, int], train: bool, quiet: bool) -> dict[str, 
         recs = data / "models" / "recs"  # the trained feed models (`tastegraph train`)
         model_bytes = sum(f.stat().st_size for f in recs.rglob("*") if f.is_file())
         replica = replica_memory(data, built["user_ids"], built["pin_ids"])
-    pin_tables = {k: v for k, v in tables.items() if k != "events"}
+        pg: dict[str, Any] | None = None
+        if store:
+            from tastegraph.store.copy import copy_store
+
+            copied = copy_store(f"sqlite:///{data / 'tastegraph.db'}", store)
+            pg_tables = postgresql_tables(store)
+            pg = {
+                "store_bytes": pg_tables,
+                **per_pin_and_event(pg_tables, n_pins, built["events"]),
+                "copy_s": round(copied.seconds, 1),
+            }
+    lite = per_pin_and_event(tables, n_pins, built["events"])
     return {
         "shape": {"pins": n_pins, "users": n_users, "events": built["events"]},
         "store_bytes": tables,
-        "store_bytes_per_pin": round(sum(pin_tables.values()) / n_pins, 1),
-        "store_bytes_per_event": round(tables.get("events", 0) / max(1, built["events"]), 1),
+        "store_bytes_per_pin": lite["bytes_per_pin"],
+        "store_bytes_per_event": lite["bytes_per_event"],
+        "store_artefact_bytes": lite["artefact_bytes"],
+        "postgresql": pg,
         "index_bytes_per_pin": round(index_bytes / n_pins, 1),
         "feed_model_bytes": model_bytes,
         "train_wall_s": None if trained is None else trained["wall_s"],
@@ -171,10 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", default=DEFAULT_SHAPES, help="PINSxUSERSxEVENTS,...")
     ap.add_argument("--no-train", action="store_true", help="measure the untrained engine")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--store", help="an EMPTY PostgreSQL database: the catalog is copied there and measured"
+    )
     args = ap.parse_args(argv)
+    shapes = parse_shapes(args.shapes)
+    if args.store and len(shapes) > 1:
+        ap.error("--store takes one shape (the database must be empty for each copy)")
     rows = []
-    for shape in parse_shapes(args.shapes):
-        rows.append(measure(shape, train=not args.no_train, quiet=args.json))
+    for shape in shapes:
+        rows.append(measure(shape, train=not args.no_train, quiet=args.json, store=args.store))
         if not args.json:
             print(json.dumps(rows[-1], indent=1), flush=True)
     report = {

@@ -317,7 +317,16 @@ class CatalogService:
         w = PCAWhitener(dim=dim, model_id=model_id).fit(mat)
         rel = Path("models") / f"whitener-{w.digest_}.npz"
         w.save(s.data_dir / rel)
-        self._store.set_kv(PROJECTION_KEY, {"path": str(rel), "digest": w.digest_, "n": n})
+        # Published in the store too, so a process with another data dir fetches it.
+        published = self._store.put_artefact(
+            PROJECTION_KEY,
+            (s.data_dir / rel).read_bytes(),
+            {"model_id": model_id, "dim": dim, "pins": n, "projection": w.digest_},
+        )
+        self._store.set_kv(
+            PROJECTION_KEY,
+            {"path": str(rel), "digest": w.digest_, "n": n, "artefact": published.digest},
+        )
         self._hooks.projection_fitted(w.digest_)
         idx.set_projection(w)
         return True

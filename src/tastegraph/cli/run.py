@@ -62,6 +62,18 @@ def demo(
         fail(e)
 
 
+# The evaluation builds its own catalog: in a temporary SQLite file, or in this empty store
+# (never the configured TASTEGRAPH_STORE_URL, whose catalog it would mix its images into).
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Build the evaluation catalog in this EMPTY store (e.g. postgresql+psycopg://...) "
+        "instead of a temporary SQLite file.",
+    ),
+]
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     images: Annotated[Path, typer.Option(help="Folder of images.")],
@@ -79,6 +91,7 @@ def eval_retrieval(
         list[str] | None,
         typer.Option(help="Keep only rows with COLUMN=VALUE (repeatable), e.g. kids=False."),
     ] = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Image -> image retrieval quality: P@1, P@10, mAP@10 (relevant = same label)."""
@@ -94,6 +107,7 @@ def eval_retrieval(
             data_dir=data,
             unlabelled=("", *markers),
             where=parse_where(where),
+            store_url=store,
         )
     except TastegraphError as e:
         fail(e)
@@ -105,13 +119,16 @@ def eval_captions(
     images: Annotated[Path, typer.Option(help="Folder of images.")],
     captions: Annotated[Path, typer.Option(help="CSV with image,caption columns.")],
     data: Annotated[Path | None, typer.Option(help="Keep the evaluation catalog here.")] = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Words -> image retrieval quality: R@1, R@5, R@10 (one relevant image per caption)."""
     from tastegraph.evaluation import evaluate_captions
 
     try:
-        res = evaluate_captions(images, captions, settings=get_settings(), data_dir=data)
+        res = evaluate_captions(
+            images, captions, settings=get_settings(), data_dir=data, store_url=store
+        )
     except TastegraphError as e:
         fail(e)
     print_json(res) if as_json else out.print(dict_table(res, "caption retrieval"))

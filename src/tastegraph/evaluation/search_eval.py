@@ -19,10 +19,11 @@ import numpy as np
 
 from tastegraph.app import App, build
 from tastegraph.catalog.sources import SourceItem
-from tastegraph.errors import InvalidInput
+from tastegraph.errors import Conflict, InvalidInput
 from tastegraph.evaluation.metrics import average_precision_at_k, precision_at_k, recall_at_k
 from tastegraph.progress import progress_bar
 from tastegraph.settings import Settings
+from tastegraph.store.db import safe_url
 
 __all__ = [
     "UNLABELLED_MARKERS",
@@ -124,16 +125,28 @@ def labelled_rows(
 
 
 @contextmanager
-def _catalog(settings: Settings | None, data_dir: Path | None) -> Iterator[App]:
+def _catalog(
+    settings: Settings | None, data_dir: Path | None, store_url: str | None = None
+) -> Iterator[App]:
+    """The evaluation's own catalog: a temporary SQLite store, or the empty store at
+    ``store_url`` (to measure on PostgreSQL); never the configured one, which holds a real
+    catalog the evaluation images must not be mixed into."""
     with tempfile.TemporaryDirectory(prefix="tastegraph-eval-") as tmp:
         base = settings or Settings()
         models = base.data_dir / "models"
-        s = base.updated(data_dir=data_dir or Path(tmp), store={"url": ""})
+        s = base.updated(data_dir=data_dir or Path(tmp), store={"url": store_url or ""})
         app = build(s)
-        # Share exported model files with the main data dir so evaluation does not re-export.
-        if models.is_dir() and not (s.data_dir / "models").exists():
-            (s.data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
         try:
+            if store_url and app.store.count_pins():
+                raise Conflict(
+                    f"the evaluation store {safe_url(store_url)} already holds "
+                    f"{app.store.count_pins()} pins",
+                    hint="pass --store the URL of an empty database (the evaluation ingests "
+                    "its images there), or leave --store out for a temporary SQLite file",
+                )
+            # Share exported model files with the main data dir so evaluation does not re-export.
+            if models.is_dir() and not (s.data_dir / "models").exists():
+                (s.data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
             yield app
         finally:
             app.close()
@@ -158,6 +171,7 @@ def evaluate_retrieval(
     progress: bool = True,
     unlabelled: tuple[str, ...] = UNLABELLED_MARKERS,
     where: dict[str, str] | None = None,
+    store_url: str | None = None,
 ) -> dict[str, Any]:
     """Each labelled image queries the rest; relevant = same label. P@1, P@10, mAP@10.
 
@@ -182,7 +196,7 @@ def evaluate_retrieval(
             label_of[p] = r["label"]
     if len(files) < 2:
         raise InvalidInput("fewer than two labelled images were found in the folder")
-    with _catalog(settings, data_dir) as app:
+    with _catalog(settings, data_dir, store_url) as app:
         ref_to_pin = _ingest_files(app, files, progress)
         pin_label: dict[int, str] = {}
         for p in files:
@@ -224,6 +238,7 @@ def evaluate_captions(
     settings: Settings | None = None,
     data_dir: Path | None = None,
     progress: bool = True,
+    store_url: str | None = None,
 ) -> dict[str, Any]:
     """Each caption queries the images through text search; one relevant image per caption."""
     index = resolve_images(images)
@@ -237,7 +252,7 @@ def evaluate_captions(
     files = sorted({p for p, _ in pairs})
     if not pairs:
         raise InvalidInput("no caption matched an image in the folder")
-    with _catalog(settings, data_dir) as app:
+    with _catalog(settings, data_dir, store_url) as app:
         ref_to_pin = _ingest_files(app, files, progress)
         r1, r5, r10 = [], [], []
         with progress_bar("captions", len(pairs), unit="q", enabled=progress) as bar:

@@ -10,20 +10,21 @@ providers, made on first need), never the whole application::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tastegraph.index import VectorIndex
-from tastegraph.store.ports import PinMeta
+from tastegraph.store.ports import ArtefactInfo, PinMeta
 
 __all__ = ["FeedIndexes", "FeedStore"]
 
 
 class FeedStore(Protocol):
-    """Pins and their vectors, the catalog change log, the event log and model records."""
+    """Pins and their vectors, the catalog change log, the event log, model records and the
+    artefact files a trained model is published as."""
 
     def pin_meta(self, ids: Sequence[int] | None = None) -> list[PinMeta]: ...
 
@@ -50,6 +51,12 @@ class FeedStore(Protocol):
     def get_kv(self, key: str, default: Any = None) -> Any: ...
 
     def set_kv(self, key: str, value: Any) -> None: ...
+
+    def put_artefact(
+        self, name: str, data: bytes, provenance: Mapping[str, Any] | None = None
+    ) -> ArtefactInfo: ...
+
+    def get_artefact(self, digest: str) -> bytes: ...
 
 
 class FeedIndexes(Protocol):

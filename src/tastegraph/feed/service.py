@@ -34,6 +34,7 @@ from tastegraph.feed.ports import FeedIndexes, FeedStore
 from tastegraph.feed.store_view import load_event_batch, pin_meta, pin_table, user_ids
 from tastegraph.models.base import Encoders
 from tastegraph.settings import FeedSettings, Settings
+from tastegraph.store.artefact_cache import fetch_folder, pack_folder
 
 if TYPE_CHECKING:
     from tastegraph.feed.data import FeedItem, FeedParams, PinTable
@@ -238,7 +239,7 @@ class FeedService:
         if not rec or rec.get("version") == self._failed_version:
             return
         try:
-            engine.load(self.settings.data_dir / rec["path"])
+            engine.load(self._model_folder(rec))
         except (TastegraphError, OSError, ValueError, KeyError) as e:
             self._model_error = f"model {rec.get('version')!r} not loaded: {e}"
             self._failed_version = rec.get("version")
@@ -246,6 +247,14 @@ class FeedService:
             return
         self._version = rec["version"]
         self._model_error = None
+
+    def _model_folder(self, rec: dict[str, Any]) -> Path:
+        """The published model's files: this data dir's own when it trained it, else the
+        store's artefact, fetched once into the data dir's cache."""
+        local: Path = self.settings.data_dir / str(rec["path"])
+        if local.exists() or not rec.get("artefact"):
+            return local
+        return fetch_folder(self.store, str(rec["artefact"]), self.settings.data_dir)
 
     def status(self) -> dict[str, Any]:
         """The engine's health: ``state`` is ``ok``, ``not_built``, ``failed`` or ``stale``.
@@ -441,9 +450,18 @@ class FeedService:
         version = time.strftime("%Y%m%dT%H%M%S") + f"-{engine.digest()[:8]}"
         rel = Path("models") / "recs" / version
         engine.save(self.settings.data_dir / rel)
-        self.store.set_kv(
-            MODEL_KEY, {"path": str(rel), "version": version, "digest": engine.digest()}
+        # Published in the store too: a process with another data dir (another machine)
+        # fetches it by digest instead of needing this one's files.
+        published = self.store.put_artefact(
+            MODEL_KEY,
+            pack_folder(self.settings.data_dir / rel),
+            {"version": version, "settings": engine.digest(), "events": len(batch)},
         )
+        self.store.set_kv(
+            MODEL_KEY,
+            {"path": str(rel), "version": version, "digest": engine.digest(),
+             "artefact": published.digest},
+        )  # fmt: skip
         self.reload()
         skipped.update(engine.fit_report_.get("skipped_events", {}))
         return {

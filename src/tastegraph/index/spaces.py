@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from tastegraph.errors import IndexMismatch, NotFound
+from tastegraph.errors import IndexMismatch, NotFound, TastegraphError
 from tastegraph.index import IndexMeta, VectorIndex, open_index
 from tastegraph.models.whiten import l2_normalize
 
@@ -61,9 +61,12 @@ class Projection(Protocol):
 
 
 class RecordSource(Protocol):
-    """The store's small named records (where the projection is recorded)."""
+    """The store's small named records (where the projection is recorded) and its artefact
+    files (where its bytes are published)."""
 
     def get_kv(self, key: str, default: Any = None) -> Any: ...
+
+    def get_artefact(self, digest: str) -> bytes: ...
 
 
 def load_projection(
@@ -71,23 +74,31 @@ def load_projection(
 ) -> tuple[Projection | None, str | None]:
     """The recorded whitening projection and the record's digest (``(None, None)``: none).
 
-    A stale projection (another model or dim) is derived data: it is not used (the digest is
-    still returned, so a process does not take the same record for a new one), and is refitted
-    later.
+    The file is the data dir's own when this process's data dir wrote it; else it is fetched
+    from the store's artefacts once (``store/artefact_cache.py``). A stale projection (another
+    model or dim) is derived data: it is not used (the digest is still returned, so a process
+    does not take the same record for a new one), and is refitted later.
     """
     from tastegraph.models.whiten import PCAWhitener
+    from tastegraph.store.artefact_cache import fetch_file
 
     rec = records.get_kv(PROJECTION_KEY)
     if not rec:
         return None, None
     digest = rec.get("digest")
     path = data_dir / str(rec.get("path", ""))
+    if not path.is_file() and rec.get("artefact"):
+        try:
+            path = fetch_file(records, str(rec["artefact"]), data_dir)
+        except (TastegraphError, OSError) as e:
+            log.warning("the store's image projection %s could not be fetched: %s", digest, e)
     if not path.is_file():
-        # Not stale: written by a process with another data dir (another machine). Without it
-        # the image space runs unwhitened, so say so, with the fix (docs/deploy.md).
+        # Recorded by a version that kept it only as a file in another data dir (another
+        # machine). Without it the image space runs unwhitened, so say so, with the fix.
         log.warning(
-            "the store's image projection %s is not in this data dir (%s): image search runs "
-            "without it; copy DATA_DIR/models/ from the machine that ingested (docs/deploy.md)",
+            "the store's image projection %s is not in this data dir (%s) nor in the store: "
+            "image search runs without it; copy DATA_DIR/models/ from the machine that "
+            "ingested (docs/deploy.md)",
             rec.get("path"),
             data_dir,
         )

@@ -8,6 +8,7 @@ per database implements (``store/sqlite.py``, ``store/postgresql.py``).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,9 +26,9 @@ if TYPE_CHECKING:
 
     from tastegraph.store.ports import KeywordIndex, NoticeConnection
 
-__all__ = ["CommitCounter", "Database", "Dialect", "now_iso", "safe_url"]
+__all__ = ["CommitCounter", "Database", "Dialect", "json_dumps", "now_iso", "safe_url"]
 
-_VALUES = "text without NUL characters or unpaired surrogates, numbers within 64 bits"
+_VALUES = "text without unpaired surrogates, numbers within 64 bits"
 
 
 def safe_url(url: str) -> str:
@@ -42,6 +43,44 @@ def _reason(e: sa.exc.DBAPIError) -> str:
     """The driver's first line about ``e`` (never the statement or its parameters)."""
     text = str(e.orig).strip() if e.orig is not None else ""
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _nul_in(value: Any) -> bool:
+    """Whether ``value`` (a parameter: text, or a JSON document of lists and dicts) holds NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_nul_in(k) or _nul_in(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_nul_in(v) for v in value)
+    return False
+
+
+_NUL = "text with a NUL character (\\u0000)"
+_NUL_HINT = "remove the NUL characters: no store keeps them (PostgreSQL text cannot hold them)"
+
+
+def json_dumps(value: Any) -> str:
+    """How JSON columns are written on every backend: ``json.dumps``, refusing NUL anywhere
+    (PostgreSQL's JSONB cannot hold it; SQLite could, and both must keep the same things)."""
+    if _nul_in(value):
+        raise InvalidInput(f"{_NUL} in a JSON document", hint=_NUL_HINT)
+    return json.dumps(value)
+
+
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, many: bool
+) -> None:
+    """Refuse a write with NUL in a text parameter (PostgreSQL's text cannot hold it), before
+    it reaches either database, so that both stores refuse it alike."""
+    for row in parameters if many else [parameters]:
+        if isinstance(row, Mapping):
+            row = row.values()
+        elif not isinstance(row, list | tuple):
+            row = (row,)
+        for value in row:
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidInput(_NUL, hint=_NUL_HINT)
 
 
 def _alembic_config() -> Config:
@@ -118,6 +157,16 @@ class Dialect(Protocol):
         a serving process then reads the log tips only when it moved (``log_tips``)."""
         ...
 
+    def id_high_water(self, conn: sa.Connection, table: str, column: str) -> int:
+        """The largest id ``table``'s ``column`` has ever handed out (0 if none): a deleted
+        row's id included, since ids are never reused."""
+        ...
+
+    def set_id_high_water(self, conn: sa.Connection, table: str, column: str, value: int) -> None:
+        """Make the next id ``table`` hands out ``value + 1`` (rows inserted with their own ids
+        do not move PostgreSQL's sequences)."""
+        ...
+
 
 class CommitCounter(Protocol):
     def __call__(self) -> int: ...
@@ -137,6 +186,7 @@ class Database:
         self.dialect = dialect
         self.write_lock = threading.Lock()
         self.engine, self.writer = dialect.engines(url)
+        sa.event.listen(self.writer, "before_cursor_execute", _refuse_nul)
         self._counter: CommitCounter | None = None
         self._counter_made = False
 
@@ -153,22 +203,25 @@ class Database:
     def write(self) -> Iterator[sa.Connection]:
         """One write transaction at a time; commits on success, rolls back on error.
 
-        A value the database cannot hold (PostgreSQL: text with NUL, a number past 64 bits;
-        any: an unpaired surrogate) is the caller's bad input, not a server error.
+        A value the database cannot hold (PostgreSQL: a number past 64 bits; any: an unpaired
+        surrogate; text with NUL, refused here on every backend) is the caller's bad input,
+        not a server error.
         """
         try:
             with self.write_lock, self._connect(self.writer) as conn, conn.begin():
                 yield conn
-        except sa.exc.DataError as e:
-            raise InvalidInput(
-                f"the database refused a value: {_reason(e)}", hint=_VALUES
-            ) from None
-        except UnicodeEncodeError:
-            raise InvalidInput("text with an unpaired surrogate", hint=_VALUES) from None
-        except sa.exc.DBAPIError as e:
-            if e.connection_invalidated:
+        except sa.exc.StatementError as e:
+            if isinstance(e.orig, InvalidInput):  # raised while binding a value (json_dumps)
+                raise e.orig from None
+            if isinstance(e, sa.exc.DataError):
+                raise InvalidInput(
+                    f"the database refused a value: {_reason(e)}", hint=_VALUES
+                ) from None
+            if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
                 raise self._lost(e) from e
             raise
+        except UnicodeEncodeError:
+            raise InvalidInput("text with an unpaired surrogate", hint=_VALUES) from None
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

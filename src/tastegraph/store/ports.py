@@ -30,6 +30,8 @@ from tastegraph.domain import Pin, QuarantineEntry
 
 __all__ = [
     "PIN_RECORD_FIELDS",
+    "ArtefactFiles",
+    "ArtefactInfo",
     "Artefacts",
     "AuditLog",
     "ChangeLog",
@@ -277,6 +279,33 @@ class Artefacts(Protocol):
     def delete_kv(self, key: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class ArtefactInfo:
+    """One published version of a named file (the bytes: ``get_artefact(digest)``)."""
+
+    name: str
+    digest: str  # SHA-256 of the bytes, hex
+    size: int
+    created_at: str
+    provenance: dict[str, Any]
+
+
+class ArtefactFiles(Protocol):
+    """Files any node can fetch from the store (the trained feed model, the projection)::
+
+    info = store.put_artefact("feed_model", data, {"version": "v1"})
+    store.get_artefact(info.digest) == data
+    store.latest_artefact("feed_model")  # the newest published under that name
+    """
+
+    def put_artefact(
+        self, name: str, data: bytes, provenance: Mapping[str, Any] | None = None
+    ) -> ArtefactInfo: ...
+    def get_artefact(self, digest: str) -> bytes: ...
+    def latest_artefact(self, name: str) -> ArtefactInfo | None: ...
+    def list_artefacts(self, name: str | None = None) -> list[ArtefactInfo]: ...
+
+
 class Tokens(Protocol):
     """API tokens, stored hashed::
 
@@ -426,6 +455,7 @@ class Store(
     Duplicates,
     IngestRuns,
     Artefacts,
+    ArtefactFiles,
     Tokens,
     AuditLog,
     Engagement,

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_sql
 
 from tastegraph.errors import InvalidInput, MissingExtra
+from tastegraph.store.db import json_dumps
 from tastegraph.store.ports import KeywordDoc
 
 if TYPE_CHECKING:
@@ -92,8 +93,12 @@ class PostgreSQLDialect:
             ) from exc
         # A host that never answers is an error within seconds, not a hang.
         args = {"connect_timeout": 10}
-        reader = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
-        writer = sa.create_engine(url, pool_pre_ping=True, pool_size=2, connect_args=args)
+        reader = sa.create_engine(
+            url, json_serializer=json_dumps, pool_pre_ping=True, connect_args=args
+        )
+        writer = sa.create_engine(
+            url, json_serializer=json_dumps, pool_pre_ping=True, pool_size=2, connect_args=args
+        )
         return reader, writer
 
     @contextmanager
@@ -142,6 +147,22 @@ class PostgreSQLDialect:
 
     def keyword_index(self, db: Database) -> TsvectorKeywordIndex:
         return TsvectorKeywordIndex(db)
+
+    def id_high_water(self, conn: sa.Connection, table: str, column: str) -> int:
+        value = conn.execute(
+            sa.text(
+                "SELECT pg_sequence_last_value(CAST(pg_get_serial_sequence(:t, :c) AS regclass))"
+            ),
+            {"t": table, "c": column},
+        ).scalar_one_or_none()
+        return int(value or 0)
+
+    def set_id_high_water(self, conn: sa.Connection, table: str, column: str, value: int) -> None:
+        # setval(..., false): the next nextval() returns ``value + 1`` exactly; 1 when 0.
+        conn.execute(
+            sa.text("SELECT setval(pg_get_serial_sequence(:t, :c), :v, false)"),
+            {"t": table, "c": column, "v": value + 1},
+        )
 
 
 class PsycopgNotices:

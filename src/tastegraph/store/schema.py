@@ -22,7 +22,17 @@ Json = sa.JSON().with_variant(JSONB(), "postgresql")
 # Tables whose ids leave the process (in URLs, API bodies, logs, index files) are AUTOINCREMENT:
 # SQLite otherwise hands a deleted row's id (the largest) to the next insert, and the new row
 # inherits whatever still points at the old one (saves, clicks, cached thumbnails, audit lines).
-NEVER_REUSED = ("pins", "changes", "quarantine", "tokens", "audit_log", "users", "boards", "events")
+NEVER_REUSED = (
+    "pins",
+    "changes",
+    "quarantine",
+    "tokens",
+    "audit_log",
+    "users",
+    "boards",
+    "events",
+    "artefacts",
+)
 
 pins = sa.Table(
     "pins",
@@ -186,4 +196,29 @@ events = sa.Table(
     sa.Index("ix_events_user_ts", "user_id", "ts"),
     sa.Index("ix_events_pin", "pin_id"),
     sqlite_autoincrement=True,
+)
+
+# ---- artefacts: files any node can fetch (revision 0005)
+# One row per published (name, digest); the bytes are kept once per digest, in chunks.
+artefacts = sa.Table(
+    "artefacts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("provenance", Json, nullable=False),
+    sa.UniqueConstraint("name", "digest", name="uq_artefact_name_digest"),
+    sa.Index("ix_artefacts_digest", "digest"),
+    sqlite_autoincrement=True,
+)
+
+artefact_chunks = sa.Table(
+    "artefact_chunks",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from tastegraph.domain import Pin, QuarantineEntry
 from tastegraph.errors import InvalidInput, StoreUnavailable
+from tastegraph.store.artefact_files import ArtefactFileRepository
 from tastegraph.store.artefacts import ArtefactRepository
 from tastegraph.store.audit import AuditRepository
 from tastegraph.store.changes import ChangeLogRepository
@@ -26,6 +27,7 @@ from tastegraph.store.events import EventRepository
 from tastegraph.store.personal import PersonalDataRepository
 from tastegraph.store.pins import PinRepository
 from tastegraph.store.ports import (
+    ArtefactInfo,
     EventSelection,
     EventTimes,
     KeywordIndex,
@@ -82,7 +84,7 @@ class SQLStore:
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if scheme not in DIALECTS:
             raise InvalidInput(
-                f"unsupported store URL {url!r}",
+                f"unsupported store URL {safe_url(url)}",
                 hint="known schemes: sqlite:///PATH, postgresql+psycopg://USER@HOST/DB",
             )
         self.url = url
@@ -94,6 +96,7 @@ class SQLStore:
         self.duplicates = DuplicateRepository(self.db)
         self.runs = IngestRunRepository(self.db)
         self.artefacts = ArtefactRepository(self.db)
+        self.artefact_files = ArtefactFileRepository(self.db)
         self.tokens = TokenRepository(self.db)
         self.audit_log = AuditRepository(self.db)
         self.engagement = EngagementRepository(self.db)
@@ -238,6 +241,20 @@ class SQLStore:
     def delete_kv(self, key: str) -> None:
         self.artefacts.delete_kv(key)
 
+    def put_artefact(
+        self, name: str, data: bytes, provenance: Mapping[str, Any] | None = None
+    ) -> ArtefactInfo:
+        return self.artefact_files.put_artefact(name, data, provenance)
+
+    def get_artefact(self, digest: str) -> bytes:
+        return self.artefact_files.get_artefact(digest)
+
+    def latest_artefact(self, name: str) -> ArtefactInfo | None:
+        return self.artefact_files.latest_artefact(name)
+
+    def list_artefacts(self, name: str | None = None) -> list[ArtefactInfo]:
+        return self.artefact_files.list_artefacts(name)
+
     # --------------------------------------------------------- tokens, audit
     def create_token(self, name: str, role: str) -> tuple[TokenInfo, str]:
         return self.tokens.create_token(name, role)
@@ -350,6 +367,7 @@ if TYPE_CHECKING:
     _dups: type[_p.Duplicates] = DuplicateRepository
     _runs: type[_p.IngestRuns] = IngestRunRepository
     _kv: type[_p.Artefacts] = ArtefactRepository
+    _files: type[_p.ArtefactFiles] = ArtefactFileRepository
     _tokens: type[_p.Tokens] = TokenRepository
     _audit: type[_p.AuditLog] = AuditRepository
     _people: type[_p.Engagement] = EngagementRepository

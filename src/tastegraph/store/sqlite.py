@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_sql
 
 from tastegraph.errors import InvalidInput
+from tastegraph.store.db import json_dumps
 from tastegraph.store.ports import KeywordDoc
 
 if TYPE_CHECKING:
@@ -76,10 +77,12 @@ class SQLiteDialect:
             )
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         args = {"check_same_thread": False}
-        reader = sa.create_engine(url, connect_args=args)
+        reader = sa.create_engine(url, json_serializer=json_dumps, connect_args=args)
         # Exactly one writer connection (StaticPool), so a PRAGMA set on it holds for the next
         # transaction (see ``migrating``).
-        writer = sa.create_engine(url, connect_args=args, poolclass=sa.pool.StaticPool)
+        writer = sa.create_engine(
+            url, json_serializer=json_dumps, connect_args=args, poolclass=sa.pool.StaticPool
+        )
         _configure(reader, "BEGIN")
         _configure(writer, "BEGIN IMMEDIATE")
         return reader, writer
@@ -125,6 +128,21 @@ class SQLiteDialect:
         if not path or path == ":memory:" or path.startswith("file:"):
             return None  # a private in-memory database: no other connection sees it
         return DataVersion(path)
+
+    def id_high_water(self, conn: sa.Connection, table: str, column: str) -> int:
+        # AUTOINCREMENT tables keep theirs in sqlite_sequence (absent until the first insert).
+        seq = conn.execute(
+            sa.text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}
+        ).scalar_one_or_none()
+        return int(seq or 0)
+
+    def set_id_high_water(self, conn: sa.Connection, table: str, column: str, value: int) -> None:
+        conn.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = :t"), {"t": table})
+        if value > 0:
+            conn.execute(
+                sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :v)"),
+                {"t": table, "v": value},
+            )
 
 
 class DataVersion:

@@ -504,3 +504,28 @@ def test_store_imports_only_lower_layers_and_has_no_cycle() -> None:
 
     for m in sorted(edges):
         visit(m, [])
+
+
+# ------------------------------------------------------------------------- NUL characters
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"title": "a\x00"},
+        {"tags": ["\x00"]},
+        {"attributes": {"k\x00": 1}},
+        {"attributes": {"k": [{"deep": "x\x00"}]}},
+    ],
+    ids=["text", "json list", "json key", "nested"],
+)
+def test_nul_is_refused_alike_by_every_backend(store: Store, fields: dict[str, object]) -> None:
+    # PostgreSQL's text and JSONB cannot hold NUL and SQLite can: both refuse it, one message.
+    pid = store.add_pins([pin("a", title="kept")])[0][0]
+    with pytest.raises(InvalidInput, match=r"NUL character") as e:
+        store.update_pin(pid, fields)
+    assert "remove the NUL" in e.value.hint
+    assert store.get_pin(pid).title == "kept"
+    with pytest.raises(InvalidInput, match=r"NUL character"):
+        store.add_pins([pin("b", **fields)])
+    assert store.count_pins() == 1
+    with pytest.raises(InvalidInput, match=r"NUL character"):
+        store.create_user("nul\x00")

@@ -185,6 +185,23 @@ def test_unrelated_words_find_little(client: TestClient, tokens: dict[str, dict[
     assert r["total"] < 4
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [{"title": "a\u0000b"}, {"tags": ["ok", "b\u0000"]}, {"attributes": {"k\u0000": "v"}}],
+    ids=["title", "tags", "attribute key"],
+)
+def test_a_nul_in_an_edit_is_the_same_422_on_every_store(
+    client: TestClient, tokens: dict[str, dict[str, str]], edit: dict[str, object]
+) -> None:
+    # PostgreSQL's text and JSONB cannot hold NUL and SQLite can: both refuse it alike
+    # (run with TASTEGRAPH_TEST_STORE=postgresql for the other store).
+    pid = upload(client, solid((20, 120, 120)), tokens["editor"], title="kept")["pin"]["id"]
+    body = assert_error(client.patch(f"/pins/{pid}", json=edit, headers=tokens["editor"]), 422,
+                        "invalid_input")  # fmt: skip
+    assert "NUL character" in body["message"] and "remove the NUL" in body["hint"]
+    assert client.get(f"/pins/{pid}").json()["title"] == "kept"
+
+
 def test_update_and_delete(client: TestClient, tokens: dict[str, dict[str, str]]) -> None:
     pid = upload(client, solid((120, 120, 20)), tokens["editor"], title="old")["pin"]["id"]
     other = upload(client, solid((125, 118, 25), (90, 90)), tokens["editor"])["pin"]["id"]

@@ -425,6 +425,9 @@ def test_a_projection_file_missing_from_this_data_dir_is_named_with_the_fix(
             assert key == PROJECTION_KEY
             return {"path": "models/whitener-abc.npz", "digest": "abc", "n": 10}
 
+        def get_artefact(self, digest: str) -> bytes:
+            raise AssertionError("a record from before artefacts names none")
+
     with caplog.at_level("WARNING", logger="tastegraph.index.spaces"):
         projection, digest = load_projection(Records(), tmp_path, model_id="m", dim=8)
     assert projection is None and digest == "abc"
