@@ -1,7 +1,8 @@
 """One contract for every ``VectorIndex`` backend: each test runs over all of them.
 
 ``hnsw-graph`` is the HNSW backend with its exact fallbacks switched off, so that the filtered
-graph paths (bitmap selectors, over-fetching) face the same checks on small data.
+graph paths (bitmap selectors, over-fetching) face the same checks on small data; ``ivf-graph``
+does the same for the inverted file (trained from 200 vectors on).
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ BACKENDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "hnsw": ("hnsw", "f32", {}),
     "hnsw-f16": ("hnsw", "f16", {}),
     "hnsw-graph": ("hnsw", "f32", {"exact_max": 0, "exact_fraction": 0.0, "overfetch_max": 0}),
+    # Untrained (fewer than train_min vectors): every search exact over the flat store.
+    "ivf": ("ivf", "f32", {}),
+    # Trained on the test's data, every list probed: the inverted file and its re-rank.
+    "ivf-f16": ("ivf", "f16", {"train_min": 200, "nlist": 4, "nprobe": 4}),
+    "ivf-graph": (
+        "ivf",
+        "f32",
+        {
+            "train_min": 200,
+            "nlist": 4,
+            "nprobe": 4,
+            "exact_max": 0,
+            "exact_fraction": 0.0,
+            "overfetch_max": 0,
+        },
+    ),
 }
 
 
