@@ -82,11 +82,11 @@ Selector = tuple[NDArray[np.uint8], Any]
 class LabelledIndex:
     """Base of the faiss backends; subclasses supply the ANN structure (see ``hnsw``, ``ivf``).
 
-    Subclass hooks: ``_new_faiss_index()``, ``_store()`` (the flat label-indexed store),
-    ``_ann_ready()``, ``_ann_call(q, fetch, selector, n_selected)``, ``_add_vectors(x)``,
-    ``_rebuild_from(vecs)``, ``_adopt(index, man)`` (validate a loaded faiss index),
-    ``params`` and ``PARAMS`` (the constructor parameters ``open`` accepts) and ``BUILD_PARAMS``
-    (those a saved index must have been built with).
+    Subclass hooks: ``_store()`` (the flat label-indexed store),
+    ``_ann_call(q, fetch, selector, n_selected)``, ``_add_vectors(x)``, ``_rebuild_from(vecs)``,
+    ``_adopt(index, man)`` (validate a loaded faiss index), ``params`` and ``PARAMS`` (the
+    constructor parameters ``open`` accepts), ``BUILD_PARAMS`` (those a saved index must have
+    been built with) and ``SAVED_PARAMS`` (those a load takes from the manifest).
     """
 
     kind = ""
@@ -277,7 +277,7 @@ class LabelledIndex:
             # The hot path (plain similarity search), kept short: it is most of the traffic.
             with self._lock.read():
                 n_alive = len(self._map)
-                if n_alive > k and len(q) and self._ann_ready():
+                if n_alive > k and len(q):
                     return self._ann_search(
                         q, k, self._alive_selector(), n_alive, NONE, self._alive_all
                     )
@@ -293,7 +293,6 @@ class LabelledIndex:
                 excl = excl[excl >= 0]
                 if len(excl) > 1:
                     excl = np.unique(excl)
-            ready = self._ann_ready()
             if allow_ is not None:
                 labels = self._map.lookup(allow_)
                 ntotal = self._ntotal()
@@ -309,13 +308,13 @@ class LabelledIndex:
                     mask[excl] = False
                     cand = np.flatnonzero(mask)
                 limit = max(self.exact_max, int(self.exact_fraction * n_alive), k)
-                if len(cand) <= limit or not ready:
+                if len(cand) <= limit:
                     return self._exact(q, k, cand)
                 if mask is None:
                     mask = np.zeros(ntotal, bool)
                     mask[cand] = True
                 return self._ann_search(q, k, _bitmap(mask), len(cand), excl[:0], lambda: cand)
-            if n_alive - len(excl) <= k or not ready:
+            if n_alive - len(excl) <= k:
                 return self._exact(q, k, self._alive(excl))
             if len(excl) <= self.overfetch_max:
                 return self._ann_search(
@@ -379,9 +378,6 @@ class LabelledIndex:
     def _store(self) -> Any:
         """The flat, label-indexed store of every vector (``IndexFlat`` or float16 SQ)."""
         raise NotImplementedError
-
-    def _ann_ready(self) -> bool:
-        return True
 
     def _ann_call(
         self, q: F32, fetch: int, selector: Selector | None, n_selected: int

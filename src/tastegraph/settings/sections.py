@@ -111,8 +111,12 @@ class ModelsSettings(Section):
 class IndexSettings(Section):
     """The vector indexes of the catalog's spaces (image, text, words -> image)."""
 
-    kind: Literal["hnsw", "exact"] = Field(
-        "hnsw", description="Vector index backend: 'hnsw' (faiss, default) or 'exact' (numpy)."
+    kind: Literal["ivf", "hnsw", "exact"] = Field(
+        "ivf",
+        description=(
+            "Vector index backend: 'ivf' (faiss inverted file + exact re-rank, default; exact "
+            "below 20k pins), 'hnsw' (faiss graph) or 'exact' (numpy)."
+        ),
     )
 
 
