@@ -41,7 +41,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from tastegraph.index import IndexMeta, open_index
+from tastegraph.index import IndexMeta, hnsw, ivf, open_index
 from tastegraph.index.topk import block_rows, brute_force
 
 F16_FROM = 500_000  # with dtype "auto", sizes from here on store float16 (memory target at 1M)
@@ -161,6 +161,11 @@ CONFIGS: dict[str, Config] = {
         Config("ivf-norerank", "ivf", {"k_factor": 1}),
     )
 }
+SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hnsw": {"ef_search": hnsw.DEFAULT_EF_SEARCH},
+    "ivf": {"nprobe": ivf.DEFAULT_NPROBE, "k_factor": ivf.DEFAULT_K_FACTOR},
+}
+BUILD_KEYS = {"hnsw": ("m", "ef_construction"), "ivf": ("nlist", "train_min")}
 SWEEPS = {"ef_search": (32, 64, 128, 256), "nprobe": (4, 8, 16, 32)}
 
 
@@ -196,13 +201,20 @@ def build_or_load(
     """
     n = len(pins)
     ids = np.arange(n, dtype=np.int64)
-    key = f"{n}-{meta.dim}-{meta.dtype}-{config.name}".replace(":", "_").replace("=", "")
+    # Keyed by what shapes the built structure only: configs that differ in search-time
+    # parameters (efSearch, nprobe, k_factor) share one build.
+    build = "".join(
+        f"-{p}{config.params[p]}" for p in BUILD_KEYS[config.kind] if p in config.params
+    )
+    key = f"{n}-{meta.dim}-{meta.dtype}-{config.kind}{build}"
     folder = (cache / key) if cache else None
     record = folder / "bench.json" if folder else None
     rss0 = rss_bytes()
     if record is not None and folder is not None and record.exists():
         t0 = time.perf_counter()
-        idx = open_index(config.kind, folder, meta, **config.params)
+        # A shared build was saved with its own config's search parameters: reset them.
+        params = SEARCH_DEFAULTS[config.kind] | config.params
+        idx = open_index(config.kind, folder, meta, **params)
         times = json.loads(record.read_text())
         times["load_s"] = time.perf_counter() - t0
         times["rss_delta"] = rss_bytes() - rss0
@@ -278,7 +290,7 @@ def bench_one(
     meta = IndexMeta("image", "synthetic@1", dim, digest="bench", dtype=dtype)
     out = []
     for config in configs:
-        log(f"[{n:,} {config.name}] building ({dtype})")
+        log(f"[{n:,} {config.name}] {config.kind} index, {dtype}")
         idx, times = build_or_load(config, meta, pins, cache, log)
         out.append(
             measure(
