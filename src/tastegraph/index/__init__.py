@@ -1,7 +1,8 @@
 """Vector indexes: ``open_index(kind, path, meta)`` gives a ``VectorIndex``.
 
-Kinds: ``"hnsw"`` (faiss HNSW graph, the default), ``"ivf"`` (faiss inverted file over 8-bit codes
-with an exact re-rank: recall at 1M+ pins) and ``"exact"`` (numpy brute force, the oracle).
+Kinds: ``"auto"`` (the default: ``"hnsw"`` below 500k vectors, ``"ivf"`` from there on),
+``"hnsw"`` (faiss HNSW graph), ``"ivf"`` (faiss inverted file over 8-bit codes with an exact
+re-rank: recall at 1M+ pins) and ``"exact"`` (numpy brute force, the oracle).
 See ``tastegraph.index.base`` for the protocol and an example.
 """
 
@@ -22,7 +23,7 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
     Parameters
     ----------
     kind : str
-        ``"hnsw"``, ``"ivf"`` or ``"exact"``.
+        ``"auto"``, ``"hnsw"``, ``"ivf"`` or ``"exact"``.
     path : Path
         The index's own folder; nothing is written until ``save()``.
     meta : IndexMeta
@@ -48,7 +49,7 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
     >>> open_index("annoy", Path("/tmp/x"), IndexMeta("image", "m@1", 8))
     Traceback (most recent call last):
     ...
-    tastegraph.errors.InvalidInput: unknown index kind 'annoy'; known kinds: exact, hnsw, ivf
+    tastegraph.errors.InvalidInput: unknown index kind 'annoy'; known kinds: auto, exact, hnsw, ivf
     """
     if kind == "exact":
         from tastegraph.index.exact import ExactIndex
@@ -59,6 +60,10 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
         from tastegraph.index.hnsw import HNSWIndex
 
         return HNSWIndex.open(Path(path), meta, **params)  # type: ignore[no-any-return]
+    if kind == "auto":
+        from tastegraph.index.auto import AutoIndex
+
+        return AutoIndex.open(Path(path), meta, **params)
     if kind == "ivf":
         from tastegraph.index.ivf import IVFIndex
 

@@ -34,9 +34,9 @@ class FeedSettings(Section):
     query_clusters: int = Field(5, ge=1, description="Interests queried per feed call.")
     # generators
     index_kind: str = Field(
-        "ivf",
+        "auto",
         description=(
-            "Vector index of the engine's interest neighbours ('ivf', 'hnsw' or 'exact'); when "
+            "Vector index of the engine's neighbours ('auto', 'hnsw', 'ivf' or 'exact'); when "
             "it is the catalog's index kind the engine shares the catalog's image index."
         ),
     )

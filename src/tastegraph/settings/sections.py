@@ -111,11 +111,12 @@ class ModelsSettings(Section):
 class IndexSettings(Section):
     """The vector indexes of the catalog's spaces (image, text, words -> image)."""
 
-    kind: Literal["ivf", "hnsw", "exact"] = Field(
-        "ivf",
+    kind: Literal["auto", "hnsw", "ivf", "exact"] = Field(
+        "auto",
         description=(
-            "Vector index backend: 'ivf' (faiss inverted file + exact re-rank, default; exact "
-            "below 20k pins), 'hnsw' (faiss graph) or 'exact' (numpy)."
+            "Vector index backend: 'auto' (default: 'hnsw' below 500k pins, rebuilt as 'ivf' "
+            "there), 'hnsw' (faiss graph), 'ivf' (faiss inverted file + exact re-rank) or "
+            "'exact' (numpy)."
         ),
     )
 
