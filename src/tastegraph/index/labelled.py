@@ -75,6 +75,9 @@ PARALLEL_ADD_MIN = 2048
 PARALLEL_SEARCH_MIN = 8
 # Exact scoring through the flat store's own kernels for up to this many queries at once.
 SUBSET_QUERIES_MAX = 8
+# ... over up to this many rows: each thread keeps a scratch copy that large (32 MB of float16
+# at d = 256); bigger sets (rare: completing short rows of a huge filter) decode in blocks.
+SUBSET_ROWS_MAX = 1 << 16
 
 Selector = tuple[NDArray[np.uint8], Any]
 
@@ -456,7 +459,7 @@ class LabelledIndex:
 
     def _exact(self, q: F32, k: int, labels: I64) -> tuple[F32, I64]:
         """Exact top-``k`` pin ids among ``labels``, scored from the flat store."""
-        if len(q) <= SUBSET_QUERIES_MAX and len(labels) <= 1 << 18:
+        if len(q) <= SUBSET_QUERIES_MAX and len(labels) <= SUBSET_ROWS_MAX:
             # One thread: faiss splits even one query's scan over a team, and on a busy machine
             # two spinning threads made a 10k-row scan 46 ms instead of 0.15 ms.
             with self._omp(False):
