@@ -9,8 +9,8 @@ Scoring a subset is what a filtered search with a small ``allow`` set does. Deco
 the slow way: faiss's ``sa_decode`` and numpy's ``astype`` both convert float16 one value at a
 time (8-9 ms for 10k x 256 on the dev machine). Instead the subset's codes are gathered into a
 scratch faiss index of the same type, one per thread and reused, whose SIMD distance kernels
-score the float16 codes directly: ~0.15 ms for 10k x 256, plus ~1 ms for the gather itself
-(random rows of 512 bytes).
+score the float16 codes directly: ~0.1 ms for 10k x 256, plus ~0.25 ms (CPU) for the gather of
+those random 512-byte rows.
 """
 
 from __future__ import annotations
@@ -104,8 +104,11 @@ def score_subset(store: Any, q: F32, k: int, labels: I64) -> tuple[F32, I64]:
     assert view is not None
     tmp = _scratch_index(store, m)
     size = store.code_size
-    dst = np.asarray(faiss.rev_swig_ptr(tmp.codes.data(), m * size)).reshape(m, size)
-    np.take(view, labels, axis=0, out=dst)
+    dst = np.asarray(faiss.rev_swig_ptr(tmp.codes.data(), m * size))
+    # One opaque item per row, and mode="clip" (labels are valid): np.take then copies rows
+    # whole instead of buffering byte columns (10k rows of 512 bytes: 0.23 ms, 5x faster).
+    row = np.dtype((np.void, size))
+    np.take(view.view(row).ravel(), labels, out=dst.view(row), mode="clip")
     tmp.ntotal = m
     try:
         scores, pos = tmp.search(q, min(k, m))
