@@ -212,16 +212,16 @@ class IVFIndex(LabelledIndex):
                 return self._flat.search(q, fetch)  # type: ignore[no-any-return]
             params = faiss.SearchParameters(sel=selector[1])
             return self._flat.search(q, fetch, params=params)  # type: ignore[no-any-return]
-        nlist = int(self._ivf.nlist)
-        nprobe = min(self.nprobe, nlist)
         if selector is None:
             # Defaults set on the faiss objects: a call without parameter objects skips the
-            # SWIG marshalling of two of them per query.
-            if self._defaults != (nprobe, self.k_factor):
-                self._ivf.nprobe = nprobe
+            # SWIG marshalling of two of them per query (and no SWIG attribute is read here).
+            if self._defaults != (self.nprobe, self.k_factor):
+                self._ivf.nprobe = min(self.nprobe, int(self._ivf.nlist))
                 self._index.k_factor = float(self.k_factor)
-                self._defaults = (nprobe, self.k_factor)
+                self._defaults = (self.nprobe, self.k_factor)
             return self._index.search(q, fetch)  # type: ignore[no-any-return]
+        nlist = int(self._ivf.nlist)
+        nprobe = min(self.nprobe, nlist)
         # Under a filter, probe proportionally more lists: each holds fewer admitted vectors.
         ntotal = self._ntotal()
         nprobe = min(nlist, math.ceil(nprobe * ntotal / max(n_selected, 1)))

@@ -481,7 +481,8 @@ class LabelledIndex:
         ``n_selected`` is how many labels the selector admits; ``pool()`` lists the labels that
         qualify, for the exact search that completes rows the ANN left short (rare, so lazy).
         """
-        fetch = min(k + len(drop), self._ntotal())
+        # The caller saw more than k selected labels; only a drop list can ask for more than all.
+        fetch = min(k + len(drop), self._ntotal()) if len(drop) else k
         # Inline rather than through ``_omp``: this runs on every query.
         want = self.threads if len(q) >= PARALLEL_SEARCH_MIN else 1
         prev = faiss.omp_get_max_threads()
