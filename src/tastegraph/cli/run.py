@@ -79,7 +79,7 @@ def eval_retrieval(
     images: Annotated[Path, typer.Option(help="Folder of images.")],
     labels: Annotated[Path, typer.Option(help="CSV with image,label columns.")],
     data: Annotated[Path | None, typer.Option(help="Keep the evaluation catalog here.")] = None,
-    index: Annotated[str | None, typer.Option(help="hnsw or exact.")] = None,
+    index: Annotated[str | None, typer.Option(help="auto, hnsw, ivf or exact.")] = None,
     unlabelled: Annotated[
         str,
         typer.Option(

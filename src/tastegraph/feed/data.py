@@ -280,7 +280,7 @@ class FeedParams:
     max_clusters: int = 8
     query_clusters: int = 5  # interests queried per feed call
     # generators
-    index_kind: str = "hnsw"
+    index_kind: str = "auto"
     ann_k: int = 300  # interest neighbours in total, split by importance
     ann_k_min: int = 30
     walk_steps: int = 8000

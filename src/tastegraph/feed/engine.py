@@ -12,7 +12,7 @@ Pipeline of one ``feed(user, n, now)`` call
    recency-decayed engagement of its members. Clusters are recomputed only when the history changed;
    importance is recomputed at every call because it depends on ``now``.
 2. **Candidates** from the registered sources (``sources.registry``, aligned by ``pool``): ANN
-   neighbours of the interest medoids (the vector index, ``hnsw`` by default; neighbours allotted in
+   neighbours of the interest medoids (the vector index, ``auto`` by default; neighbours allotted in
    proportion to importance), Pixie random walks over the pin-board and pin-user graphs from the
    most important engaged pins, item-item co-engagement (CF), a whole-catalog behavioural model
    (EASE over who engaged with what, fitted by ``fit``: ``sources.behaviour``), popular pins

@@ -1,6 +1,8 @@
 """Vector indexes: ``open_index(kind, path, meta)`` gives a ``VectorIndex``.
 
-Kinds: ``"hnsw"`` (faiss HNSW graph, the default) and ``"exact"`` (numpy brute force, the oracle).
+Kinds: ``"auto"`` (the default: ``"hnsw"`` below 500k vectors, ``"ivf"`` from there on),
+``"hnsw"`` (faiss HNSW graph), ``"ivf"`` (faiss inverted file over 8-bit codes with an exact
+re-rank: recall at 1M+ pins) and ``"exact"`` (numpy brute force, the oracle).
 See ``tastegraph.index.base`` for the protocol and an example.
 """
 
@@ -21,7 +23,7 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
     Parameters
     ----------
     kind : str
-        ``"hnsw"`` or ``"exact"``.
+        ``"auto"``, ``"hnsw"``, ``"ivf"`` or ``"exact"``.
     path : Path
         The index's own folder; nothing is written until ``save()``.
     meta : IndexMeta
@@ -30,7 +32,8 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
         ``IndexMismatch`` with a hint to rebuild it (``tastegraph reindex``).
     **params
         Backend parameters, e.g. ``m``, ``ef_construction``, ``ef_search`` for ``hnsw``
-        (see ``tastegraph.index.hnsw.HNSWIndex``); unknown ones raise ``InvalidInput``.
+        (see ``tastegraph.index.hnsw.HNSWIndex``), ``nlist``, ``nprobe`` for ``ivf``
+        (``tastegraph.index.ivf.IVFIndex``); unknown ones raise ``InvalidInput``.
 
     Returns
     -------
@@ -46,7 +49,7 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
     >>> open_index("annoy", Path("/tmp/x"), IndexMeta("image", "m@1", 8))
     Traceback (most recent call last):
     ...
-    tastegraph.errors.InvalidInput: unknown index kind 'annoy'; known kinds: exact, hnsw
+    tastegraph.errors.InvalidInput: unknown index kind 'annoy'; known kinds: auto, exact, hnsw, ivf
     """
     if kind == "exact":
         from tastegraph.index.exact import ExactIndex
@@ -56,7 +59,15 @@ def open_index(kind: str, path: Path | str, meta: IndexMeta, **params: Any) -> V
         # Imported here so that `import tastegraph.index` does not load faiss.
         from tastegraph.index.hnsw import HNSWIndex
 
-        return HNSWIndex.open(Path(path), meta, **params)
+        return HNSWIndex.open(Path(path), meta, **params)  # type: ignore[no-any-return]
+    if kind == "auto":
+        from tastegraph.index.auto import AutoIndex
+
+        return AutoIndex.open(Path(path), meta, **params)
+    if kind == "ivf":
+        from tastegraph.index.ivf import IVFIndex
+
+        return IVFIndex.open(Path(path), meta, **params)  # type: ignore[no-any-return]
     raise InvalidInput(
         f"unknown index kind {kind!r}; known kinds: {', '.join(INDEX_KINDS)}",
         hint=f"use one of: {', '.join(INDEX_KINDS)}",

@@ -70,7 +70,7 @@ __all__ = [
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 
-INDEX_KINDS = ("exact", "hnsw")
+INDEX_KINDS = ("auto", "exact", "hnsw", "ivf")
 METRICS = ("ip",)
 DTYPES = ("f32", "f16")
 REINDEX_HINT = "rebuild it from the stored vectors with `tastegraph reindex`"
@@ -128,7 +128,9 @@ class VectorIndex(Protocol):
     """A mutable, persistent nearest-neighbour index over one vector space.
 
     Open one with ``tastegraph.index.open_index(kind, path, meta)``; ``kind`` is ``"exact"``
-    (numpy brute force, the test oracle) or ``"hnsw"`` (faiss HNSW graph, the default).
+    (numpy brute force, the test oracle), ``"hnsw"`` (faiss HNSW graph), ``"ivf"`` (faiss
+    inverted file with an exact re-rank, for large catalogs) or ``"auto"`` (the default: HNSW,
+    rebuilt as IVF once it holds 500k vectors).
 
     Example
     -------

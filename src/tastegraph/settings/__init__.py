@@ -13,7 +13,7 @@ of the file and environment variables.
 
 >>> s = Settings(port=9000, feed={"n_fresh": 0})
 >>> (s.api.port, s.feed.n_fresh, s.index.kind)
-(9000, 0, 'hnsw')
+(9000, 0, 'auto')
 """
 
 from __future__ import annotations

@@ -34,10 +34,10 @@ class FeedSettings(Section):
     query_clusters: int = Field(5, ge=1, description="Interests queried per feed call.")
     # generators
     index_kind: str = Field(
-        "hnsw",
+        "auto",
         description=(
-            "Vector index of the engine's interest neighbours ('hnsw' or 'exact'); when it is "
-            "the catalog's index kind the engine shares the catalog's image index."
+            "Vector index of the engine's neighbours ('auto', 'hnsw', 'ivf' or 'exact'); when "
+            "it is the catalog's index kind the engine shares the catalog's image index."
         ),
     )
     ann_k: int = Field(

@@ -111,8 +111,13 @@ class ModelsSettings(Section):
 class IndexSettings(Section):
     """The vector indexes of the catalog's spaces (image, text, words -> image)."""
 
-    kind: Literal["hnsw", "exact"] = Field(
-        "hnsw", description="Vector index backend: 'hnsw' (faiss, default) or 'exact' (numpy)."
+    kind: Literal["auto", "hnsw", "ivf", "exact"] = Field(
+        "auto",
+        description=(
+            "Vector index backend: 'auto' (default: 'hnsw' below 500k pins, rebuilt as 'ivf' "
+            "there), 'hnsw' (faiss graph), 'ivf' (faiss inverted file + exact re-rank) or "
+            "'exact' (numpy)."
+        ),
     )
 
 
