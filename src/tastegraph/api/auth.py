@@ -131,16 +131,32 @@ def permission_of(route: Any) -> str | None:
 
 def document_permissions(api: FastAPI) -> None:
     """Each operation in the OpenAPI document says the permission it needs (``x-permission``,
-    and a line of its description)."""
-    for route in api_routes(api):
-        if (perm := permission_of(route)) is None:
-            continue
-        route.openapi_extra = {**(route.openapi_extra or {}), "x-permission": perm}
-        line = (
-            "Anyone may call this." if perm == PUBLIC else f"Needs `{perm}`: {PERMISSIONS[perm]}."
-        )
-        if line not in route.description:  # routers are shared by every app made in a process
-            route.description = f"{route.description}\n\n{line}".strip()
+    and a line of its description). Written into the document as it is made, from the routes'
+    declarations: the routes themselves are shared by every app made in a process."""
+    make_schema = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = api.openapi_schema is None
+        schema = make_schema()
+        if not fresh:
+            return schema
+        for route in api_routes(api):
+            if (perm := permission_of(route)) is None:
+                continue
+            line = (
+                "Anyone may call this."
+                if perm == PUBLIC
+                else f"Needs `{perm}`: {PERMISSIONS[perm]}."
+            )
+            for method in route.methods or ():
+                op = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
+                if op is None:  # not in the document (include_in_schema=False)
+                    continue
+                op["x-permission"] = perm
+                op["description"] = f"{op.get('description', '')}\n\n{line}".strip()
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def api_routes(api: FastAPI) -> list[APIRoute]:

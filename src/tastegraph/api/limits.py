@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tastegraph.errors import RateLimited
 
@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from tastegraph.settings.limits import LimitsSettings
 
 __all__ = ["RateLimits"]
+
+
+def _say(item: Any) -> str:
+    """``10 per 15 minutes``, ``300 per minute`` (the library writes ``10 per 15 minute``)."""
+    unit, n = item.GRANULARITY.name, item.multiples
+    return f"{item.amount} per {unit}" if n == 1 else f"{item.amount} per {n} {unit}s"
 
 
 class RateLimits:
@@ -40,7 +46,7 @@ class RateLimits:
         for item in self._enumerate:
             if not self._limiter.hit(item, "enumerate", caller):
                 raise RateLimited(
-                    f"too many requests to routes that list or search ({item} per caller)",
+                    f"too many requests to routes that list or search ({_say(item)} per caller)",
                     retry_after_s=self._retry_after(item, "enumerate", caller),
                     hint="wait Retry-After seconds; page with larger limits instead of more calls",
                 )
@@ -52,7 +58,7 @@ class RateLimits:
         for item in self._auth:
             if not self._limiter.test(item, "auth", address):
                 raise RateLimited(
-                    f"too many failed credentials from this address ({item})",
+                    f"too many failed credentials from this address ({_say(item)})",
                     retry_after_s=self._retry_after(item, "auth", address),
                     hint="wait Retry-After seconds, then send a valid token",
                 )

@@ -44,8 +44,8 @@ def create_api(tg: App) -> FastAPI:
         feed.router,
     ):
         api.include_router(router)
+    document_permissions(api)  # first: the body errors read x-permission
     document_body_errors(api)
-    document_permissions(api)
 
     from tastegraph.web import index_html, mount_web
 

@@ -5,7 +5,10 @@ empty bodies, so an allowed caller gets 404/422 and a refused one 401/403 before
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +173,26 @@ def test_the_table_admin_holds_everything_and_docs_print_it() -> None:
     assert ROLE_PERMISSIONS["viewer"] < ROLE_PERMISSIONS["editor"] < ROLE_PERMISSIONS["admin"]
     doc = Path(__file__).resolve().parents[3] / "docs" / "permissions.md"
     assert markdown() in doc.read_text(), "paste `tastegraph.access.markdown()` into the doc"
+
+
+def test_the_first_app_a_process_makes_documents_its_permissions_too(tmp_path: Path) -> None:
+    # The routers are module globals: a fix that only worked from the second app on (as one
+    # did) passes every in-process test above. A fresh interpreter makes exactly one.
+    code = (
+        "import pathlib, sys; from tastegraph.api import create_api; "
+        "from tastegraph.app import build; from tastegraph.settings import Settings; "
+        "from tests.fakes import fake_encoders; "
+        "app = build(Settings(data_dir=pathlib.Path(sys.argv[1])), encoders=fake_encoders()); "
+        "doc = create_api(app).openapi(); "
+        "ops = [op for item in doc['paths'].values() for op in item.values()]; "
+        "print(sum('x-permission' in op for op in ops), len(ops))"
+    )
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "data")],
+        capture_output=True, text=True, env=env, cwd=repo, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    documented, total = map(int, r.stdout.split())
+    assert documented == total > 25
