@@ -29,7 +29,6 @@ import hashlib
 import json
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,52 +36,21 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-class Stages:
-    """Wraps callables in place and sums the calling thread's CPU per stage and request."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, float] = defaultdict(float)
-        self.samples: dict[str, list[float]] = defaultdict(list)
-        self._undo: list[tuple[Any, str, Any]] = []
-
-    def wrap(self, owner: Any, attr: str, stage: str) -> None:
-        fn = getattr(owner, attr)
-        current = self.current
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t = time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                current[stage] += time.thread_time() - t
-
-        self._undo.append((owner, attr, fn))
-        setattr(owner, attr, timed)
-
-    def end_request(self) -> None:
-        for k, v in self.current.items():
-            self.samples[k].append(v * 1e6)
-        self.current.clear()
-
-    def restore(self) -> None:
-        for owner, attr, fn in reversed(self._undo):
-            setattr(owner, attr, fn)
-        self._undo.clear()
+from bench_feed_threads import Stages
 
 
 @contextmanager
 def staged(tg: Any) -> Iterator[Stages]:
-    import dataclasses
 
     from tastegraph.api import serialize
     from tastegraph.api.routes import common, feed
     from tastegraph.feed import pool as pool_mod
     from tastegraph.feed import reasons, related, serving
     from tastegraph.feed.ranker import LambdaRanker
-    from tastegraph.feed.sources import registry
 
-    st = Stages()
+    st = Stages(clock=time.thread_time, scale=1e6)  # CPU of the calling thread, in µs
     st.wrap(tg.catchup, "if_behind", "catch-up check")
     engine = tg.feeds.engine
     st.wrap(tg.feeds, "feed", "feed service (cursor, eligibility, engine)")
@@ -105,17 +73,10 @@ def staged(tg: Any) -> Iterator[Stages]:
     st.wrap(feed, "pins_json", "pins to JSON")
     st.wrap(common, "json_response", "json encode")
     st.wrap(feed, "json_response", "json encode")
-    old = registry.REGISTRY
-    timed = []
-    for src in old:
-        holder = type("H", (), {"f": staticmethod(src.generate)})
-        st.wrap(holder, "f", f"engine: source {src.name}")
-        timed.append(dataclasses.replace(src, generate=holder.f))
-    pool_mod.REGISTRY = tuple(timed)
+    st.wrap_sources(lambda name: f"engine: source {name}")
     try:
         yield st
     finally:
-        pool_mod.REGISTRY = old
         st.restore()
 
 

@@ -73,30 +73,50 @@ def _pct(ms: list[float]) -> dict[str, float]:
 
 
 class Stages:
-    """Wraps functions in their modules' namespaces and sums wall time per stage and request."""
+    """Wraps functions in their modules' namespaces and sums time per stage and request: wall
+    time in ms by default; ``bench_feed_cpu.py`` passes the thread's CPU clock and µs."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.perf_counter, scale: float = 1000.0
+    ) -> None:
+        self.clock, self.scale = clock, scale
         self.current: dict[str, float] = defaultdict(float)
         self.samples: dict[str, list[float]] = defaultdict(list)
         self._undo: list[tuple[Any, str, Any]] = []
 
     def wrap(self, owner: Any, attr: str, stage: str) -> None:
         fn = getattr(owner, attr)
-        current = self.current
+        current, clock = self.current, self.clock
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
+            t = clock()
             try:
                 return fn(*args, **kwargs)
             finally:
-                current[stage] += time.perf_counter() - t
+                current[stage] += clock() - t
 
         self._undo.append((owner, attr, fn))
         setattr(owner, attr, timed)
 
+    def wrap_sources(self, label: Callable[[str], str]) -> None:
+        """Time each candidate source (a frozen dataclass per source: the pool's registry is
+        swapped for timed copies, put back by :meth:`restore`)."""
+        import dataclasses
+
+        from tastegraph.feed import pool as pool_mod
+        from tastegraph.feed.sources import registry
+
+        timed = []
+        for src in registry.REGISTRY:
+            holder = type("H", (), {"f": staticmethod(src.generate)})
+            self.wrap(holder, "f", label(src.name))
+            timed.append(dataclasses.replace(src, generate=holder.f))
+        self._undo.append((pool_mod, "REGISTRY", pool_mod.REGISTRY))
+        pool_mod.REGISTRY = tuple(timed)
+
     def end_request(self) -> None:
         for k, v in self.current.items():
-            self.samples[k].append(v * 1000.0)
+            self.samples[k].append(v * self.scale)
         self.current.clear()
 
     def restore(self) -> None:
@@ -107,12 +127,10 @@ class Stages:
 
 @contextmanager
 def staged() -> Iterator[Stages]:
-    import dataclasses
 
     from tastegraph.feed import pool as pool_mod
     from tastegraph.feed import reasons, related, serving
     from tastegraph.feed.ranker import LambdaRanker
-    from tastegraph.feed.sources import registry
 
     st = Stages()
     st.wrap(pool_mod, "interests", "interests")
@@ -128,18 +146,10 @@ def staged() -> Iterator[Stages]:
     st.wrap(related, "pixie_walk", "related_walk")
     st.wrap(related, "rrf", "related_rrf")
     st.wrap(related.reasons, "related_reason", "related_reasons")
-    # Sources: a frozen dataclass per source; swap the registry for timed copies.
-    old = registry.REGISTRY
-    timed = []
-    for src in old:
-        holder = type("H", (), {"f": staticmethod(src.generate)})
-        st.wrap(holder, "f", f"source_{src.name}")
-        timed.append(dataclasses.replace(src, generate=holder.f))
-    pool_mod.REGISTRY = tuple(timed)
+    st.wrap_sources(lambda name: f"source_{name}")
     try:
         yield st
     finally:
-        pool_mod.REGISTRY = old
         st.restore()
 
 

@@ -10,6 +10,7 @@ import io
 import struct
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -263,3 +264,15 @@ def heic_header() -> bytes:
     """The opening of a HEIC file (ISO-BMFF ftyp box, brand heic); no decoder plugin here."""
     ftyp = b"ftypheic\x00\x00\x00\x00mif1heic"
     return struct.pack(">I", len(ftyp) + 4) + ftyp + b"\x00" * 64
+
+
+def write_images(folder: Path, colours: dict[str, RGB], n: int, seed: int) -> None:
+    """``n`` noisy PNG photos of each colour, named ``COLOUR-NN.png``, in a new ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for name, rgb in colours.items():
+        for i in range(n):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 18, (48, 64, 3)), 0, 255).astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, "PNG")
+            (folder / f"{name}-{i:02d}.png").write_bytes(buf.getvalue())

@@ -4,32 +4,18 @@ a CLI ingest is served by every server within a second)."""
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image
 
 from tastegraph.store import open_store
 from tests.e2e.servers import Served, start, stop, wait_ready
 
 COLOURS = {"red": (210, 30, 30), "green": (30, 190, 40), "blue": (30, 40, 210)}
 PER_COLOUR = 40
-
-
-def write_images(folder: Path, colours: dict[str, tuple[int, int, int]], n: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    for name, rgb in colours.items():
-        for i in range(n):
-            arr = np.clip(np.array(rgb) + rng.normal(0, 18, (48, 64, 3)), 0, 255).astype(np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, "PNG")
-            (folder / f"{name}-{i:02d}.png").write_bytes(buf.getvalue())
 
 
 @contextmanager

@@ -29,9 +29,9 @@ from tests.e2e.replicas import (
     feed,
     new_user,
     two_servers,
-    write_images,
 )
 from tests.e2e.servers import Served, cli, free_port
+from tests.fixtures import write_images
 from tests.postgres import Server as PostgresServer
 
 pytestmark = pytest.mark.slow

@@ -22,9 +22,9 @@ from tests.e2e.replicas import (
     feed,
     new_user,
     two_servers,
-    write_images,
 )
 from tests.e2e.servers import Served, cli, start, stop, wait_ready
+from tests.fixtures import write_images
 
 pytestmark = pytest.mark.slow
 

@@ -4,17 +4,16 @@ feed, related list, similar-image search and trained model answer the same on bo
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from tastegraph.app import App, build
 from tastegraph.settings import Settings
 from tastegraph.store.copy import copy_store
 from tests.fakes import fake_encoders
+from tests.fixtures import write_images
 
 NOW = time.time()  # one "now" for every answer compared
 
@@ -27,15 +26,11 @@ def _app(data: Path, url: str) -> App:
 
 
 def _fill(app: App, folder: Path) -> None:
-    rng = np.random.default_rng(3)
-    folder.mkdir()
-    for i in range(30):
-        rgb = [(210, 30, 30), (30, 190, 40), (30, 40, 210)][i % 3]
-        arr = np.clip(np.array(rgb) + rng.normal(0, 18, (40, 48, 3)), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, "PNG")
-        (folder / f"p{i:02d}.png").write_bytes(buf.getvalue())
+    write_images(
+        folder, {"red": (210, 30, 30), "green": (30, 190, 40), "blue": (30, 40, 210)}, 10, seed=3
+    )
     assert app.catalog.ingest(str(folder), progress=False).added == 30
+    rng = np.random.default_rng(3)
     pins = [p.id for p in app.store.list_pins(limit=100)]
     users = [app.store.create_user(f"u{i}")["id"] for i in range(5)]
     kinds = ("impression", "click", "save", "hide", "dwell")

@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tastegraph.errors import IndexMismatch, InvalidInput
+from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
 from tastegraph.index.base import F32, I64, REINDEX_HINT
 
 __all__ = ["IdMap", "as_ids", "as_vectors", "check_k", "dedupe_last", "padded"]
@@ -154,6 +154,17 @@ class IdMap:
             where = np.flatnonzero(~dense)
             out[where] = [get(i, -1) for i in ids[where].tolist()]
         return out
+
+    def slots_of(self, ids: I64, space: str) -> I64:
+        """Slots of ``ids``, every one of which must be there (``NotFound`` names the first
+        20 that are not, in the ``space`` index)."""
+        slots = self.lookup(ids)
+        missing = ids[slots < 0]
+        if len(missing):
+            raise NotFound(
+                f"{len(missing)} ids are not in the {space} index", missing=missing[:20].tolist()
+            )
+        return slots
 
     def set(self, ids: I64, slots: I64) -> None:
         """Map each distinct id to its slot (ids must be distinct within one call)."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
+from tastegraph.errors import IndexMismatch, InvalidInput
 from tastegraph.index.arrays import IdMap, as_ids, as_vectors, check_k, dedupe_last, padded
 from tastegraph.index.base import F32, I64, REINDEX_HINT, IndexMeta
 from tastegraph.index.locking import RWLock
@@ -165,13 +165,7 @@ class ExactIndex:
     def get(self, ids: ArrayLike) -> F32:
         ids_ = as_ids(ids)
         with self._lock.read():
-            slots = self._map.lookup(ids_)
-            missing = ids_[slots < 0]
-            if len(missing):
-                raise NotFound(
-                    f"{len(missing)} ids are not in the {self._meta.space} index",
-                    missing=missing[:20].tolist(),
-                )
+            slots = self._map.slots_of(ids_, self._meta.space)
             return self._vecs[slots].astype(np.float32)
 
     def search(

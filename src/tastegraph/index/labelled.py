@@ -46,7 +46,7 @@ import faiss as _faiss
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tastegraph.errors import IndexMismatch, InvalidInput, NotFound
+from tastegraph.errors import IndexMismatch, InvalidInput
 from tastegraph.index.arrays import IdMap, as_ids, as_vectors, check_k, dedupe_last, padded
 from tastegraph.index.base import F32, I64, REINDEX_HINT, IndexMeta
 from tastegraph.index.flatcodes import decode, score_subset
@@ -258,13 +258,7 @@ class LabelledIndex:
     def get(self, ids: ArrayLike) -> F32:
         ids_ = as_ids(ids)
         with self._lock.read():
-            labels = self._map.lookup(ids_)
-            missing = ids_[labels < 0]
-            if len(missing):
-                raise NotFound(
-                    f"{len(missing)} ids are not in the {self._meta.space} index",
-                    missing=missing[:20].tolist(),
-                )
+            labels = self._map.slots_of(ids_, self._meta.space)
             return self._vectors(labels)
 
     def search(

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tastegraph.api import create_api
 from tastegraph.app import App
 from tastegraph.cli import app as cli
-from tests.e2e.replicas import write_images
+from tests.fixtures import write_images
 
 COLOURS = {"red": (210, 30, 30), "blue": (30, 40, 210)}
 

@@ -3,7 +3,6 @@ with an empty data dir over the same store loads what another data dir made (art
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from PIL import Image
 
 from tastegraph.app import App, build
 from tastegraph.feed.service import MODEL_KEY
@@ -20,6 +18,7 @@ from tastegraph.settings import Settings
 from tastegraph.store import schema as t
 from tastegraph.store.artefact_cache import cache_dir
 from tests.fakes import fake_encoders
+from tests.fixtures import write_images
 
 
 def _settings(data: Path, url: str) -> Settings:
@@ -39,15 +38,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def trained(tmp_path: Path, store_url: str) -> Iterator[tuple[App, dict[str, object]]]:
     app = build(_settings(tmp_path / "a", store_url), encoders=fake_encoders())
-    rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(24):
-        rgb = [(210, 30, 30), (30, 190, 40), (30, 40, 210)][i % 3]
-        arr = np.clip(np.array(rgb) + rng.normal(0, 18, (40, 48, 3)), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, "PNG")
-        (folder / f"p{i:02d}.png").write_bytes(buf.getvalue())
+    write_images(
+        folder, {"red": (210, 30, 30), "green": (30, 190, 40), "blue": (30, 40, 210)}, 8, seed=0
+    )
     assert app.catalog.ingest(str(folder), progress=False).added == 24
     pins = [p.id for p in app.store.list_pins(limit=100)]
     users = [app.store.create_user(f"u{i}")["id"] for i in range(4)]
