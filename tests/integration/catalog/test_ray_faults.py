@@ -64,8 +64,11 @@ def test_a_node_removed_mid_ingest_then_a_rerun_stores_every_source_exactly_once
         while _stored_count(db) < 8 and run.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         lost_at = _stored_count(db)
+        # Its replacement joins first, while this process is still connected to the cluster
+        # (Cluster.add_node needs the driver's connection; a first run that fails fast on the
+        # lost node disconnects it, which made adding it afterwards fail now and then).
+        cluster.add_node(num_cpus=1, object_store_memory=80 * MB)
         cluster.remove_node(doomed)  # mid-ingest: batches in flight there are lost
-        cluster.add_node(num_cpus=1, object_store_memory=80 * MB)  # its replacement
         run.join(120)
         assert not run.is_alive(), "the run hung after losing a node"
         assert 8 <= lost_at < 48, "the node was not removed mid-ingest"
